@@ -1,0 +1,416 @@
+//! `MultusConfig` (`multus.dev/v1alpha1`, cluster-scoped): how Multus is
+//! installed and configured on a pool of nodes.
+//!
+//! Every spec field is optional; the accessor of the same name returns the
+//! documented default when a field is unset, so the controller and the docs
+//! share one source of truth.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Affinity, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::multus_conf::{
+    DEFAULT_BIN_DIR, DEFAULT_CNI_DIR, DEFAULT_CONF_DIR, DEFAULT_MULTUS_NAMESPACE,
+    DEFAULT_SYSTEM_NAMESPACES,
+};
+
+/// Default image repository of the operator and node agent.
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/multus-rs/multus";
+/// Default priority class of the node agent pods.
+pub const DEFAULT_PRIORITY_CLASS: &str = "system-node-critical";
+/// Default `updateStrategy.maxUnavailable` of the node agent DaemonSet.
+pub const DEFAULT_MAX_UNAVAILABLE: &str = "10%";
+/// Default host directory of CNI configs.
+pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
+/// Default seconds a rollout may make no progress before it is Degraded.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 600;
+/// `primaryConfigFile` value that elects the primary automatically.
+pub const PRIMARY_CONFIG_AUTO: &str = "auto";
+
+/// Installation and configuration of Multus on the nodes selected by
+/// `placement.nodeSelector` (all nodes when unset).
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "multus.dev",
+    version = "v1alpha1",
+    kind = "MultusConfig",
+    plural = "multusconfigs",
+    singular = "multusconfig",
+    shortname = "mc",
+    category = "multus",
+    status = "MultusConfigStatus",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether Multus is installed and current on every selected node"
+    ),
+    printcolumn(
+        name = "Nodes-Ready",
+        type_ = "integer",
+        json_path = ".status.readyNodes",
+        description = "Nodes whose agent is ready"
+    ),
+    printcolumn(
+        name = "Nodes-Desired",
+        type_ = "integer",
+        json_path = ".status.desiredNodes",
+        description = "Nodes selected by this MultusConfig"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = "1"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultusConfigSpec {
+    /// Image of the node agent (which also carries the plugin binary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageSpec>,
+    /// Which nodes run the agent and how it is scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// Resources of the node agent container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Priority class of the agent pods. Default: system-node-critical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub priority_class_name: Option<String>,
+    /// Rolling update settings of the agent DaemonSet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_strategy: Option<UpdateStrategy>,
+    /// Seconds a rollout may make no progress before the MultusConfig turns
+    /// Degraded. Default: 600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 30, max = 86400))]
+    pub progress_deadline_seconds: Option<u32>,
+    /// Host directory of CNI configs (where 00-multus.conf is written).
+    /// Default: /etc/cni/net.d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*"))]
+    pub cni_conf_dir: Option<String>,
+    /// Host directory of CNI plugin binaries. Default: /opt/cni/bin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*"))]
+    pub cni_bin_dir: Option<String>,
+    /// Host directory of CNI configs referenced by NADs without
+    /// `spec.config`. Default: /etc/cni/multus/net.d.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*"))]
+    pub multus_conf_dir: Option<String>,
+    /// Host directory of the plugin's per-container cache.
+    /// Default: /var/lib/cni/multus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*"))]
+    pub cache_dir: Option<String>,
+    /// `auto` elects the lexically first CNI config of `cniConfDir`; a file
+    /// name pins the primary (default) network config. Default: auto.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^(auto|[^/]+\.(conf|conflist))$"))]
+    pub primary_config_file: Option<String>,
+    /// CNI version of the generated Multus config. Default: the primary's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_version: Option<CniVersionSpec>,
+    /// Log level of the plugin. Default: verbose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<PluginLogLevel>,
+    /// Host file the plugin also logs to. Default: none (stderr only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*"))]
+    pub log_file: Option<String>,
+    /// Pods may only use NADs of their own namespace and of
+    /// `globalNamespaces`. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_isolation: Option<bool>,
+    /// Namespaces whose NADs every pod may use under namespace isolation.
+    /// Default: [default].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_namespaces: Option<Vec<String>>,
+    /// Namespaces whose pods get no `defaultNetworks` and no network-status.
+    /// Default: [kube-system].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_namespaces: Option<Vec<String>>,
+    /// Namespace of the NADs named by clusterNetwork, defaultNetworks and
+    /// the default-network pod annotation. Default: kube-system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub multus_namespace: Option<String>,
+    /// Cluster network (NAD name, CNI network name, or host path) instead of
+    /// the elected primary config. Default: the elected primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_network: Option<String>,
+    /// Networks attached to every pod outside systemNamespaces.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_networks: Option<Vec<String>>,
+    /// Host file that must exist before Multus config is generated and before
+    /// ADD proceeds (the default network is ready). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*"))]
+    pub readiness_indicator_file: Option<String>,
+    /// Extra host directory searched for delegate plugin binaries.
+    /// Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*"))]
+    pub additional_bin_dir: Option<String>,
+}
+
+/// Where the agent image comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// Image repository. Default: ghcr.io/multus-rs/multus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub repository: Option<String>,
+    /// Image tag or `@sha256:` digest. Default: the operator's own version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub tag: Option<String>,
+    /// Image pull policy. Default: IfNotPresent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<PullPolicy>,
+    /// Names of image pull secrets in the operator's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_secrets: Option<Vec<String>>,
+}
+
+/// Kubernetes image pull policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    /// The policy as Kubernetes spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "Always",
+            Self::IfNotPresent => "IfNotPresent",
+            Self::Never => "Never",
+        }
+    }
+}
+
+/// Scheduling of the node agent pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    /// Nodes this MultusConfig applies to. Default: every node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+    /// Tolerations of the agent pods. Default: tolerate everything, so every
+    /// node (control plane and tainted nodes included) gets Multus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+    /// Affinity of the agent pods. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+}
+
+/// Rolling update settings of the agent DaemonSet.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateStrategy {
+    /// Nodes (count or percentage) updated at once. Default: 10%.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+}
+
+/// CNI versions the generated Multus config may use.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CniVersionSpec {
+    #[serde(rename = "0.3.0")]
+    V0_3_0,
+    #[serde(rename = "0.3.1")]
+    V0_3_1,
+    #[serde(rename = "0.4.0")]
+    V0_4_0,
+    #[serde(rename = "1.0.0")]
+    V1_0_0,
+    #[serde(rename = "1.1.0")]
+    V1_1_0,
+}
+
+impl CniVersionSpec {
+    /// The same version as the CNI type.
+    pub const fn cni_version(self) -> crate::cni::CniVersion {
+        use crate::cni::CniVersion as V;
+        match self {
+            Self::V0_3_0 => V::V0_3_0,
+            Self::V0_3_1 => V::V0_3_1,
+            Self::V0_4_0 => V::V0_4_0,
+            Self::V1_0_0 => V::V1_0_0,
+            Self::V1_1_0 => V::V1_1_0,
+        }
+    }
+}
+
+/// Plugin log levels, least to most verbose.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginLogLevel {
+    Panic,
+    Error,
+    Verbose,
+    Debug,
+}
+
+impl PluginLogLevel {
+    /// The same level as the Multus config type.
+    pub const fn log_level(self) -> crate::multus_conf::LogLevel {
+        use crate::multus_conf::LogLevel as L;
+        match self {
+            Self::Panic => L::Panic,
+            Self::Error => L::Error,
+            Self::Verbose => L::Verbose,
+            Self::Debug => L::Debug,
+        }
+    }
+}
+
+/// Observed state of a MultusConfig.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MultusConfigStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Progressing` and `Degraded`, each with reason and message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// Nodes that should run the agent.
+    #[serde(default)]
+    pub desired_nodes: i32,
+    /// Nodes whose agent is ready and whose Multus config is current.
+    #[serde(default)]
+    pub ready_nodes: i32,
+    /// Nodes running the agent of the current spec.
+    #[serde(default)]
+    pub updated_nodes: i32,
+    /// Primary (default) networks elected on the nodes, with node counts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub primary_networks: Vec<PrimaryNetworkSummary>,
+    /// NetworkAttachmentDefinitions that failed validation.
+    #[serde(default)]
+    pub invalid_network_attachment_definitions: i32,
+}
+
+/// One primary network seen on the nodes of a MultusConfig.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrimaryNetworkSummary {
+    /// CNI network name of the elected primary config.
+    pub name: String,
+    /// Nodes that elected it.
+    pub nodes: i32,
+}
+
+/// Condition type: Multus is installed and current on every selected node.
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type: a rollout is under way.
+pub const CONDITION_PROGRESSING: &str = "Progressing";
+/// Condition type: something needs a user's attention.
+pub const CONDITION_DEGRADED: &str = "Degraded";
+
+impl MultusConfigSpec {
+    /// Image repository, defaulted.
+    pub fn image_repository(&self) -> &str {
+        self.image
+            .as_ref()
+            .and_then(|i| i.repository.as_deref())
+            .unwrap_or(DEFAULT_IMAGE_REPOSITORY)
+    }
+
+    /// Image pull policy, defaulted.
+    pub fn image_pull_policy(&self) -> PullPolicy {
+        self.image
+            .as_ref()
+            .and_then(|i| i.pull_policy)
+            .unwrap_or(PullPolicy::IfNotPresent)
+    }
+
+    /// Priority class, defaulted.
+    pub fn priority_class_name(&self) -> &str {
+        self.priority_class_name.as_deref().unwrap_or(DEFAULT_PRIORITY_CLASS)
+    }
+
+    /// `maxUnavailable`, defaulted.
+    pub fn max_unavailable(&self) -> IntOrString {
+        self.update_strategy
+            .as_ref()
+            .and_then(|u| u.max_unavailable.clone())
+            .unwrap_or_else(|| IntOrString::String(DEFAULT_MAX_UNAVAILABLE.to_owned()))
+    }
+
+    /// Rollout progress deadline in seconds, defaulted.
+    pub fn progress_deadline_seconds(&self) -> u32 {
+        self.progress_deadline_seconds
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    }
+
+    /// Host CNI config dir, defaulted.
+    pub fn cni_conf_dir(&self) -> &str {
+        self.cni_conf_dir.as_deref().unwrap_or(DEFAULT_CNI_CONF_DIR)
+    }
+
+    /// Host CNI bin dir, defaulted.
+    pub fn cni_bin_dir(&self) -> &str {
+        self.cni_bin_dir.as_deref().unwrap_or(DEFAULT_BIN_DIR)
+    }
+
+    /// Host Multus conf dir (NAD file references), defaulted.
+    pub fn multus_conf_dir(&self) -> &str {
+        self.multus_conf_dir.as_deref().unwrap_or(DEFAULT_CONF_DIR)
+    }
+
+    /// Host cache dir, defaulted.
+    pub fn cache_dir(&self) -> &str {
+        self.cache_dir.as_deref().unwrap_or(DEFAULT_CNI_DIR)
+    }
+
+    /// The pinned primary config file, or `None` for automatic election.
+    pub fn pinned_primary_config_file(&self) -> Option<&str> {
+        self.primary_config_file
+            .as_deref()
+            .filter(|f| *f != PRIMARY_CONFIG_AUTO)
+    }
+
+    /// Plugin log level, defaulted.
+    pub fn log_level(&self) -> PluginLogLevel {
+        self.log_level.unwrap_or(PluginLogLevel::Verbose)
+    }
+
+    /// Whether namespace isolation is on, defaulted.
+    pub fn namespace_isolation(&self) -> bool {
+        self.namespace_isolation.unwrap_or(false)
+    }
+
+    /// System namespaces, defaulted.
+    pub fn system_namespaces(&self) -> Vec<String> {
+        self.system_namespaces.clone().unwrap_or_else(|| {
+            DEFAULT_SYSTEM_NAMESPACES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect()
+        })
+    }
+
+    /// Multus namespace, defaulted.
+    pub fn multus_namespace(&self) -> &str {
+        self.multus_namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_MULTUS_NAMESPACE)
+    }
+}

@@ -1,0 +1,99 @@
+//! `MultusNodeState` (`multus.dev/v1alpha1`, cluster-scoped, one per node,
+//! named after the node): what the node agent did on its node.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The node a MultusNodeState reports on.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "multus.dev",
+    version = "v1alpha1",
+    kind = "MultusNodeState",
+    plural = "multusnodestates",
+    singular = "multusnodestate",
+    shortname = "mns",
+    category = "multus",
+    status = "MultusNodeStateStatus",
+    printcolumn(
+        name = "Primary",
+        type_ = "string",
+        json_path = ".status.primaryConfigFile",
+        description = "The elected primary (default network) CNI config file"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "boolean",
+        json_path = ".status.ready",
+        description = "Whether the generated Multus config is current"
+    ),
+    printcolumn(
+        name = "Version",
+        type_ = "string",
+        json_path = ".status.pluginVersion",
+        description = "Version of the installed multus plugin"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.message",
+        priority = "1"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MultusNodeStateSpec {
+    /// Name of the node (equals metadata.name).
+    pub node_name: String,
+    /// The MultusConfig whose agent manages this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multus_config: Option<String>,
+}
+
+/// What the node agent observed and did.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MultusNodeStateStatus {
+    /// Whether a Multus config is generated from the current primary.
+    #[serde(default)]
+    pub ready: bool,
+    /// Why the node is not ready (empty when ready).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// File name of the elected primary config in the CNI conf dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_config_file: Option<String>,
+    /// CNI network name of the elected primary config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_network_name: Option<String>,
+    /// File name of the generated Multus config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_config_file: Option<String>,
+    /// SHA-256 (hex) of the generated Multus config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_config_hash: Option<String>,
+    /// Version of the installed multus plugin binary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_version: Option<String>,
+    /// CNI plugin binaries found in the CNI bin dir.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cni_plugins: Vec<String>,
+    /// Config files skipped during election, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_configs: Vec<SkippedConfig>,
+    /// When the Multus config was last (re)generated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_generated: Option<Time>,
+}
+
+/// A config file that was not elected, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedConfig {
+    /// File name in the CNI conf dir.
+    pub file: String,
+    /// Why it was skipped.
+    pub reason: String,
+}

@@ -1,0 +1,11 @@
+//! Shared model of the Rust Multus: CNI and NPWG types, the Multus network
+//! configuration, the operator's custom resources and the pure logic that
+//! generates `00-multus.conf`.
+//!
+//! Nothing here performs I/O: callers pass in bytes and directory listings.
+
+pub mod cni;
+pub mod npwg;
+pub mod crd;
+pub mod multus_conf;
+pub mod generate;

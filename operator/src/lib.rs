@@ -1,0 +1,4 @@
+//! Library of the `multus-operator` binary: the cluster controller, the node
+//! agent and CRD output.
+
+pub mod crd;
