@@ -5,7 +5,10 @@
 //! Nothing here performs I/O: callers pass in bytes and directory listings.
 
 pub mod cni;
-pub mod npwg;
+pub mod conf_file;
 pub mod crd;
-pub mod multus_conf;
 pub mod generate;
+pub mod multus_conf;
+pub mod npwg;
+
+pub use conf_file::ConfFile;

@@ -101,7 +101,11 @@ pub struct LogOptions {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MultusNetConf {
     /// CNI version of the Multus config; results are returned in it.
-    #[serde(rename = "cniVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cniVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cni_version: Option<String>,
     /// Network name (`multus-cni-network` when generated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,10 +121,18 @@ pub struct MultusNetConf {
     pub delegates: Vec<Value>,
     /// Cluster network as NAD name, CNI network name, directory or file path;
     /// wins over `delegates`.
-    #[serde(rename = "clusterNetwork", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterNetwork",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_network: Option<String>,
     /// Extra networks for every pod outside `systemNamespaces`.
-    #[serde(rename = "defaultNetworks", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "defaultNetworks",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub default_networks: Vec<String>,
     /// Directory of CNI configs referenced by NADs without `spec.config`.
     #[serde(rename = "confDir", default = "default_conf_dir")]
@@ -141,7 +153,11 @@ pub struct MultusNetConf {
     #[serde(rename = "logToStderr", default = "default_true")]
     pub log_to_stderr: bool,
     /// Log rotation settings.
-    #[serde(rename = "logOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_options: Option<LogOptions>,
     /// File that must exist before ADD proceeds (the default network is ready).
     #[serde(
@@ -179,17 +195,29 @@ pub struct MultusNetConf {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<Map<String, Value>>,
     /// Runtime-supplied values for the advertised capabilities.
-    #[serde(rename = "runtimeConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimeConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_config: Option<Map<String, Value>>,
     /// Keep the cache when a delegate DEL fails so that the runtime's retry
     /// can finish the job.
     #[serde(rename = "retryDeleteOnError", default)]
     pub retry_delete_on_error: bool,
     /// Name of an auxiliary plugin chain run after the attachments.
-    #[serde(rename = "auxiliaryCNIChainName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "auxiliaryCNIChainName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auxiliary_cni_chain_name: Option<String>,
     /// The previous result in a chained invocation.
-    #[serde(rename = "prevResult", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "prevResult",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub prev_result: Option<Value>,
     /// Every key this type does not know, kept as it was.
     #[serde(flatten)]
@@ -212,7 +240,10 @@ fn default_multus_namespace() -> String {
     DEFAULT_MULTUS_NAMESPACE.to_owned()
 }
 fn default_system_namespaces() -> Vec<String> {
-    DEFAULT_SYSTEM_NAMESPACES.iter().map(|s| (*s).to_owned()).collect()
+    DEFAULT_SYSTEM_NAMESPACES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
 }
 
 /// Splits a comma separated namespace list, dropping blanks.
@@ -275,7 +306,10 @@ impl MultusNetConf {
 
     /// Checks the rules that serde cannot express.
     pub fn validate(&self) -> Result<(), MultusConfError> {
-        if self.cluster_network.as_deref().is_none_or(|s| s.trim().is_empty())
+        if self
+            .cluster_network
+            .as_deref()
+            .is_none_or(|s| s.trim().is_empty())
             && self.delegates.is_empty()
         {
             return Err(MultusConfError::NoClusterNetwork);
@@ -288,7 +322,9 @@ impl MultusNetConf {
     }
 
     /// The config's CNI version; a config without one is 0.1.0 per the spec.
-    pub fn cni_version(&self) -> Result<crate::cni::CniVersion, crate::cni::version::UnknownVersion> {
+    pub fn cni_version(
+        &self,
+    ) -> Result<crate::cni::CniVersion, crate::cni::version::UnknownVersion> {
         match self.cni_version.as_deref() {
             None | Some("") => Ok(crate::cni::CniVersion::V0_1_0),
             Some(text) => text.parse(),
@@ -314,7 +350,10 @@ impl MultusNetConf {
     pub fn namespace_allowed(&self, pod_namespace: &str, nad_namespace: &str) -> bool {
         !self.namespace_isolation
             || pod_namespace == nad_namespace
-            || self.effective_global_namespaces().iter().any(|g| g == nad_namespace)
+            || self
+                .effective_global_namespaces()
+                .iter()
+                .any(|g| g == nad_namespace)
     }
 
     /// Whether pods of `namespace` are system pods (no default networks, no
@@ -336,8 +375,9 @@ mod tests {
 
     #[test]
     fn minimal_config_gets_upstream_defaults() {
-        let conf = parse(json!({"name": "m", "type": "multus", "clusterNetwork": "k8s-pod-network"}))
-            .unwrap();
+        let conf =
+            parse(json!({"name": "m", "type": "multus", "clusterNetwork": "k8s-pod-network"}))
+                .unwrap();
         assert_eq!(conf.conf_dir, "/etc/cni/multus/net.d");
         assert_eq!(conf.cni_dir, "/var/lib/cni/multus");
         assert_eq!(conf.bin_dir, "/opt/cni/bin");
@@ -424,12 +464,21 @@ mod tests {
     #[test]
     fn namespace_isolation_rules() {
         let mut conf = parse(json!({"clusterNetwork": "x"})).unwrap();
-        assert!(conf.namespace_allowed("a", "b"), "isolation off allows everything");
+        assert!(
+            conf.namespace_allowed("a", "b"),
+            "isolation off allows everything"
+        );
         conf.namespace_isolation = true;
         assert!(conf.namespace_allowed("a", "a"));
         assert!(!conf.namespace_allowed("a", "b"));
-        assert!(conf.namespace_allowed("a", "default"), "default is global by default");
-        assert!(conf.namespace_allowed("a", "kube-system"), "multus namespace is global");
+        assert!(
+            conf.namespace_allowed("a", "default"),
+            "default is global by default"
+        );
+        assert!(
+            conf.namespace_allowed("a", "kube-system"),
+            "multus namespace is global"
+        );
         conf.global_namespaces = vec!["shared".into()];
         assert!(conf.namespace_allowed("a", "shared"));
         assert!(!conf.namespace_allowed("a", "default"));

@@ -8,7 +8,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "multus-operator", version, about = "Operator of the Rust Multus")]
+#[command(
+    name = "multus-operator",
+    version,
+    about = "Operator of the Rust Multus"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Commands,

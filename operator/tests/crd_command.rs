@@ -13,7 +13,11 @@ fn crd_output_equals_the_committed_crds() {
         .arg("crd")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8(out.stdout).unwrap();
     let documents: Vec<&str> = printed
         .split("---\n")
@@ -25,10 +29,14 @@ fn crd_output_equals_the_committed_crds() {
         let name = value["metadata"]["name"].as_str().unwrap().to_owned();
         let path = repo_root().join("crds").join(format!("{name}.yaml"));
         let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!("{} is missing ({e}); run `cargo run -p multus-operator -- crd --output-dir crds`", path.display())
+            panic!(
+                "{} is missing ({e}); run `cargo run -p multus-operator -- crd --output-dir crds`",
+                path.display()
+            )
         });
         assert_eq!(
-            committed, doc,
+            committed,
+            doc,
             "{} is stale; run `cargo run -p multus-operator -- crd --output-dir crds`",
             path.display()
         );
@@ -51,7 +59,13 @@ fn crd_output_dir_writes_one_file_per_crd() {
         .collect();
     names.sort();
     std::fs::remove_dir_all(&dir).unwrap();
-    assert_eq!(names, ["multusconfigs.multus.dev.yaml", "multusnodestates.multus.dev.yaml"]);
+    assert_eq!(
+        names,
+        [
+            "multusconfigs.multus.dev.yaml",
+            "multusnodestates.multus.dev.yaml"
+        ]
+    );
 }
 
 #[test]

@@ -51,7 +51,11 @@ pub fn run(command: Option<&str>, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
         Command::Version => {
             let info = version::version_info(stdin);
             serde_json::to_vec(&info).map_err(|e| {
-                CniError::new(ErrorCode::IoFailure, "cannot encode the VERSION answer", e.to_string())
+                CniError::new(
+                    ErrorCode::IoFailure,
+                    "cannot encode the VERSION answer",
+                    e.to_string(),
+                )
             })
         }
         other => Err(CniError::new(

@@ -41,14 +41,19 @@ mod tests {
         assert_eq!(info.cni_version, "0.4.0");
         assert_eq!(
             info.supported_versions,
-            ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+            [
+                "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"
+            ]
         );
     }
 
     #[test]
     fn empty_or_unknown_requests_get_the_latest() {
         assert_eq!(version_info(b"").cni_version, "1.1.0");
-        assert_eq!(version_info(br#"{"cniVersion":"9.9.9"}"#).cni_version, "1.1.0");
+        assert_eq!(
+            version_info(br#"{"cniVersion":"9.9.9"}"#).cni_version,
+            "1.1.0"
+        );
     }
 
     #[test]

@@ -15,8 +15,12 @@ fn run_cni(command: Option<&str>, stdin: &[u8]) -> (bool, serde_json::Value) {
     let mut child = cmd.spawn().unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
-    let value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", String::from_utf8_lossy(&out.stdout)));
+    let value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
     (out.status.success(), value)
 }
 
@@ -27,7 +31,9 @@ fn version_lists_every_cni_version() {
     assert_eq!(value["cniVersion"], "0.3.1");
     assert_eq!(
         value["supportedVersions"],
-        serde_json::json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        serde_json::json!([
+            "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"
+        ])
     );
 }
 
@@ -54,5 +60,8 @@ fn dash_dash_version_prints_the_release() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with(concat!("multus ", env!("CARGO_PKG_VERSION"))), "{text}");
+    assert!(
+        text.starts_with(concat!("multus ", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
 }

@@ -28,11 +28,14 @@ pub fn workspace_root() -> PathBuf {
 /// the test: the user asked for a cluster run.
 pub async fn e2e_client(test: &str) -> Option<kube::Client> {
     let Some(path) = std::env::var_os(E2E_KUBECONFIG_ENV).filter(|p| !p.is_empty()) else {
-        eprintln!("SKIPPED {test}: set {E2E_KUBECONFIG_ENV} to a kubeconfig to run it against a real cluster");
+        eprintln!(
+            "SKIPPED {test}: set {E2E_KUBECONFIG_ENV} to a kubeconfig to run it against a real cluster"
+        );
         return None;
     };
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path)
-        .unwrap_or_else(|e| panic!("{E2E_KUBECONFIG_ENV}={path:?} is not a usable kubeconfig: {e}"));
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!("{E2E_KUBECONFIG_ENV}={path:?} is not a usable kubeconfig: {e}")
+    });
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .unwrap_or_else(|e| panic!("{E2E_KUBECONFIG_ENV}={path:?}: {e}"));

@@ -14,9 +14,13 @@ const FIELD_MANAGER: &str = "multus-e2e";
 
 async fn apply_and_wait(api: &Api<CustomResourceDefinition>, crd: &CustomResourceDefinition) {
     let name = crd.metadata.name.clone().expect("CRD name");
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(crd))
-        .await
-        .unwrap_or_else(|e| panic!("the API server rejected CRD {name}: {e}"));
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("the API server rejected CRD {name}: {e}"));
     let established = await_condition(api.clone(), &name, conditions::is_crd_established());
     tokio::time::timeout(Duration::from_secs(30), established)
         .await
@@ -46,8 +50,8 @@ async fn api_server_accepts_our_crds_and_validates_with_them() {
         dry_run: true,
         field_manager: Some(FIELD_MANAGER.into()),
     };
-    let example = std::fs::read_to_string(workspace_root().join("docs/examples/multusconfig.yaml"))
-        .unwrap();
+    let example =
+        std::fs::read_to_string(workspace_root().join("docs/examples/multusconfig.yaml")).unwrap();
     let example: MultusConfig = serde_yaml::from_str(&example).unwrap();
     configs
         .create(&dry_run, &example)

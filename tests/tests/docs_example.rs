@@ -6,8 +6,8 @@ use multus_e2e::workspace_root;
 use serde_json::Value;
 
 fn example() -> (Value, MultusConfig) {
-    let text = std::fs::read_to_string(workspace_root().join("docs/examples/multusconfig.yaml"))
-        .unwrap();
+    let text =
+        std::fs::read_to_string(workspace_root().join("docs/examples/multusconfig.yaml")).unwrap();
     let raw: Value = serde_yaml::from_str(&text).unwrap();
     let typed: MultusConfig = serde_yaml::from_str(&text).unwrap();
     (raw, typed)
@@ -34,14 +34,19 @@ fn example_has_no_unknown_keys() {
     dropped_keys("", &raw, &back, &mut dropped);
     // `affinity: {}` and empty lists are legitimately elided.
     dropped.retain(|k| k != ".spec.placement.affinity");
-    assert!(dropped.is_empty(), "keys the type does not know: {dropped:?}");
+    assert!(
+        dropped.is_empty(),
+        "keys the type does not know: {dropped:?}"
+    );
 }
 
 #[test]
 fn example_sets_every_spec_field() {
     let (raw, _) = example();
     let schema = serde_json::to_value(
-        <MultusConfig as kube::CustomResourceExt>::crd().spec.versions[0]
+        <MultusConfig as kube::CustomResourceExt>::crd()
+            .spec
+            .versions[0]
             .schema
             .clone()
             .unwrap()
@@ -49,7 +54,9 @@ fn example_sets_every_spec_field() {
             .unwrap(),
     )
     .unwrap();
-    let fields = schema["properties"]["spec"]["properties"].as_object().unwrap();
+    let fields = schema["properties"]["spec"]["properties"]
+        .as_object()
+        .unwrap();
     let missing: Vec<_> = fields
         .keys()
         .filter(|k| raw["spec"].get(k.as_str()).is_none())

@@ -252,7 +252,10 @@ mod tests {
             "invalid CNI_ARGS element \"BROKEN\": expected KEY=VALUE"
         );
         let err = CniArgs::parse("=v").unwrap_err();
-        assert_eq!(err.to_string(), "invalid CNI_ARGS element \"=v\": empty key");
+        assert_eq!(
+            err.to_string(),
+            "invalid CNI_ARGS element \"=v\": empty key"
+        );
     }
 
     #[test]

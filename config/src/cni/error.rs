@@ -269,7 +269,9 @@ mod tests {
 
     #[test]
     fn codes_match_the_spec_and_round_trip() {
-        let expected = [1, 2, 3, 4, 5, 6, 7, 11, 50, 51, 100, 101, 102, 103, 104, 105];
+        let expected = [
+            1, 2, 3, 4, 5, 6, 7, 11, 50, 51, 100, 101, 102, 103, 104, 105,
+        ];
         let codes: Vec<u32> = ALL_ERROR_CODES.iter().map(|c| c.code()).collect();
         assert_eq!(codes, expected);
         for c in ALL_ERROR_CODES {
@@ -280,7 +282,10 @@ mod tests {
         }
         assert!(ErrorCode::TryAgainLater.is_spec_defined());
         assert!(!ErrorCode::KubernetesApi.is_spec_defined());
-        assert_eq!(ErrorCode::DelegateFailed.to_string(), "DelegateFailed (101)");
+        assert_eq!(
+            ErrorCode::DelegateFailed.to_string(),
+            "DelegateFailed (101)"
+        );
     }
 
     #[test]
@@ -358,7 +363,10 @@ mod tests {
             "plugin error output has an invalid \"code\": expected a non-negative integer, found \"7\""
         );
         let err = CniError::parse(br#"{"code":-1}"#).unwrap_err();
-        assert!(matches!(err, ErrorParseError::InvalidField { field: "code", .. }));
+        assert!(matches!(
+            err,
+            ErrorParseError::InvalidField { field: "code", .. }
+        ));
         let err = CniError::parse(br#"{"code":1,"msg":5}"#).unwrap_err();
         assert_eq!(
             err.to_string(),

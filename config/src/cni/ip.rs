@@ -135,12 +135,14 @@ impl Cidr {
     pub fn network(&self) -> Self {
         let addr = match self.addr {
             IpAddr::V4(a) => {
-                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                let mask = u32::MAX
+                    .checked_shl(32u32.saturating_sub(u32::from(self.prefix)))
+                    .unwrap_or(0);
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask))
             }
             IpAddr::V6(a) => {
                 let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
+                    .checked_shl(128u32.saturating_sub(u32::from(self.prefix)))
                     .unwrap_or(0);
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask))
             }
@@ -311,10 +313,7 @@ mod tests {
     #[test]
     fn serde_uses_the_string_form() {
         let c = cidr("192.168.1.200/24");
-        assert_eq!(
-            serde_json::to_string(&c).unwrap(),
-            "\"192.168.1.200/24\""
-        );
+        assert_eq!(serde_json::to_string(&c).unwrap(), "\"192.168.1.200/24\"");
         let back: Cidr = serde_json::from_str("\"192.168.1.200/24\"").unwrap();
         assert_eq!(back, c);
         let err = serde_json::from_str::<Cidr>("\"192.168.1.200\"").unwrap_err();
@@ -350,6 +349,12 @@ mod tests {
         assert!(!net.contains(&"10.1.3.1".parse().unwrap()));
         assert!(!net.contains(&"::1".parse().unwrap()));
         assert!(cidr("::/0").contains(&"fd00::9".parse().unwrap()));
+        // A hand-built over-long prefix does not panic.
+        let odd = Cidr {
+            addr: "10.1.2.3".parse().unwrap(),
+            prefix: 200,
+        };
+        assert_eq!(odd.network().addr, odd.addr);
     }
 
     #[test]

@@ -150,7 +150,8 @@ pub struct NetConf {
     pub prev_result: Option<Value>,
     /// `runtimeConfig`, verbatim.
     pub runtime_config: Option<Value>,
-    /// Every other key, in its original order.
+    /// Every other key, in its original order (plus known scalar keys whose
+    /// value was `null`; a typed field that is set wins over them).
     pub extra: Map<String, Value>,
     /// The original key order (serialisation hint; ignored by equality).
     pub key_order: KeyOrder,
@@ -169,7 +170,8 @@ pub struct ConfList {
     pub disable_gc: Option<bool>,
     /// `plugins`, in order; never empty after parsing.
     pub plugins: Vec<NetConf>,
-    /// Every other key, in its original order.
+    /// Every other key, in its original order (plus known scalar keys whose
+    /// value was `null`; a typed field that is set wins over them).
     pub extra: Map<String, Value>,
     /// The original key order (serialisation hint; ignored by equality).
     pub key_order: KeyOrder,
@@ -177,6 +179,10 @@ pub struct ConfList {
 
 /// A network config as found in a file or a NAD: a single plugin or a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a handful of configs per process; boxing would only complicate matching"
+)]
 pub enum NetworkConfig {
     /// A single plugin config.
     Conf(NetConf),
@@ -187,21 +193,23 @@ pub enum NetworkConfig {
 // ---------------------------------------------------------------------------
 // Ordered serialisation shared by NetConf and ConfList.
 
-/// A borrowed value of a known or unknown field.
-enum Field<'a> {
+/// A borrowed (or computed) value of a known or unknown field.
+pub(super) enum Field<'a> {
     Str(&'a str),
     Bool(bool),
     Json(&'a Value),
     Caps(&'a BTreeMap<String, bool>),
     Plugins(&'a [NetConf]),
+    Owned(Value),
 }
 
 impl Field<'_> {
-    fn to_value(&self) -> Value {
+    fn into_value(self) -> Value {
         match self {
-            Field::Str(s) => Value::String((*s).to_owned()),
-            Field::Bool(b) => Value::Bool(*b),
-            Field::Json(v) => (*v).clone(),
+            Field::Str(s) => Value::String(s.to_owned()),
+            Field::Bool(b) => Value::Bool(b),
+            Field::Json(v) => v.clone(),
+            Field::Owned(v) => v,
             Field::Caps(c) => Value::Object(
                 c.iter()
                     .map(|(k, v)| (k.clone(), Value::Bool(*v)))
@@ -220,6 +228,7 @@ impl Serialize for Field<'_> {
             Field::Json(v) => v.serialize(serializer),
             Field::Caps(c) => c.serialize(serializer),
             Field::Plugins(p) => p.serialize(serializer),
+            Field::Owned(v) => v.serialize(serializer),
         }
     }
 }
@@ -227,7 +236,7 @@ impl Serialize for Field<'_> {
 /// The entries of an object in output order: first the recorded order, then
 /// known fields not in it, then unknown fields not in it. A known field that
 /// is set wins over an `extra` entry of the same name.
-fn ordered_entries<'a>(
+pub(super) fn ordered_entries<'a>(
     order: &'a KeyOrder,
     mut known: Vec<(&'static str, Option<Field<'a>>)>,
     extra: &'a Map<String, Value>,
@@ -239,11 +248,13 @@ fn ordered_entries<'a>(
         if done.contains(key) {
             continue;
         }
-        if let Some(slot) = known.iter_mut().find(|(k, _)| *k == key) {
-            if let Some(field) = slot.1.take() {
-                out.push((slot.0, field));
-                done.insert(slot.0);
-            }
+        let typed = known
+            .iter_mut()
+            .find(|(k, _)| *k == key)
+            .and_then(|(k, field)| Some((*k, field.take()?)));
+        if let Some((name, field)) = typed {
+            out.push((name, field));
+            done.insert(name);
         } else if let Some(v) = extra.get(key) {
             out.push((key, Field::Json(v)));
             done.insert(key);
@@ -263,7 +274,7 @@ fn ordered_entries<'a>(
     out
 }
 
-fn serialize_entries<S: Serializer>(
+pub(super) fn serialize_entries<S: Serializer>(
     serializer: S,
     entries: Vec<(&str, Field<'_>)>,
 ) -> Result<S::Ok, S::Error> {
@@ -274,11 +285,11 @@ fn serialize_entries<S: Serializer>(
     map.end()
 }
 
-fn entries_to_value(entries: Vec<(&str, Field<'_>)>) -> Value {
+pub(super) fn entries_to_value(entries: Vec<(&str, Field<'_>)>) -> Value {
     Value::Object(
         entries
             .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_value()))
+            .map(|(k, v)| (k.to_owned(), v.into_value()))
             .collect(),
     )
 }
@@ -362,6 +373,11 @@ impl NetConf {
         let mut plugin_type = None;
         for (key, value) in map {
             match key.as_str() {
+                // A null scalar reads as absent (as in Go) but is kept so that
+                // it is written back.
+                "cniVersion" | "name" | "capabilities" if value.is_null() => {
+                    conf.extra.insert(key, value);
+                }
                 "cniVersion" => conf.cni_version = Some(take_version(value, plugin)?),
                 "name" => conf.name = Some(take_string(value, "name", plugin)?),
                 "type" => plugin_type = Some(take_string(value, "type", plugin)?),
@@ -408,7 +424,10 @@ impl NetConf {
             ("dns", self.dns.as_ref().map(Field::Json)),
             ("args", self.args.as_ref().map(Field::Json)),
             ("prevResult", self.prev_result.as_ref().map(Field::Json)),
-            ("runtimeConfig", self.runtime_config.as_ref().map(Field::Json)),
+            (
+                "runtimeConfig",
+                self.runtime_config.as_ref().map(Field::Json),
+            ),
         ];
         ordered_entries(&self.key_order, known, &self.extra)
     }
@@ -473,9 +492,14 @@ impl ConfList {
         let mut plugins = None;
         for (key, value) in map {
             match key.as_str() {
+                "cniVersion" | "name" | "disableCheck" | "disableGC" if value.is_null() => {
+                    list.extra.insert(key, value);
+                }
                 "cniVersion" => list.cni_version = Some(take_version(value, None)?),
                 "name" => list.name = Some(take_string(value, "name", None)?),
-                "disableCheck" => list.disable_check = Some(take_bool(value, "disableCheck", None)?),
+                "disableCheck" => {
+                    list.disable_check = Some(take_bool(value, "disableCheck", None)?)
+                }
                 "disableGC" => list.disable_gc = Some(take_bool(value, "disableGC", None)?),
                 "plugins" => plugins = Some(value),
                 _ => {
@@ -737,7 +761,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const CALICO: &str = include_str!("../../../../shared/fixtures/net.d-calico/10-calico.conflist");
+    const CALICO: &str =
+        include_str!("../../../../shared/fixtures/net.d-calico/10-calico.conflist");
     const EXPECTED_MULTUS: &str =
         include_str!("../../../../shared/fixtures/net.d-calico/expected-00-multus.conf");
 
@@ -782,7 +807,11 @@ mod tests {
         assert_eq!(calico.extra["log_level"], json!("info"));
         assert_eq!(
             calico.key_order.keys()[..3],
-            ["type".to_owned(), "log_level".to_owned(), "log_file_path".to_owned()]
+            [
+                "type".to_owned(),
+                "log_level".to_owned(),
+                "log_file_path".to_owned()
+            ]
         );
         assert_eq!(list.plugins[1].extra["snat"], json!(true));
         assert_eq!(cfg.plugin_types(), ["calico", "portmap", "bandwidth"]);
@@ -796,7 +825,10 @@ mod tests {
         let cfg = NetworkConfig::parse(CALICO.as_bytes()).unwrap();
         let caps = cfg.capabilities();
         let expected: Value = serde_json::from_str(EXPECTED_MULTUS).unwrap();
-        assert_eq!(serde_json::to_value(&caps).unwrap(), expected["capabilities"]);
+        assert_eq!(
+            serde_json::to_value(&caps).unwrap(),
+            expected["capabilities"]
+        );
         assert_eq!(
             caps.keys().collect::<Vec<_>>(),
             ["bandwidth", "portMappings"]
@@ -892,7 +924,10 @@ mod tests {
             ]
         }"#;
         let cfg = assert_lossless(text);
-        assert_eq!(cfg.plugins()[0].extra["delegate"]["isDefaultGateway"], json!(true));
+        assert_eq!(
+            cfg.plugins()[0].extra["delegate"]["isDefaultGateway"],
+            json!(true)
+        );
         assert_eq!(cfg.plugin_types(), ["flannel", "portmap"]);
     }
 
@@ -918,7 +953,10 @@ mod tests {
         assert_eq!(conf.extra["deviceID"], json!("0000:af:06.0"));
         assert_eq!(conf.ipam, Some(json!({})));
         assert_eq!(conf.ipam_type(), None);
-        assert_eq!(conf.runtime_config, Some(json!({ "mac": "ca:fe:c0:ff:ee:00" })));
+        assert_eq!(
+            conf.runtime_config,
+            Some(json!({ "mac": "ca:fe:c0:ff:ee:00" }))
+        );
         assert_eq!(conf.args, Some(json!({ "cni": { "foo": "bar" } })));
     }
 
@@ -956,7 +994,10 @@ mod tests {
         };
         assert_eq!(list.disable_check, Some(true));
         assert_eq!(list.disable_gc, Some(false));
-        assert_eq!(list.extra.keys().collect::<Vec<_>>(), ["x-vendor", "zz-last"]);
+        assert_eq!(
+            list.extra.keys().collect::<Vec<_>>(),
+            ["x-vendor", "zz-last"]
+        );
         let p = &list.plugins[0];
         assert_eq!(p.ipam, Some(Value::Null));
         assert_eq!(p.dns, Some(json!({})));
@@ -1047,7 +1088,9 @@ mod tests {
     #[test]
     fn into_conflist_wraps_a_single_config() {
         let text = r#"{"cniVersion":"1.0.0","name":"macnet","type":"macvlan","master":"eth0"}"#;
-        let list = NetworkConfig::parse(text.as_bytes()).unwrap().into_conflist();
+        let list = NetworkConfig::parse(text.as_bytes())
+            .unwrap()
+            .into_conflist();
         assert_eq!(list.name.as_deref(), Some("macnet"));
         assert_eq!(list.cni_version.as_deref(), Some("1.0.0"));
         assert_eq!(
@@ -1065,7 +1108,9 @@ mod tests {
             .into_conflist();
         assert_eq!(list.to_value(), json!({"plugins":[{"type":"x"}]}));
         // A list stays as it is.
-        let list = NetworkConfig::parse(CALICO.as_bytes()).unwrap().into_conflist();
+        let list = NetworkConfig::parse(CALICO.as_bytes())
+            .unwrap()
+            .into_conflist();
         assert_eq!(list.plugins.len(), 3);
     }
 
@@ -1152,9 +1197,18 @@ mod tests {
                 "{\"type\": \"x\",\n \"name\": }",
                 "network config is not valid JSON: expected value at line 2 column 10",
             ),
-            ("", "network config is not valid JSON: EOF while parsing a value at line 1 column 0"),
-            ("[1]", "network config must be a JSON object, found an array"),
-            ("\"conf\"", "network config must be a JSON object, found a string"),
+            (
+                "",
+                "network config is not valid JSON: EOF while parsing a value at line 1 column 0",
+            ),
+            (
+                "[1]",
+                "network config must be a JSON object, found an array",
+            ),
+            (
+                "\"conf\"",
+                "network config must be a JSON object, found a string",
+            ),
             ("null", "network config must be a JSON object, found null"),
             (r#"{"name":"n"}"#, "network config has no plugin \"type\""),
             (r#"{"type":""}"#, "network config has no plugin \"type\""),
@@ -1183,10 +1237,6 @@ mod tests {
                 "network config: \"cniVersion\" must be a string, found a number",
             ),
             (
-                r#"{"cniVersion":null,"type":"a"}"#,
-                "network config: \"cniVersion\" must be a string, found null",
-            ),
-            (
                 r#"{"cniVersion":"1.0.0","plugins":[{"type":"a","cniVersion":true}]}"#,
                 "plugins[0] of network config list: \"cniVersion\" must be a string, found a boolean",
             ),
@@ -1207,8 +1257,8 @@ mod tests {
                 "network config: \"disableCheck\" must be a boolean, found a string",
             ),
             (
-                r#"{"plugins":[{"type":"a"}],"disableGC":null}"#,
-                "network config: \"disableGC\" must be a boolean, found null",
+                r#"{"type":null}"#,
+                "network config: \"type\" must be a string, found null",
             ),
         ];
         for (input, message) in cases {
@@ -1219,7 +1269,12 @@ mod tests {
     #[test]
     fn not_json_carries_line_and_column() {
         let err = parse_err("{\n  \"type\": \"x\",\n  oops\n}");
-        let ConfigError::NotJson { line, column, message } = err else {
+        let ConfigError::NotJson {
+            line,
+            column,
+            message,
+        } = err
+        else {
             panic!("expected NotJson");
         };
         assert_eq!((line, column), (3, 3));
@@ -1259,8 +1314,7 @@ mod tests {
         );
         let conf: NetConf = serde_json::from_str(r#"{"type":"t","k":1}"#).unwrap();
         assert_eq!(conf.extra["k"], json!(1));
-        let list: ConfList =
-            serde_json::from_str(r#"{"plugins":[{"type":"t"}],"k":1}"#).unwrap();
+        let list: ConfList = serde_json::from_str(r#"{"plugins":[{"type":"t"}],"k":1}"#).unwrap();
         assert_eq!(list.extra["k"], json!(1));
         // A ConfList needs a plugins key.
         let err = serde_json::from_str::<ConfList>(r#"{"name":"x"}"#).unwrap_err();
@@ -1293,5 +1347,42 @@ mod tests {
         .into();
         assert!(cfg.is_list());
         assert_eq!(cfg.plugin_types(), ["a"]);
+    }
+
+    #[test]
+    fn null_scalars_read_as_absent_and_survive() {
+        let text = r#"{"cniVersion":null,"name":null,"type":"t","capabilities":null}"#;
+        let mut cfg = assert_lossless(text);
+        assert_eq!(cfg.cni_version_str(), None);
+        assert_eq!(cfg.name(), None);
+        assert_eq!(cfg.plugins()[0].capabilities, None);
+        assert_eq!(cfg.cni_version(), Err(ConfigError::MissingCniVersion));
+        assert!(cfg.capabilities().is_empty());
+        // Filling them in replaces the nulls in place.
+        assert!(cfg.set_name_if_missing("nad"));
+        assert!(cfg.set_cni_version_if_missing(CniVersion::V1_0_0));
+        assert_eq!(
+            String::from_utf8(cfg.to_bytes()).unwrap(),
+            r#"{"cniVersion":"1.0.0","name":"nad","type":"t","capabilities":null}"#
+        );
+        let text = r#"{"cniVersion":null,"name":null,"disableCheck":null,"disableGC":null,"plugins":[{"type":"a"}]}"#;
+        let cfg = assert_lossless(text);
+        let NetworkConfig::List(list) = cfg else {
+            panic!("a list");
+        };
+        assert_eq!(list.disable_check, None);
+        assert_eq!(list.disable_gc, None);
+    }
+
+    #[test]
+    fn capability_order_is_normalised_but_values_survive() {
+        let text = r#"{"type":"t","capabilities":{"portMappings":true,"bandwidth":false}}"#;
+        let cfg = NetworkConfig::parse(text.as_bytes()).unwrap();
+        let original: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(cfg.to_value(), original);
+        assert_eq!(
+            String::from_utf8(cfg.to_bytes()).unwrap(),
+            r#"{"type":"t","capabilities":{"bandwidth":false,"portMappings":true}}"#
+        );
     }
 }

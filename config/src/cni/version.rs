@@ -205,7 +205,10 @@ mod tests {
             cni_version: "0.4.0".into(),
             supported_versions: vec!["0.3.0".into(), "0.3.1".into(), "0.4.0".into()],
         };
-        assert_eq!(negotiate(CniVersion::V0_3_1, &plugin), Ok(CniVersion::V0_3_1));
+        assert_eq!(
+            negotiate(CniVersion::V0_3_1, &plugin),
+            Ok(CniVersion::V0_3_1)
+        );
         let err = negotiate(CniVersion::V1_0_0, &plugin).unwrap_err();
         assert!(err.to_string().contains("1.0.0"), "{err}");
         assert!(err.to_string().contains("0.3.0, 0.3.1, 0.4.0"), "{err}");

@@ -123,7 +123,10 @@ mod tests {
             .iter()
             .map(|c| c.metadata.name.clone().unwrap())
             .collect();
-        assert_eq!(names, ["multusconfigs.multus.dev", "multusnodestates.multus.dev"]);
+        assert_eq!(
+            names,
+            ["multusconfigs.multus.dev", "multusnodestates.multus.dev"]
+        );
     }
 
     fn columns(crd: &CustomResourceDefinition) -> Vec<(String, String)> {
@@ -178,20 +181,38 @@ mod tests {
             .collect();
         assert_eq!(policies, ["Always", "IfNotPresent", "Never"]);
         assert_eq!(spec["progressDeadlineSeconds"]["type"], "integer");
-        assert_eq!(spec["progressDeadlineSeconds"]["minimum"].as_f64(), Some(30.0));
-        assert_eq!(spec["progressDeadlineSeconds"]["maximum"].as_f64(), Some(86400.0));
+        assert_eq!(
+            spec["progressDeadlineSeconds"]["minimum"].as_f64(),
+            Some(30.0)
+        );
+        assert_eq!(
+            spec["progressDeadlineSeconds"]["maximum"].as_f64(),
+            Some(86400.0)
+        );
         assert_eq!(spec["cniConfDir"]["pattern"], "^/.*");
         assert_eq!(
             spec["updateStrategy"]["properties"]["maxUnavailable"]["x-kubernetes-int-or-string"],
             true
         );
         // camelCase everywhere
-        for key in ["priorityClassName", "multusConfDir", "readinessIndicatorFile", "additionalBinDir"] {
+        for key in [
+            "priorityClassName",
+            "multusConfDir",
+            "readinessIndicatorFile",
+            "additionalBinDir",
+        ] {
             assert!(spec.get(key).is_some(), "spec.{key} missing");
         }
         let status = &schema["properties"]["status"]["properties"];
-        for key in ["observedGeneration", "conditions", "desiredNodes", "readyNodes",
-            "updatedNodes", "primaryNetworks", "invalidNetworkAttachmentDefinitions"] {
+        for key in [
+            "observedGeneration",
+            "conditions",
+            "desiredNodes",
+            "readyNodes",
+            "updatedNodes",
+            "primaryNetworks",
+            "invalidNetworkAttachmentDefinitions",
+        ] {
             assert!(status.get(key).is_some(), "status.{key} missing");
         }
     }
@@ -207,9 +228,15 @@ mod tests {
         assert_eq!(crd.spec.scope, "Namespaced");
         assert_eq!(crd.spec.names.kind, "NetworkAttachmentDefinition");
         assert_eq!(crd.spec.names.plural, "network-attachment-definitions");
-        assert_eq!(crd.spec.names.short_names, Some(vec!["net-attach-def".to_owned()]));
+        assert_eq!(
+            crd.spec.names.short_names,
+            Some(vec!["net-attach-def".to_owned()])
+        );
         let schema = schema_of(&crd);
-        assert_eq!(schema["properties"]["spec"]["properties"]["config"]["type"], "string");
+        assert_eq!(
+            schema["properties"]["spec"]["properties"]["config"]["type"],
+            "string"
+        );
         let mut problems = Vec::new();
         non_structural("", &schema, &mut problems);
         assert!(problems.is_empty(), "{problems:#?}");

@@ -34,6 +34,8 @@ pub const PRIMARY_CONFIG_AUTO: &str = "auto";
 
 /// Installation and configuration of Multus on the nodes selected by
 /// `placement.nodeSelector` (all nodes when unset).
+// kube's printcolumn(...) lists repeat keys such as `type_` by design.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "multus.dev",
@@ -68,7 +70,11 @@ pub const PRIMARY_CONFIG_AUTO: &str = "auto";
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
         priority = "1"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MultusConfigSpec {
@@ -343,7 +349,9 @@ impl MultusConfigSpec {
 
     /// Priority class, defaulted.
     pub fn priority_class_name(&self) -> &str {
-        self.priority_class_name.as_deref().unwrap_or(DEFAULT_PRIORITY_CLASS)
+        self.priority_class_name
+            .as_deref()
+            .unwrap_or(DEFAULT_PRIORITY_CLASS)
     }
 
     /// `maxUnavailable`, defaulted.

@@ -60,16 +60,24 @@ mod tests {
     #[test]
     fn server_url_brackets_ipv6() {
         assert_eq!(server_url("10.96.0.1", "443"), "https://10.96.0.1:443");
-        assert_eq!(server_url("fd00:10:96::1", "6443"), "https://[fd00:10:96::1]:6443");
+        assert_eq!(
+            server_url("fd00:10:96::1", "6443"),
+            "https://[fd00:10:96::1]:6443"
+        );
         assert_eq!(server_url("[fd00::1]", "443"), "https://[fd00::1]:443");
-        assert_eq!(server_url("api.example.com", "443"), "https://api.example.com:443");
+        assert_eq!(
+            server_url("api.example.com", "443"),
+            "https://api.example.com:443"
+        );
     }
 
     #[test]
     fn kubeconfig_references_the_token_file_and_embeds_the_ca() {
         let text = render_kubeconfig(&KubeconfigParams {
             server: "https://[fd00::1]:443".into(),
-            ca_pem: Some(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec()),
+            ca_pem: Some(
+                b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n".to_vec(),
+            ),
             token_file: "/etc/cni/net.d/multus.d/token".into(),
         });
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
@@ -78,10 +86,18 @@ mod tests {
         let cluster = &doc["clusters"][0]["cluster"];
         assert_eq!(cluster["server"], "https://[fd00::1]:443");
         let ca = cluster["certificate-authority-data"].as_str().unwrap();
-        let decoded = base64::engine::general_purpose::STANDARD.decode(ca).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(ca)
+            .unwrap();
         assert!(decoded.starts_with(b"-----BEGIN CERTIFICATE-----"));
-        assert_eq!(doc["users"][0]["user"]["tokenFile"], "/etc/cni/net.d/multus.d/token");
-        assert!(doc["users"][0]["user"].get("token").is_none(), "never embed the token");
+        assert_eq!(
+            doc["users"][0]["user"]["tokenFile"],
+            "/etc/cni/net.d/multus.d/token"
+        );
+        assert!(
+            doc["users"][0]["user"].get("token").is_none(),
+            "never embed the token"
+        );
         assert_eq!(doc["contexts"][0]["context"]["user"], "multus");
         assert_eq!(doc["contexts"][0]["context"]["cluster"], "local");
     }

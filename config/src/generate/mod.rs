@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 
 use crate::cni::CniVersion;
 use crate::cni::netconf::NetworkConfig;
+use crate::conf_file::ConfFile;
 use crate::multus_conf::{MULTUS_NETWORK_NAME, MULTUS_PLUGIN_TYPE, MULTUS_SHIM_TYPE};
-use crate::npwg::nad::ConfFile;
 
 pub use kubeconfig::{KubeconfigParams, render_kubeconfig, server_url};
 pub use options::GeneratorOptions;
@@ -114,21 +114,21 @@ fn qualify(file: &ConfFile) -> Result<(NetworkConfig, CniVersion), String> {
     if file.name == OUTPUT_CONF || file.name == OUTPUT_CONFLIST {
         return Err("our own output".to_owned());
     }
-    let config = NetworkConfig::parse(&file.bytes)
-        .map_err(|e| format!("not a valid CNI config: {e}"))?;
+    let config =
+        NetworkConfig::parse(&file.bytes).map_err(|e| format!("not a valid CNI config: {e}"))?;
     if let Some(kind) = config
         .plugin_types()
         .first()
         .copied()
         .filter(|t| *t == MULTUS_PLUGIN_TYPE || *t == MULTUS_SHIM_TYPE)
     {
-        return Err(format!("a Multus config (type {kind:?}); Multus never delegates to itself"));
+        return Err(format!(
+            "a Multus config (type {kind:?}); Multus never delegates to itself"
+        ));
     }
     let version = match config.cni_version_str() {
         None | Some("") => return Err("has no cniVersion".to_owned()),
-        Some(text) => text
-            .parse::<CniVersion>()
-            .map_err(|e| e.to_string())?,
+        Some(text) => text.parse::<CniVersion>().map_err(|e| e.to_string())?,
     };
     Ok((config, version))
 }
@@ -140,10 +140,11 @@ pub fn elect_primary(files: &[ConfFile], pinned: Option<&str>) -> Result<Electio
             .iter()
             .find(|f| f.name == name)
             .ok_or_else(|| GenerateError::PinnedMissing(name.to_owned()))?;
-        let (config, cni_version) = qualify(file).map_err(|reason| GenerateError::PinnedInvalid {
-            name: name.to_owned(),
-            reason,
-        })?;
+        let (config, cni_version) =
+            qualify(file).map_err(|reason| GenerateError::PinnedInvalid {
+                name: name.to_owned(),
+                reason,
+            })?;
         return Ok(Election {
             file_name: name.to_owned(),
             config,
@@ -151,7 +152,10 @@ pub fn elect_primary(files: &[ConfFile], pinned: Option<&str>) -> Result<Electio
             skipped: Vec::new(),
         });
     }
-    let mut candidates: Vec<&ConfFile> = files.iter().filter(|f| is_candidate_name(&f.name)).collect();
+    let mut candidates: Vec<&ConfFile> = files
+        .iter()
+        .filter(|f| is_candidate_name(&f.name))
+        .collect();
     candidates.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let mut skipped = Vec::new();
     for file in candidates {
@@ -193,14 +197,26 @@ fn multus_settings(
         }
     };
     put("logFile", options.log_file.as_ref().map(|v| json!(v)));
-    put("namespaceIsolation", options.namespace_isolation.then(|| json!(true)));
+    put(
+        "namespaceIsolation",
+        options.namespace_isolation.then(|| json!(true)),
+    );
     put(
         "globalNamespaces",
         (!options.global_namespaces.is_empty()).then(|| json!(options.global_namespaces.join(","))),
     );
-    put("systemNamespaces", options.system_namespaces.as_ref().map(|v| json!(v)));
-    put("multusNamespace", options.multus_namespace.as_ref().map(|v| json!(v)));
-    put("clusterNetwork", options.cluster_network.as_ref().map(|v| json!(v)));
+    put(
+        "systemNamespaces",
+        options.system_namespaces.as_ref().map(|v| json!(v)),
+    );
+    put(
+        "multusNamespace",
+        options.multus_namespace.as_ref().map(|v| json!(v)),
+    );
+    put(
+        "clusterNetwork",
+        options.cluster_network.as_ref().map(|v| json!(v)),
+    );
     put(
         "defaultNetworks",
         (!options.default_networks.is_empty()).then(|| json!(options.default_networks)),
@@ -209,8 +225,14 @@ fn multus_settings(
         "readinessindicatorfile",
         options.readiness_indicator_file.as_ref().map(|v| json!(v)),
     );
-    put("binDir", options.additional_bin_dir.as_ref().map(|v| json!(v)));
-    put("confDir", options.multus_conf_dir.as_ref().map(|v| json!(v)));
+    put(
+        "binDir",
+        options.additional_bin_dir.as_ref().map(|v| json!(v)),
+    );
+    put(
+        "confDir",
+        options.multus_conf_dir.as_ref().map(|v| json!(v)),
+    );
     put("cniDir", options.cache_dir.as_ref().map(|v| json!(v)));
     m
 }
@@ -251,7 +273,10 @@ pub fn build(election: Election, options: &GeneratorOptions) -> Generated {
 }
 
 /// Elects the primary among `files` and builds the Multus config.
-pub fn generate(files: &[ConfFile], options: &GeneratorOptions) -> Result<Generated, GenerateError> {
+pub fn generate(
+    files: &[ConfFile],
+    options: &GeneratorOptions,
+) -> Result<Generated, GenerateError> {
     let election = elect_primary(files, options.primary_config_file.as_deref())?;
     Ok(build(election, options))
 }

@@ -83,11 +83,17 @@ fn lexically_first_valid_config_wins_bytewise() {
     ];
     let generated = generate(&files, &with_kubeconfig()).unwrap();
     assert_eq!(generated.election.file_name, "10-Calico.conflist");
-    let files = [file("20-calico.conflist", CALICO), file("10-flannel.conflist", FLANNEL)];
+    let files = [
+        file("20-calico.conflist", CALICO),
+        file("10-flannel.conflist", FLANNEL),
+    ];
     let generated = generate(&files, &with_kubeconfig()).unwrap();
     assert_eq!(generated.election.file_name, "10-flannel.conflist");
     assert_eq!(json_of(&generated)["delegates"][0]["name"], "cbr0");
-    assert_eq!(json_of(&generated)["capabilities"], json!({"portMappings": true}));
+    assert_eq!(
+        json_of(&generated)["capabilities"],
+        json!({"portMappings": true})
+    );
 }
 
 #[test]
@@ -117,7 +123,12 @@ fn our_own_output_is_skipped() {
     let generated = generate(&files, &with_kubeconfig()).unwrap();
     assert_eq!(generated.election.file_name, "10-calico.conflist");
     assert_eq!(generated.bytes, previous.bytes, "regeneration is stable");
-    let reasons: Vec<_> = generated.election.skipped.iter().map(|s| s.reason.as_str()).collect();
+    let reasons: Vec<_> = generated
+        .election
+        .skipped
+        .iter()
+        .map(|s| s.reason.as_str())
+        .collect();
     assert_eq!(reasons, ["our own output", "our own output"]);
 }
 
@@ -145,7 +156,10 @@ fn unparsable_and_versionless_files_are_skipped_and_reported() {
         file("02-truncated.conflist", "{\"name\": \"x\", \"plugins\": ["),
         file("03-array.conf", "[1,2]"),
         file("04-noversion.conf", r#"{"name":"n","type":"bridge"}"#),
-        file("05-badversion.conf", r#"{"name":"n","type":"bridge","cniVersion":"7.0.0"}"#),
+        file(
+            "05-badversion.conf",
+            r#"{"name":"n","type":"bridge","cniVersion":"7.0.0"}"#,
+        ),
         file("06-notype.conf", r#"{"name":"n","cniVersion":"0.3.1"}"#),
         file("10-calico.conflist", CALICO),
     ];
@@ -155,10 +169,19 @@ fn unparsable_and_versionless_files_are_skipped_and_reported() {
     let names: Vec<_> = skipped.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["01-empty.conf", "02-truncated.conflist", "03-array.conf", "04-noversion.conf",
-            "05-badversion.conf", "06-notype.conf"]
+        [
+            "01-empty.conf",
+            "02-truncated.conflist",
+            "03-array.conf",
+            "04-noversion.conf",
+            "05-badversion.conf",
+            "06-notype.conf"
+        ]
     );
-    assert!(skipped[0].reason.starts_with("not a valid CNI config"), "{skipped:?}");
+    assert!(
+        skipped[0].reason.starts_with("not a valid CNI config"),
+        "{skipped:?}"
+    );
     assert!(skipped[3].reason.contains("no cniVersion"), "{skipped:?}");
     assert!(skipped[4].reason.contains("7.0.0"), "{skipped:?}");
     assert!(skipped[5].reason.contains("type"), "{skipped:?}");
@@ -174,10 +197,17 @@ fn a_directory_with_nothing_valid_is_an_error_that_says_why() {
     let err = generate(&files, &with_kubeconfig()).unwrap_err();
     let text = err.to_string();
     assert!(text.contains("00-multus.conf (our own output)"), "{text}");
-    assert!(text.contains("10-broken.conf (not a valid CNI config"), "{text}");
+    assert!(
+        text.contains("10-broken.conf (not a valid CNI config"),
+        "{text}"
+    );
     assert!(!text.contains("readme.json"), "{text}");
     let err = generate(&[], &with_kubeconfig()).unwrap_err();
-    assert!(err.to_string().contains("no *.conf or *.conflist file found"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no *.conf or *.conflist file found"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -193,7 +223,11 @@ fn cni_1_0_primaries_produce_a_conflist() {
     assert!(doc.get("type").is_none());
     let plugin = &doc["plugins"][0];
     assert_eq!(plugin["type"], "multus");
-    assert_eq!(plugin["capabilities"], json!({"ips": true}), "only true capabilities");
+    assert_eq!(
+        plugin["capabilities"],
+        json!({"ips": true}),
+        "only true capabilities"
+    );
     assert_eq!(plugin["delegates"][0]["bridge"], "cni0");
     assert_eq!(plugin["kubeconfig"], options::DEFAULT_KUBECONFIG_PATH);
 }
@@ -208,7 +242,10 @@ fn cni_version_override_decides_the_format() {
     assert_eq!(generated.file_name, "00-multus.conflist");
     let doc = json_of(&generated);
     assert_eq!(doc["cniVersion"], "1.1.0");
-    assert_eq!(doc["plugins"][0]["delegates"][0]["cniVersion"], "0.3.1", "delegate untouched");
+    assert_eq!(
+        doc["plugins"][0]["delegates"][0]["cniVersion"], "0.3.1",
+        "delegate untouched"
+    );
 }
 
 #[test]
@@ -247,24 +284,42 @@ fn every_option_reaches_the_file() {
     assert_eq!(conf.bin_dir, "/opt/extra/bin");
     assert_eq!(conf.conf_dir, "/etc/cni/multus/net.d");
     assert_eq!(conf.cni_dir, "/var/lib/cni/multus");
-    assert!(conf.extra.is_empty(), "no unexpected keys: {:?}", conf.extra);
+    assert!(
+        conf.extra.is_empty(),
+        "no unexpected keys: {:?}",
+        conf.extra
+    );
 }
 
 #[test]
 fn unset_options_are_left_out() {
-    let generated = generate(&[file("10-calico.conflist", CALICO)], &GeneratorOptions::default())
-        .unwrap();
+    let generated = generate(
+        &[file("10-calico.conflist", CALICO)],
+        &GeneratorOptions::default(),
+    )
+    .unwrap();
     let doc = json_of(&generated);
     let keys: Vec<_> = doc.as_object().unwrap().keys().cloned().collect();
     assert_eq!(
         keys,
-        ["cniVersion", "name", "type", "capabilities", "logLevel", "logToStderr", "delegates"]
+        [
+            "cniVersion",
+            "name",
+            "type",
+            "capabilities",
+            "logLevel",
+            "logToStderr",
+            "delegates"
+        ]
     );
 }
 
 #[test]
 fn a_pinned_primary_overrides_the_election() {
-    let files = [file("10-calico.conflist", CALICO), file("20-flannel.conflist", FLANNEL)];
+    let files = [
+        file("10-calico.conflist", CALICO),
+        file("20-flannel.conflist", FLANNEL),
+    ];
     let options = GeneratorOptions {
         primary_config_file: Some("20-flannel.conflist".into()),
         ..with_kubeconfig()
@@ -280,7 +335,10 @@ fn a_pinned_primary_overrides_the_election() {
     assert_eq!(err, GenerateError::PinnedMissing("30-gone.conf".into()));
     assert!(err.to_string().contains("30-gone.conf"));
 
-    let files = [file("05-multus.conf", r#"{"cniVersion":"0.3.1","name":"m","type":"multus"}"#)];
+    let files = [file(
+        "05-multus.conf",
+        r#"{"cniVersion":"0.3.1","name":"m","type":"multus"}"#,
+    )];
     let options = GeneratorOptions {
         primary_config_file: Some("05-multus.conf".into()),
         ..with_kubeconfig()
@@ -298,7 +356,10 @@ fn options_round_trip_as_the_agent_config_file() {
     assert_eq!(options.cni_version, Some(CniVersion::V1_0_0));
     assert!(options.log_to_stderr, "defaults apply to unset keys");
     let err = serde_yaml::from_str::<GeneratorOptions>("logLevl: debug\n").unwrap_err();
-    assert!(err.to_string().contains("logLevl"), "typos are rejected: {err}");
+    assert!(
+        err.to_string().contains("logLevl"),
+        "typos are rejected: {err}"
+    );
 }
 
 #[test]

@@ -27,14 +27,7 @@ pub struct NetworkAttachmentDefinitionSpec {
     pub config: Option<String>,
 }
 
-/// One file of the Multus conf dir, as read by the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfFile {
-    /// File name (no directory part), e.g. `10-macvlan.conf`.
-    pub name: String,
-    /// The file's contents.
-    pub bytes: Vec<u8>,
-}
+pub use crate::conf_file::ConfFile;
 
 /// Where a resolved NAD config came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
