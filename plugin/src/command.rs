@@ -3,7 +3,11 @@
 
 use multus_config::cni::error::{CniError, ErrorCode};
 
-use crate::version;
+use multus_config::multus_conf::MultusNetConf;
+
+use crate::env::CniEnv;
+use crate::error::PluginError;
+use crate::{cmd, logging, version};
 
 /// The CNI commands of spec 1.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +35,13 @@ impl Command {
     }
 }
 
-/// Runs one invocation. `command` is the raw `CNI_COMMAND` value.
-pub fn run(command: Option<&str>, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
+/// Runs one invocation. `command` is the raw `CNI_COMMAND` value and
+/// `lookup` reads the other `CNI_*` variables.
+pub fn run(
+    command: Option<&str>,
+    stdin: &[u8],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<u8>, CniError> {
     let Some(raw) = command.filter(|c| !c.is_empty()) else {
         return Err(CniError::new(
             ErrorCode::InvalidEnvironmentVariables,
@@ -47,23 +56,51 @@ pub fn run(command: Option<&str>, stdin: &[u8]) -> Result<Vec<u8>, CniError> {
             "expected one of ADD, DEL, CHECK, STATUS, GC, VERSION",
         ));
     };
-    match command {
-        Command::Version => {
-            let info = version::version_info(stdin);
-            serde_json::to_vec(&info).map_err(|e| {
-                CniError::new(
-                    ErrorCode::IoFailure,
-                    "cannot encode the VERSION answer",
-                    e.to_string(),
-                )
-            })
-        }
-        other => Err(CniError::new(
-            ErrorCode::PluginNotAvailable,
-            format!("CNI_COMMAND {raw} is not implemented by this build of multus"),
-            format!("{other:?} arrives with the plugin milestone"),
-        )),
+    if command == Command::Version {
+        let info = version::version_info(stdin);
+        return serde_json::to_vec(&info).map_err(|e| {
+            CniError::new(
+                ErrorCode::IoFailure,
+                "cannot encode the VERSION answer",
+                e.to_string(),
+            )
+        });
     }
+    let conf = match MultusNetConf::parse(stdin) {
+        Ok(conf) => conf,
+        Err(e) => {
+            logging::init(None);
+            return Err(PluginError::Config(e.to_string()).to_cni_error());
+        }
+    };
+    logging::init(Some(&conf));
+    let version = conf.cni_version.clone().unwrap_or_default();
+    let outcome = CniEnv::from_lookup(command, lookup).and_then(|env| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| PluginError::Env(format!("cannot start the async runtime: {e}")))?;
+        runtime.block_on(async {
+            tracing::info!(command = raw, container = %env.container_id, ifname = %env.ifname, "invoked");
+            match command {
+                Command::Add => cmd::add::add(&env, &conf).await,
+                Command::Del => cmd::del::del(&env, &conf).await,
+                Command::Check => cmd::check::check(&env, &conf).await,
+                Command::Status => cmd::status::status(&env, &conf).await,
+                Command::Gc => cmd::gc::gc(&env, &conf).await,
+                Command::Version => Ok(Vec::new()),
+            }
+        })
+    });
+    outcome.map_err(|e| {
+        tracing::error!(command = raw, error = %e, "failed");
+        let err = e.to_cni_error();
+        if version.is_empty() {
+            err
+        } else {
+            err.with_cni_version(version)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -72,7 +109,7 @@ mod tests {
 
     #[test]
     fn version_command_answers_json() {
-        let out = run(Some("VERSION"), br#"{"cniVersion":"1.0.0"}"#).unwrap();
+        let out = run(Some("VERSION"), br#"{"cniVersion":"1.0.0"}"#, |_| None).unwrap();
         let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(value["cniVersion"], "1.0.0");
         assert_eq!(value["supportedVersions"].as_array().unwrap().len(), 7);
@@ -80,10 +117,10 @@ mod tests {
 
     #[test]
     fn missing_and_unknown_commands_are_environment_errors() {
-        let err = run(None, b"").unwrap_err();
+        let err = run(None, b"", |_| None).unwrap_err();
         assert_eq!(err.code, 4);
         assert!(err.msg.contains("CNI_COMMAND"));
-        let err = run(Some("FROB"), b"").unwrap_err();
+        let err = run(Some("FROB"), b"", |_| None).unwrap_err();
         assert_eq!(err.code, 4);
         assert!(err.msg.contains("\"FROB\""));
     }

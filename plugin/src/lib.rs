@@ -4,7 +4,19 @@
 //! stdout carries only the CNI result or the CNI error object; logs go to
 //! stderr (and the configured log file).
 
+pub mod attachment;
+pub mod cache;
+pub mod cmd;
 pub mod command;
+pub mod delegate;
+pub mod env;
+pub mod error;
+pub mod k8s;
+pub mod logging;
+pub mod netns;
+pub mod network_status;
+pub mod plan;
+pub mod route;
 pub mod version;
 
 pub use command::{Command, run};

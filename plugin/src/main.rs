@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     // An unreadable stdin leaves the config empty; the command then reports
     // the missing config as a decoding error.
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    match multus_plugin::run(command.as_deref(), &stdin) {
+    match multus_plugin::run(command.as_deref(), &stdin, |k| std::env::var(k).ok()) {
         Ok(bytes) => write_stdout(&bytes, ExitCode::SUCCESS),
         Err(err) => {
             let bytes = serde_json::to_vec(&err).unwrap_or_else(|_| err.msg.clone().into_bytes());

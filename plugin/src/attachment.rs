@@ -1,0 +1,37 @@
+//! One attachment of a pod: a network (cluster network or NAD) on one
+//! interface, with everything needed to ADD, CHECK and DEL it again.
+
+use std::net::IpAddr;
+
+use multus_config::cni::netconf::NetworkConfig;
+use serde_json::{Map, Value};
+
+/// A network attached to the pod on one interface.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attachment {
+    /// `namespace/name` of the NAD, or the cluster network's CNI name.
+    pub name: String,
+    /// The delegate's config (conf or conflist).
+    pub config: NetworkConfig,
+    /// Interface name inside the pod.
+    pub ifname: String,
+    /// Capability arguments offered to the delegate's plugins (each plugin
+    /// gets the ones it declares).
+    pub capability_args: Map<String, Value>,
+    /// `CNI_ARGS` of the delegate.
+    pub cni_args: String,
+    /// Whether this is the cluster (default) network.
+    pub is_cluster_network: bool,
+    /// Requested default-route gateways (`Some(vec![])`: keep this
+    /// interface's own default routes).
+    pub default_route: Option<Vec<IpAddr>>,
+    /// The ADD result, in the delegate's version, once known.
+    pub result: Option<Value>,
+}
+
+impl Attachment {
+    /// The CNI network name of the delegate config.
+    pub fn network_name(&self) -> &str {
+        self.config.name().unwrap_or(&self.name)
+    }
+}

@@ -1,0 +1,469 @@
+//! The per-container cache: what ADD attached, so that DEL, CHECK and GC can
+//! act without the API server.
+//!
+//! File: `<cniDir>/<containerID>`, mode 0600 in a 0700 directory, written
+//! with temp file + fsync + rename before the first delegate runs and again
+//! once results are known. The format is upstream Multus's (a JSON array of
+//! objects with Go field names `Conf`, `ConfList`, `Name`,
+//! `IsFilterV4Gateway`, `IsFilterV6Gateway`, `Bytes` (base64 of the delegate
+//! config) and `ifnameRequest`), extended with a `multusRs` object that
+//! upstream ignores. So both implementations can clean up each other's pods:
+//! we read caches upstream left behind, and a rollback to upstream still
+//! finds its delegates in ours.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use multus_config::cni::netconf::NetworkConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::attachment::Attachment;
+use crate::env::valid_container_id;
+use crate::error::{PluginError, Result};
+
+/// Our own data in a cache entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OurEntry {
+    attachment: String,
+    ifname: String,
+    #[serde(default)]
+    capability_args: Map<String, Value>,
+    #[serde(default)]
+    cni_args: String,
+    #[serde(default)]
+    cluster_network: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    default_route: Option<Vec<IpAddr>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+}
+
+/// One element of the cache array (upstream's DelegateNetConf shape).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry {
+    #[serde(rename = "Conf", default)]
+    conf: Value,
+    #[serde(rename = "ConfList", default)]
+    conf_list: Value,
+    #[serde(rename = "Name", default)]
+    name: String,
+    #[serde(rename = "IsFilterV4Gateway", default)]
+    filter_v4: bool,
+    #[serde(rename = "IsFilterV6Gateway", default)]
+    filter_v6: bool,
+    #[serde(rename = "Bytes", default)]
+    bytes: String,
+    #[serde(
+        rename = "ifnameRequest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    ifname_request: Option<String>,
+    #[serde(rename = "multusRs", default, skip_serializing_if = "Option::is_none")]
+    ours: Option<OurEntry>,
+}
+
+/// What the cache of one container holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedAttachments {
+    /// The attachments, in ADD order.
+    pub attachments: Vec<Attachment>,
+    /// Whether the file was written by upstream Multus.
+    pub from_upstream: bool,
+}
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    /// The cache in `dir` (`cniDir` of the Multus config).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The cache file of a container; the ID must have been validated.
+    pub fn path(&self, container_id: &str) -> Result<PathBuf> {
+        if !valid_container_id(container_id) {
+            return Err(PluginError::Cache(format!(
+                "refusing cache path for invalid container ID {container_id:?}"
+            )));
+        }
+        Ok(self.dir.join(container_id))
+    }
+
+    /// Writes the attachments of a container atomically.
+    pub fn save(&self, container_id: &str, attachments: &[Attachment]) -> Result<()> {
+        let path = self.path(container_id)?;
+        let entries: Vec<Entry> = attachments.iter().map(to_entry).collect();
+        let bytes = serde_json::to_vec(&entries).map_err(|e| {
+            PluginError::Cache(format!("cannot encode cache {}: {e}", path.display()))
+        })?;
+        write_atomic(&self.dir, &path, &bytes)
+            .map_err(|e| PluginError::Cache(format!("cannot write cache {}: {e}", path.display())))
+    }
+
+    /// Reads a container's cache; `Ok(None)` when there is none. A corrupt
+    /// file is an error (never a silent success that leaks addresses).
+    /// `runtime_ifname` and `cni_args` are used for upstream entries, which
+    /// do not record them.
+    pub fn load(
+        &self,
+        container_id: &str,
+        runtime_ifname: &str,
+        cni_args: &str,
+    ) -> Result<Option<CachedAttachments>> {
+        let path = self.path(container_id)?;
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(PluginError::Cache(format!(
+                    "cannot read cache {}: {e}",
+                    path.display()
+                )));
+            }
+        };
+        parse_cache(&bytes, runtime_ifname, cni_args)
+            .map(Some)
+            .map_err(|e| PluginError::Cache(format!("corrupt cache {}: {e}", path.display())))
+    }
+
+    /// Removes a container's cache; a missing file is fine.
+    pub fn remove(&self, container_id: &str) -> Result<()> {
+        let path = self.path(container_id)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(PluginError::Cache(format!(
+                "cannot remove cache {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// The container IDs that have a cache file.
+    pub fn container_ids(&self) -> Result<Vec<String>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(PluginError::Cache(format!(
+                    "cannot list cache dir {}: {e}",
+                    self.dir.display()
+                )));
+            }
+        };
+        let mut ids: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| valid_container_id(name))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+fn to_entry(a: &Attachment) -> Entry {
+    let value = a.config.to_value();
+    let (conf, conf_list) = if a.config.is_list() {
+        (Value::Object(Map::new()), value)
+    } else {
+        (value, Value::Object(Map::new()))
+    };
+    Entry {
+        conf,
+        conf_list,
+        name: a.network_name().to_owned(),
+        filter_v4: false,
+        filter_v6: false,
+        bytes: base64::engine::general_purpose::STANDARD.encode(a.config.to_bytes()),
+        ifname_request: (!a.is_cluster_network).then(|| a.ifname.clone()),
+        ours: Some(OurEntry {
+            attachment: a.name.clone(),
+            ifname: a.ifname.clone(),
+            capability_args: a.capability_args.clone(),
+            cni_args: a.cni_args.clone(),
+            cluster_network: a.is_cluster_network,
+            default_route: a.default_route.clone(),
+            result: a.result.clone(),
+        }),
+    }
+}
+
+/// Parses a cache file (ours or upstream's).
+fn parse_cache(
+    bytes: &[u8],
+    runtime_ifname: &str,
+    cni_args: &str,
+) -> Result<CachedAttachments, String> {
+    let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let mut from_upstream = false;
+    let mut attachments = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let config = entry_config(&entry).map_err(|e| format!("entry {index}: {e}"))?;
+        let attachment = match entry.ours {
+            Some(ours) => Attachment {
+                name: ours.attachment,
+                config,
+                ifname: ours.ifname,
+                capability_args: ours.capability_args,
+                cni_args: ours.cni_args,
+                is_cluster_network: ours.cluster_network,
+                default_route: ours.default_route,
+                result: ours.result,
+            },
+            None => {
+                from_upstream = true;
+                // Upstream: the first delegate is the cluster network on the
+                // runtime's interface; others use their request or net<i>.
+                let ifname = if index == 0 {
+                    runtime_ifname.to_owned()
+                } else {
+                    entry
+                        .ifname_request
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| format!("net{index}"))
+                };
+                Attachment {
+                    name: if entry.name.is_empty() {
+                        config.name().unwrap_or_default().to_owned()
+                    } else {
+                        entry.name
+                    },
+                    config,
+                    ifname,
+                    capability_args: Map::new(),
+                    cni_args: cni_args.to_owned(),
+                    is_cluster_network: index == 0,
+                    default_route: None,
+                    result: None,
+                }
+            }
+        };
+        attachments.push(attachment);
+    }
+    Ok(CachedAttachments {
+        attachments,
+        from_upstream,
+    })
+}
+
+/// The delegate config of an entry: `Bytes` when present (upstream's
+/// authoritative copy), else `ConfList`/`Conf`.
+fn entry_config(entry: &Entry) -> Result<NetworkConfig, String> {
+    if !entry.bytes.is_empty() {
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(entry.bytes.trim())
+            .map_err(|e| format!("Bytes is not base64: {e}"))?;
+        let mut value: Value =
+            serde_json::from_slice(&raw).map_err(|e| format!("Bytes is not JSON: {e}"))?;
+        // Upstream before #1521 lost a conflist's cniVersion in Bytes; take it
+        // from the decoded ConfList then.
+        if value.get("cniVersion").is_none()
+            && let Some(v) = entry
+                .conf_list
+                .get("cniVersion")
+                .or_else(|| entry.conf.get("cniVersion"))
+            && let Some(obj) = value.as_object_mut()
+        {
+            obj.insert("cniVersion".into(), v.clone());
+        }
+        return NetworkConfig::from_value(value).map_err(|e| e.to_string());
+    }
+    let candidate = if entry.conf_list.get("plugins").is_some() {
+        &entry.conf_list
+    } else {
+        &entry.conf
+    };
+    NetworkConfig::from_value(candidate.clone()).map_err(|e| e.to_string())
+}
+
+/// Writes `bytes` to `path` through a temp file in `dir`, fsyncs, renames.
+pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn attachment(name: &str, ifname: &str, config: Value, cluster: bool) -> Attachment {
+        Attachment {
+            name: name.into(),
+            config: NetworkConfig::from_value(config).unwrap(),
+            ifname: ifname.into(),
+            capability_args: Map::new(),
+            cni_args: "IgnoreUnknown=true".into(),
+            is_cluster_network: cluster,
+            default_route: None,
+            result: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_our_attachments_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().join("multus"));
+        let mut a = vec![
+            attachment(
+                "k8s-pod-network",
+                "eth0",
+                json!({"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"bridge"}]}),
+                true,
+            ),
+            attachment(
+                "default/macvlan",
+                "net1",
+                json!({"cniVersion":"1.0.0","name":"macvlan","type":"macvlan","master":"eth0"}),
+                false,
+            ),
+        ];
+        a[1].result = Some(json!({"cniVersion":"1.0.0","ips":[]}));
+        a[1].default_route = Some(vec!["10.1.1.1".parse().unwrap()]);
+        cache.save("c1", &a).unwrap();
+        let path = cache.path("c1").unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(dir.path().join("multus"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+        let loaded = cache.load("c1", "eth0", "").unwrap().unwrap();
+        assert!(!loaded.from_upstream);
+        assert_eq!(loaded.attachments, a);
+        assert_eq!(cache.container_ids().unwrap(), ["c1"]);
+        cache.remove("c1").unwrap();
+        cache.remove("c1").unwrap();
+        assert!(cache.load("c1", "eth0", "").unwrap().is_none());
+    }
+
+    #[test]
+    fn writes_upstream_readable_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let a = [attachment(
+            "default/macvlan",
+            "net1",
+            json!({"cniVersion":"0.3.1","name":"macvlan","type":"macvlan"}),
+            false,
+        )];
+        cache.save("c2", &a).unwrap();
+        let raw: Value = serde_json::from_slice(&fs::read(dir.path().join("c2")).unwrap()).unwrap();
+        let entry = &raw[0];
+        assert_eq!(entry["Name"], "macvlan");
+        assert_eq!(entry["ifnameRequest"], "net1");
+        assert_eq!(entry["Conf"]["type"], "macvlan");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(entry["Bytes"].as_str().unwrap())
+            .unwrap();
+        let decoded: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(decoded["master"], Value::Null);
+        assert_eq!(decoded["type"], "macvlan");
+    }
+
+    #[test]
+    fn reads_a_cache_written_by_upstream_multus() {
+        let calico = json!({"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico"},{"type":"portmap"}]});
+        let macvlan =
+            json!({"cniVersion":"0.3.0","name":"macvlan-conf","type":"macvlan","master":"eth0"});
+        let b64 = |v: &Value| base64::engine::general_purpose::STANDARD.encode(v.to_string());
+        let upstream = json!([
+            {"Conf":{"cniVersion":"","type":""},"ConfList":{"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico"}]},
+             "Name":"k8s-pod-network","IsFilterV4Gateway":true,"IsFilterV6Gateway":true,"Bytes":b64(&calico)},
+            {"Conf":{"cniVersion":"0.3.0","name":"macvlan-conf","type":"macvlan"},"ConfList":{"cniVersion":"","name":"","plugins":null},
+             "Name":"macvlan-conf","IsFilterV4Gateway":true,"IsFilterV6Gateway":true,"Bytes":b64(&macvlan)},
+            {"Conf":{"cniVersion":"0.3.0","name":"macvlan-conf","type":"macvlan"},"ConfList":{},
+             "Name":"macvlan-conf","ifnameRequest":"data0","IsFilterV4Gateway":true,"IsFilterV6Gateway":true,"Bytes":b64(&macvlan)}
+        ]);
+        let parsed =
+            parse_cache(upstream.to_string().as_bytes(), "eth0", "K8S_POD_NAME=p").unwrap();
+        assert!(parsed.from_upstream);
+        let a = &parsed.attachments;
+        assert_eq!(a.len(), 3);
+        assert!(a[0].is_cluster_network);
+        assert_eq!(a[0].ifname, "eth0");
+        assert!(a[0].config.is_list());
+        assert_eq!(a[0].config.plugin_types(), ["calico", "portmap"]);
+        assert_eq!(a[1].ifname, "net1");
+        assert_eq!(a[2].ifname, "data0");
+        assert_eq!(a[1].cni_args, "K8S_POD_NAME=p");
+        assert_eq!(a[1].config.to_value()["master"], "eth0");
+    }
+
+    #[test]
+    fn backfills_a_lost_conflist_version() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .encode(json!({"name":"k","plugins":[{"type":"calico"}]}).to_string());
+        let upstream = json!([{"Conf":{},"ConfList":{"cniVersion":"0.3.1","name":"k"},"Name":"k","Bytes":bytes}]);
+        let parsed = parse_cache(upstream.to_string().as_bytes(), "eth0", "").unwrap();
+        assert_eq!(
+            parsed.attachments[0].config.cni_version_str(),
+            Some("0.3.1")
+        );
+    }
+
+    #[test]
+    fn corrupt_caches_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("bad"), b"{not json").unwrap();
+        let cache = Cache::new(dir.path());
+        let err = cache.load("bad", "eth0", "").unwrap_err();
+        assert!(err.to_string().contains("corrupt cache"), "{err}");
+        assert!(err.to_string().contains("bad"), "{err}");
+        fs::write(dir.path().join("bad2"), br#"[{"Bytes":"%%%"}]"#).unwrap();
+        let err = cache.load("bad2", "eth0", "").unwrap_err();
+        assert!(err.to_string().contains("base64"), "{err}");
+    }
+
+    #[test]
+    fn refuses_paths_outside_the_dir() {
+        let cache = Cache::new("/var/lib/cni/multus");
+        assert!(cache.path("../etc").is_err());
+        assert!(cache.path("a/b").is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! ADD: attach the cluster network and every requested network.
+
+use multus_config::cni::CniVersion;
+use multus_config::cni::result::CniResult;
+use multus_config::multus_conf::MultusNetConf;
+
+use super::{connect, del_all, exec_env, fetch_pod, k8s_error, pod_ref, wait_for_readiness};
+use crate::attachment::Attachment;
+use crate::cache::Cache;
+use crate::delegate;
+use crate::env::CniEnv;
+use crate::error::{PluginError, Result};
+use crate::k8s::EventType;
+use crate::network_status::{network_statuses, result100};
+use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, gateway_requests, plan};
+use crate::{netns, route};
+
+/// Runs ADD; returns the cluster network's result in the Multus config's
+/// CNI version.
+pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
+    let version = conf
+        .cni_version()
+        .map_err(|e| PluginError::Config(e.to_string()))?;
+    wait_for_readiness(conf, super::READINESS_TIMEOUT).await?;
+    let identity = PodIdentity::from_args(&env.args);
+    let client = connect(conf).await?;
+    let pod = fetch_pod(client.as_ref(), &identity).await?;
+    if client.is_some() && identity.is_known() && pod.is_none() {
+        return Err(PluginError::Kubernetes {
+            msg: format!(
+                "pod {}/{} not found: it was deleted or the runtime's CNI_ARGS are wrong",
+                identity.namespace, identity.name
+            ),
+            transient: false,
+        });
+    }
+    let conf_dir = ConfDir::new(&conf.conf_dir);
+    let input = PlanInput {
+        conf,
+        env,
+        pod: pod.as_ref(),
+        conf_dir: &conf_dir,
+    };
+    let planned = match &client {
+        Some(client) => plan(&input, client).await,
+        None => plan(&input, &NoNads).await,
+    };
+    let mut attachments = match planned {
+        Ok(p) => p.attachments,
+        Err((error, missing)) => {
+            if let (Some(client), Some(pod), Some(missing)) = (&client, &pod, missing) {
+                client
+                    .record_event(
+                        pod,
+                        EventType::Warning,
+                        "NoNetworkFound",
+                        &crate::k8s::no_network_found_message(&missing.namespace, &missing.name),
+                    )
+                    .await;
+            }
+            return Err(error);
+        }
+    };
+
+    if let Some(netns) = &env.netns {
+        let existing = netns::link_names(netns).map_err(|e| PluginError::Netlink(e.to_string()))?;
+        if let Some(a) = attachments.iter().find(|a| existing.contains(&a.ifname)) {
+            return Err(PluginError::Annotation(format!(
+                "{}: interface {:?} already exists in the pod's network namespace",
+                a.name, a.ifname
+            )));
+        }
+    }
+    let requests = route_requests(&attachments);
+    route::check_requests(&requests).map_err(|e| PluginError::Annotation(e.to_string()))?;
+
+    let cache = Cache::new(&conf.cni_dir);
+    cache.save(&env.container_id, &attachments)?;
+
+    for index in 0..attachments.len() {
+        let exec = exec_env(env, conf, &attachments[index]);
+        let outcome = delegate::add_network(
+            &attachments[index].config,
+            &attachments[index].capability_args,
+            &exec,
+        )
+        .await
+        .and_then(|r| {
+            r.to_value().map_err(|e| {
+                multus_config::cni::error::CniError::new(
+                    multus_config::cni::error::ErrorCode::DecodingFailure,
+                    e.to_string(),
+                    "",
+                )
+            })
+        });
+        match outcome {
+            Ok(value) => attachments[index].result = Some(value),
+            Err(error) => {
+                let failed = PluginError::Delegate {
+                    attachment: attachments[index].name.clone(),
+                    error,
+                };
+                return Err(rollback(env, conf, &cache, &attachments[..=index], failed).await);
+            }
+        }
+    }
+
+    if let Err(e) = apply_default_routes(env, &mut attachments) {
+        return Err(rollback(env, conf, &cache, &attachments, e).await);
+    }
+    if let Err(e) = cache.save(&env.container_id, &attachments) {
+        return Err(rollback(env, conf, &cache, &attachments, e).await);
+    }
+
+    if let (Some(client), Some(pod)) = (&client, &pod) {
+        for a in attachments.iter().filter(|a| !a.is_cluster_network) {
+            if let Some(result) = result100(a) {
+                let ips: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
+                client
+                    .record_event(
+                        pod,
+                        EventType::Normal,
+                        "AddedInterface",
+                        &crate::k8s::added_interface_message(&a.ifname, &ips, &a.name),
+                    )
+                    .await;
+            }
+        }
+        if !conf.is_system_namespace(&identity.namespace) {
+            let statuses = network_statuses(&attachments);
+            if let Err(e) = client
+                .set_network_status(&pod_ref(&identity), &statuses)
+                .await
+            {
+                let e = k8s_error(e);
+                return Err(rollback(env, conf, &cache, &attachments, e).await);
+            }
+        }
+    }
+
+    let cluster = attachments
+        .first()
+        .and_then(|a| a.result.clone())
+        .ok_or_else(|| PluginError::Config("no cluster network result".into()))?;
+    let bytes = CniResult::from_value(cluster, None)
+        .map_err(|e| PluginError::Version(format!("cluster network result: {e}")))
+        .and_then(|r| {
+            r.convert_to(version).map_err(|e| {
+                PluginError::Version(format!(
+                    "cannot return the cluster network's result as CNI {version}: {e}"
+                ))
+            })
+        })
+        .and_then(|r| {
+            r.to_json_bytes()
+                .map_err(|e| PluginError::Version(e.to_string()))
+        });
+    match bytes {
+        Ok(bytes) => Ok(bytes),
+        Err(e) => Err(rollback(env, conf, &cache, &attachments, e).await),
+    }
+}
+
+/// The default-route requests of the attachments.
+fn route_requests(attachments: &[Attachment]) -> Vec<route::DefaultRouteRequest> {
+    gateway_requests(attachments)
+        .into_iter()
+        .map(|(ifname, gateways)| route::DefaultRouteRequest { ifname, gateways })
+        .collect()
+}
+
+/// Applies default-route requests and makes the results agree.
+fn apply_default_routes(env: &CniEnv, attachments: &mut [Attachment]) -> Result<()> {
+    let requests = route_requests(attachments);
+    let (Some(netns), false) = (&env.netns, requests.is_empty()) else {
+        return Ok(());
+    };
+    let applied = route::apply_default_routes(netns, &requests)
+        .map_err(|e| PluginError::Netlink(e.to_string()))?;
+    for a in attachments.iter_mut() {
+        let Some(mut result) = result100(a) else {
+            continue;
+        };
+        route::update_result(&mut result, &a.ifname, &applied);
+        let version = a
+            .result
+            .as_ref()
+            .and_then(|v| v.get("cniVersion"))
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse::<CniVersion>().ok())
+            .unwrap_or(CniVersion::V1_0_0);
+        let converted = CniResult::from(result)
+            .convert_to(version)
+            .map_err(|e| PluginError::Version(e.to_string()))?;
+        a.result = Some(
+            converted
+                .to_value()
+                .map_err(|e| PluginError::Version(e.to_string()))?,
+        );
+    }
+    Ok(())
+}
+
+/// DELs what a failed ADD created (reverse order, the failed one too),
+/// removes the cache, and returns the original error (with any rollback
+/// failures appended).
+async fn rollback(
+    env: &CniEnv,
+    conf: &MultusNetConf,
+    cache: &Cache,
+    done: &[Attachment],
+    error: PluginError,
+) -> PluginError {
+    tracing::error!(%error, "ADD failed; rolling back");
+    let failures = del_all(env, conf, done).await;
+    if failures.is_empty() {
+        if let Err(e) = cache.remove(&env.container_id) {
+            return PluginError::Many(vec![error, e]);
+        }
+        error
+    } else {
+        // Keep the cache so the runtime's DEL can finish the cleanup.
+        let mut all = vec![error];
+        all.extend(failures);
+        PluginError::Many(all)
+    }
+}

@@ -1,0 +1,43 @@
+//! CHECK: every attachment, from the cache.
+
+use multus_config::multus_conf::MultusNetConf;
+
+use super::exec_env;
+use crate::cache::Cache;
+use crate::delegate;
+use crate::env::CniEnv;
+use crate::error::{PluginError, Result};
+
+/// Runs CHECK of every attachment ADD made, with its cached result.
+pub async fn check(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
+    let cache = Cache::new(&conf.cni_dir);
+    let cached = cache
+        .load(&env.container_id, &env.ifname, &env.args.to_string())?
+        .ok_or_else(|| {
+            PluginError::Cache(format!(
+                "CHECK: no cache for container {}: ADD did not run or DEL already ran",
+                env.container_id
+            ))
+        })?;
+    for attachment in &cached.attachments {
+        let Some(result) = &attachment.result else {
+            return Err(PluginError::Cache(format!(
+                "CHECK: {} has no cached result (set up by an older Multus); cannot check it",
+                attachment.name
+            )));
+        };
+        let exec = exec_env(env, conf, attachment);
+        delegate::check_network(
+            &attachment.config,
+            &attachment.capability_args,
+            result,
+            &exec,
+        )
+        .await
+        .map_err(|error| PluginError::Delegate {
+            attachment: attachment.name.clone(),
+            error,
+        })?;
+    }
+    Ok(Vec::new())
+}

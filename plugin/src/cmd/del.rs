@@ -1,0 +1,77 @@
+//! DEL: release everything ADD attached, from the cache when there is one.
+
+use multus_config::multus_conf::MultusNetConf;
+
+use super::{connect, del_all, fetch_pod};
+use crate::attachment::Attachment;
+use crate::cache::Cache;
+use crate::env::CniEnv;
+use crate::error::{PluginError, Result};
+use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, plan};
+
+/// Runs DEL. Idempotent: a second DEL finds no cache and only DELs the
+/// cluster network again, which plugins accept.
+pub async fn del(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
+    let cache = Cache::new(&conf.cni_dir);
+    let cached = cache.load(&env.container_id, &env.ifname, &env.args.to_string())?;
+    let attachments = match cached {
+        Some(cached) => {
+            if cached.from_upstream {
+                tracing::info!(container = %env.container_id, "deleting a pod set up by upstream Multus");
+            }
+            cached.attachments
+        }
+        None => rederive(env, conf).await?,
+    };
+    let failures = del_all(env, conf, &attachments).await;
+    if !failures.is_empty() {
+        // Keep the cache: the runtime retries DEL until everything is gone.
+        return Err(PluginError::Many(failures));
+    }
+    cache.remove(&env.container_id)?;
+    Ok(Vec::new())
+}
+
+/// Without a cache: the pod's attachments from the API when it can tell us,
+/// else only the cluster network (known from the config).
+async fn rederive(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<Attachment>> {
+    let identity = PodIdentity::from_args(&env.args);
+    let client = match connect(conf).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no API access for DEL; releasing the cluster network only");
+            None
+        }
+    };
+    let pod = match fetch_pod(client.as_ref(), &identity).await {
+        Ok(pod) => pod,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the pod for DEL; releasing the cluster network only");
+            None
+        }
+    };
+    let conf_dir = ConfDir::new(&conf.conf_dir);
+    let input = PlanInput {
+        conf,
+        env,
+        pod: pod.as_ref(),
+        conf_dir: &conf_dir,
+    };
+    let planned = match (&client, &pod) {
+        (Some(client), Some(_)) => plan(&input, client).await,
+        _ => plan(&input, &NoNads).await,
+    };
+    match planned {
+        Ok(p) => Ok(p.attachments),
+        Err((error, _)) => {
+            // The pod's annotations no longer resolve (NAD deleted, ...):
+            // release what we can name for sure, the cluster network.
+            tracing::warn!(%error, "cannot re-derive the pod's attachments; releasing the cluster network only");
+            let cluster_only = PlanInput { pod: None, ..input };
+            plan(&cluster_only, &NoNads)
+                .await
+                .map(|p| p.attachments.into_iter().take(1).collect())
+                .map_err(|(e, _)| e)
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! STATUS: whether the cluster network and the default networks are ready.
+
+use multus_config::multus_conf::MultusNetConf;
+
+use super::wait_for_readiness;
+use crate::delegate::{self, DEFAULT_DELEGATE_TIMEOUT, ExecEnv};
+use crate::env::CniEnv;
+use crate::error::{PluginError, Result};
+use crate::plan::{ConfDir, NoNads, PlanInput, plan};
+
+/// Runs STATUS of every delegate the config names that supports it.
+pub async fn status(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
+    wait_for_readiness(conf, std::time::Duration::from_secs(1))
+        .await
+        .map_err(|e| PluginError::Delegate {
+            attachment: "readiness".into(),
+            error: multus_config::cni::error::CniError::new(
+                multus_config::cni::error::ErrorCode::PluginNotAvailable,
+                e.to_string(),
+                "",
+            ),
+        })?;
+    let conf_dir = ConfDir::new(&conf.conf_dir);
+    let input = PlanInput {
+        conf,
+        env,
+        pod: None,
+        conf_dir: &conf_dir,
+    };
+    let attachments = plan(&input, &NoNads).await.map_err(|(e, _)| e)?.attachments;
+    for attachment in &attachments {
+        let exec = ExecEnv {
+            container_id: String::new(),
+            netns: None,
+            ifname: String::new(),
+            args: String::new(),
+            path: delegate::search_path(std::path::Path::new(&conf.bin_dir), &env.path),
+            timeout: DEFAULT_DELEGATE_TIMEOUT,
+        };
+        delegate::status_network(&attachment.config, &exec)
+            .await
+            .map_err(|error| PluginError::Delegate {
+                attachment: attachment.name.clone(),
+                error,
+            })?;
+    }
+    Ok(Vec::new())
+}

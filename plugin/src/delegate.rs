@@ -1,0 +1,383 @@
+//! Executing delegate CNI plugins, single configs and conflists, the way a
+//! runtime (libcni) does: one process per plugin, CNI env vars, config on
+//! stdin, `prevResult` chaining inside a list, capability arguments injected
+//! into `runtimeConfig` for the capabilities a plugin declares.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use multus_config::cni::CniVersion;
+use multus_config::cni::error::{CniError, ErrorCode};
+use multus_config::cni::netconf::{NetConf, NetworkConfig};
+use multus_config::cni::result::CniResult;
+use multus_config::cni::runtime::inject_capability_args;
+use serde_json::{Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Default time a delegate may take for one command.
+pub const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Most bytes of a delegate's stderr kept for error messages.
+const STDERR_LIMIT: usize = 8 * 1024;
+
+/// The CNI environment a delegate is run with.
+#[derive(Debug, Clone)]
+pub struct ExecEnv {
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// `CNI_NETNS`.
+    pub netns: Option<PathBuf>,
+    /// `CNI_IFNAME`.
+    pub ifname: String,
+    /// `CNI_ARGS`.
+    pub args: String,
+    /// Directories searched for the plugin binary, in order; also passed as
+    /// `CNI_PATH`.
+    pub path: Vec<PathBuf>,
+    /// How long one plugin process may run.
+    pub timeout: Duration,
+}
+
+/// Finds the binary of plugin `plugin_type` in `path`.
+pub fn find_plugin(plugin_type: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+    if plugin_type.is_empty() || plugin_type.contains('/') || plugin_type.starts_with('.') {
+        return Err(CniError::new(
+            ErrorCode::InvalidNetworkConfig,
+            format!("invalid plugin type {plugin_type:?}"),
+            "a plugin type is a file name in the CNI bin directories",
+        ));
+    }
+    path.iter()
+        .map(|dir| dir.join(plugin_type))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            let dirs: Vec<_> = path.iter().map(|p| p.display().to_string()).collect();
+            CniError::new(
+                ErrorCode::PluginNotAvailable,
+                format!(
+                    "failed to find plugin {plugin_type:?} in [{}]",
+                    dirs.join(", ")
+                ),
+                "install the plugin binary on the node or fix the network's \"type\"",
+            )
+        })
+}
+
+/// Runs one plugin process with `command` and `stdin`; returns its stdout.
+pub async fn exec_plugin(
+    command: &str,
+    plugin_type: &str,
+    stdin: &[u8],
+    env: &ExecEnv,
+) -> Result<Vec<u8>, CniError> {
+    let binary = find_plugin(plugin_type, &env.path)?;
+    let cni_path = std::env::join_paths(&env.path)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut cmd = tokio::process::Command::new(&binary);
+    cmd.env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", &env.container_id)
+        .env("CNI_IFNAME", &env.ifname)
+        .env("CNI_ARGS", &env.args)
+        .env("CNI_PATH", cni_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    match &env.netns {
+        Some(netns) => cmd.env("CNI_NETNS", netns),
+        None => cmd.env_remove("CNI_NETNS"),
+    };
+    tracing::debug!(plugin = plugin_type, command, ifname = %env.ifname, "executing delegate");
+    let io_error = |what: &str, e: std::io::Error| {
+        CniError::new(
+            ErrorCode::IoFailure,
+            format!("{what} plugin {}: {e}", binary.display()),
+            "",
+        )
+    };
+    let mut child = cmd.spawn().map_err(|e| io_error("cannot start", e))?;
+    let run = async {
+        if let Some(mut pipe) = child.stdin.take() {
+            // A plugin that exits without reading its stdin is not an error.
+            let _ = pipe.write_all(stdin).await;
+            drop(pipe);
+        }
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut out_pipe = child.stdout.take();
+        let mut err_pipe = child.stderr.take();
+        let read_out = async {
+            if let Some(p) = out_pipe.as_mut() {
+                let _ = p.read_to_end(&mut stdout).await;
+            }
+        };
+        let read_err = async {
+            if let Some(p) = err_pipe.as_mut() {
+                let _ = p.read_to_end(&mut stderr).await;
+            }
+        };
+        tokio::join!(read_out, read_err);
+        let status = child.wait().await;
+        (status, stdout, stderr)
+    };
+    let (status, stdout, mut stderr) =
+        tokio::time::timeout(env.timeout, run).await.map_err(|_| {
+            CniError::new(
+                ErrorCode::TryAgainLater,
+                format!(
+                    "plugin {plugin_type} did not finish {command} within {}s",
+                    env.timeout.as_secs()
+                ),
+                "the plugin process was killed",
+            )
+        })?;
+    let status = status.map_err(|e| io_error("cannot wait for", e))?;
+    stderr.truncate(STDERR_LIMIT);
+    if status.success() {
+        Ok(stdout)
+    } else {
+        Err(CniError::from_plugin_failure(plugin_type, &stdout, &stderr))
+    }
+}
+
+/// Prepares one plugin's stdin: capability arguments, `prevResult`, and for
+/// GC the valid attachments.
+fn plugin_stdin(
+    mut conf: NetConf,
+    capability_args: &Map<String, Value>,
+    prev_result: Option<&Value>,
+    extra: &Map<String, Value>,
+) -> Vec<u8> {
+    inject_capability_args(&mut conf, capability_args);
+    if let Some(prev) = prev_result {
+        conf.prev_result = Some(prev.clone());
+    }
+    for (k, v) in extra {
+        conf.extra.insert(k.clone(), v.clone());
+    }
+    conf.to_bytes()
+}
+
+/// The plugins of a network as the runtime executes them (list-level name
+/// and version applied).
+fn exec_plugins(config: &NetworkConfig) -> Vec<NetConf> {
+    match config {
+        NetworkConfig::Conf(conf) => vec![conf.clone()],
+        NetworkConfig::List(list) => (0..list.plugins.len())
+            .filter_map(|i| list.plugin_for_exec(i))
+            .collect(),
+    }
+}
+
+/// The version a network's plugins speak (0.1.0 when unset, as libcni).
+pub fn config_version(config: &NetworkConfig) -> Result<CniVersion, CniError> {
+    match config.cni_version_str() {
+        None | Some("") => Ok(CniVersion::V0_1_0),
+        Some(text) => text
+            .parse()
+            .map_err(|e: multus_config::cni::version::UnknownVersion| {
+                CniError::new(ErrorCode::IncompatibleCniVersion, e.to_string(), "")
+            }),
+    }
+}
+
+fn decode_result(plugin: &str, bytes: &[u8], version: CniVersion) -> Result<CniResult, CniError> {
+    let fail = |problem: String| {
+        CniError::new(
+            ErrorCode::DecodingFailure,
+            format!("plugin {plugin} returned an invalid result: {problem}"),
+            String::from_utf8_lossy(bytes)
+                .chars()
+                .take(512)
+                .collect::<String>(),
+        )
+    };
+    CniResult::parse(bytes, Some(version))
+        .map_err(|e| fail(e.to_string()))?
+        .convert_to(version)
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// ADD of a network (conf or conflist); the result is in the network's own
+/// CNI version.
+pub async fn add_network(
+    config: &NetworkConfig,
+    capability_args: &Map<String, Value>,
+    env: &ExecEnv,
+) -> Result<CniResult, CniError> {
+    let version = config_version(config)?;
+    let mut prev: Option<CniResult> = None;
+    for plugin in exec_plugins(config) {
+        let plugin_type = plugin.plugin_type.clone();
+        let prev_value = prev
+            .as_ref()
+            .map(|r| r.to_value())
+            .transpose()
+            .map_err(|e| CniError::new(ErrorCode::DecodingFailure, e.to_string(), ""))?;
+        let stdin = plugin_stdin(plugin, capability_args, prev_value.as_ref(), &Map::new());
+        let out = exec_plugin("ADD", &plugin_type, &stdin, env).await?;
+        prev = Some(decode_result(&plugin_type, &out, version)?);
+    }
+    prev.ok_or_else(|| {
+        CniError::new(
+            ErrorCode::InvalidNetworkConfig,
+            "the network has no plugins",
+            "",
+        )
+    })
+}
+
+/// DEL of a network, plugins in reverse order; `prev_result` is the cached
+/// ADD result (given to plugins of CNI >= 0.4.0). Every plugin is called even
+/// if an earlier one fails; the first error is returned.
+pub async fn del_network(
+    config: &NetworkConfig,
+    capability_args: &Map<String, Value>,
+    prev_result: Option<&Value>,
+    env: &ExecEnv,
+) -> Result<(), CniError> {
+    let version = config_version(config)?;
+    let prev = prev_result.filter(|_| version >= CniVersion::V0_4_0);
+    let mut first_error = None;
+    for plugin in exec_plugins(config).into_iter().rev() {
+        let plugin_type = plugin.plugin_type.clone();
+        let stdin = plugin_stdin(plugin, capability_args, prev, &Map::new());
+        if let Err(e) = exec_plugin("DEL", &plugin_type, &stdin, env).await {
+            tracing::warn!(plugin = %plugin_type, error = %e, "delegate DEL failed");
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// CHECK of a network with its cached result; a no-op for versions before
+/// 0.4.0 and lists with `disableCheck`.
+pub async fn check_network(
+    config: &NetworkConfig,
+    capability_args: &Map<String, Value>,
+    prev_result: &Value,
+    env: &ExecEnv,
+) -> Result<(), CniError> {
+    let version = config_version(config)?;
+    if !version.supports_check() {
+        return Ok(());
+    }
+    if let NetworkConfig::List(list) = config
+        && list.disable_check == Some(true)
+    {
+        return Ok(());
+    }
+    for plugin in exec_plugins(config) {
+        let plugin_type = plugin.plugin_type.clone();
+        let stdin = plugin_stdin(plugin, capability_args, Some(prev_result), &Map::new());
+        exec_plugin("CHECK", &plugin_type, &stdin, env).await?;
+    }
+    Ok(())
+}
+
+/// STATUS of every plugin of a network (CNI >= 1.1.0; older: ready).
+pub async fn status_network(config: &NetworkConfig, env: &ExecEnv) -> Result<(), CniError> {
+    if !config_version(config)?.supports_status_and_gc() {
+        return Ok(());
+    }
+    for plugin in exec_plugins(config) {
+        let plugin_type = plugin.plugin_type.clone();
+        let stdin = plugin_stdin(plugin, &Map::new(), None, &Map::new());
+        exec_plugin("STATUS", &plugin_type, &stdin, env).await?;
+    }
+    Ok(())
+}
+
+/// GC of every plugin of a network (CNI >= 1.1.0) with the attachments that
+/// are still valid (`cni.dev/valid-attachments`).
+pub async fn gc_network(
+    config: &NetworkConfig,
+    valid_attachments: &[Value],
+    env: &ExecEnv,
+) -> Result<(), CniError> {
+    if !config_version(config)?.supports_status_and_gc() {
+        return Ok(());
+    }
+    if let NetworkConfig::List(list) = config
+        && list.disable_gc == Some(true)
+    {
+        return Ok(());
+    }
+    let mut extra = Map::new();
+    extra.insert(
+        "cni.dev/valid-attachments".into(),
+        Value::Array(valid_attachments.to_vec()),
+    );
+    for plugin in exec_plugins(config) {
+        let plugin_type = plugin.plugin_type.clone();
+        let stdin = plugin_stdin(plugin, &Map::new(), None, &extra);
+        exec_plugin("GC", &plugin_type, &stdin, env).await?;
+    }
+    Ok(())
+}
+
+/// `binDir` first, then the runtime's `CNI_PATH`, without duplicates.
+pub fn search_path(bin_dir: &Path, cni_path: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = vec![bin_dir.to_path_buf()];
+    for p in cni_path {
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_types_cannot_be_paths() {
+        for bad in ["", "../bridge", "/bin/sh", ".hidden"] {
+            let err = find_plugin(bad, &[PathBuf::from("/usr/lib/cni")]).unwrap_err();
+            assert_eq!(err.code, 7, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn missing_plugins_name_the_directories() {
+        let err = find_plugin("no-such-plugin", &[PathBuf::from("/nonexistent/bin")]).unwrap_err();
+        assert_eq!(err.code, 50);
+        assert!(err.msg.contains("no-such-plugin"), "{}", err.msg);
+        assert!(err.msg.contains("/nonexistent/bin"), "{}", err.msg);
+    }
+
+    #[test]
+    fn search_path_puts_bin_dir_first_without_duplicates() {
+        let path = search_path(
+            Path::new("/opt/cni/bin"),
+            &[PathBuf::from("/usr/lib/cni"), PathBuf::from("/opt/cni/bin")],
+        );
+        assert_eq!(
+            path,
+            [PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")]
+        );
+    }
+
+    #[test]
+    fn stdin_gets_declared_capabilities_and_prev_result() {
+        let conf = NetConf::from_value(serde_json::json!({
+            "cniVersion": "1.0.0", "name": "n", "type": "portmap",
+            "capabilities": {"portMappings": true}
+        }))
+        .unwrap();
+        let mut caps = Map::new();
+        caps.insert("portMappings".into(), serde_json::json!([{"hostPort": 80}]));
+        caps.insert("mac".into(), serde_json::json!("aa:bb:cc:dd:ee:ff"));
+        let prev = serde_json::json!({"cniVersion": "1.0.0"});
+        let bytes = plugin_stdin(conf, &caps, Some(&prev), &Map::new());
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["runtimeConfig"]["portMappings"][0]["hostPort"], 80);
+        assert!(
+            v["runtimeConfig"].get("mac").is_none(),
+            "undeclared capability"
+        );
+        assert_eq!(v["prevResult"]["cniVersion"], "1.0.0");
+    }
+}

@@ -1,0 +1,547 @@
+//! Which networks a pod gets, in order, on which interfaces: the cluster
+//! network (inline delegate, `clusterNetwork`, or the pod's
+//! default-network annotation), then `defaultNetworks`, then one attachment
+//! per element of the networks annotation.
+
+use std::cell::OnceCell;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::Pod;
+use multus_config::ConfFile;
+use multus_config::cni::CniVersion;
+use multus_config::cni::args::{CniArgs, PodArgs};
+use multus_config::cni::netconf::NetworkConfig;
+use multus_config::cni::runtime::{
+    CAP_BANDWIDTH, CAP_DEVICE_ID, CAP_INFINIBAND_GUID, CAP_IPS, CAP_MAC, CAP_PORT_MAPPINGS,
+    undeclared_requested,
+};
+use multus_config::cni::version::DEFAULT_NAD_VERSION;
+use multus_config::multus_conf::MultusNetConf;
+use multus_config::npwg::default_network::parse_default_network_annotation;
+use multus_config::npwg::nad::resolve_nad_config;
+use multus_config::npwg::selection::{NetworkSelectionElement, parse_networks_annotation};
+use multus_config::npwg::{
+    DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION, NetworkAttachmentDefinition,
+};
+use serde_json::{Map, Value};
+
+use crate::attachment::Attachment;
+use crate::env::{CniEnv, interface_name_problem};
+use crate::error::{PluginError, Result};
+
+/// Where NADs come from (the API server in production).
+pub trait NadSource {
+    /// The NAD `namespace/name`, or `None` when it does not exist.
+    fn get_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> impl std::future::Future<Output = Result<Option<NetworkAttachmentDefinition>>>;
+}
+
+/// No API access (delegates-only mode): no NAD exists.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoNads;
+
+impl NadSource for NoNads {
+    async fn get_nad(&self, _: &str, _: &str) -> Result<Option<NetworkAttachmentDefinition>> {
+        Ok(None)
+    }
+}
+
+/// The Multus conf dir (`confDir`), read at most once per invocation and
+/// only when a NAD or network reference needs it.
+#[derive(Debug)]
+pub struct ConfDir {
+    dir: PathBuf,
+    files: OnceCell<Vec<ConfFile>>,
+}
+
+impl ConfDir {
+    /// The conf dir at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            files: OnceCell::new(),
+        }
+    }
+
+    /// Its regular files (and symlinks to them); unreadable entries skipped.
+    pub fn files(&self) -> &[ConfFile] {
+        self.files.get_or_init(|| read_conf_dir(&self.dir))
+    }
+}
+
+fn read_conf_dir(dir: &Path) -> Vec<ConfFile> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<ConfFile> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let bytes = std::fs::read(e.path()).ok()?;
+            Some(ConfFile { name, bytes })
+        })
+        .collect();
+    files.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    files
+}
+
+/// Everything the planner needs.
+#[derive(Debug)]
+pub struct PlanInput<'a> {
+    /// The Multus config.
+    pub conf: &'a MultusNetConf,
+    /// The CNI environment.
+    pub env: &'a CniEnv,
+    /// The pod, when the API server told us about it.
+    pub pod: Option<&'a Pod>,
+    /// The Multus conf dir.
+    pub conf_dir: &'a ConfDir,
+}
+
+/// The pod identity from `CNI_ARGS`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodIdentity {
+    /// `K8S_POD_NAMESPACE`.
+    pub namespace: String,
+    /// `K8S_POD_NAME`.
+    pub name: String,
+    /// `K8S_POD_UID`.
+    pub uid: String,
+}
+
+impl PodIdentity {
+    /// Reads the identity from the runtime's `CNI_ARGS`.
+    pub fn from_args(args: &CniArgs) -> Self {
+        let get = |k: &str| args.get(k).unwrap_or_default().to_owned();
+        Self {
+            namespace: get("K8S_POD_NAMESPACE"),
+            name: get("K8S_POD_NAME"),
+            uid: get("K8S_POD_UID"),
+        }
+    }
+
+    /// Whether the runtime named a Kubernetes pod.
+    pub fn is_known(&self) -> bool {
+        !self.namespace.is_empty() && !self.name.is_empty()
+    }
+}
+
+/// Default CNI version for NAD configs without one.
+fn default_version(conf: &MultusNetConf) -> CniVersion {
+    conf.cni_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_NAD_VERSION)
+}
+
+fn annotation<'p>(pod: Option<&'p Pod>, key: &str) -> Option<&'p str> {
+    pod?.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Resolves a network reference of the Multus config (`clusterNetwork`,
+/// `defaultNetworks` entries): an absolute path (file, or directory whose
+/// first config is taken), else a NAD in `namespace`, else a config in the
+/// conf dir whose CNI name equals the reference.
+pub async fn resolve_reference(
+    reference: &str,
+    namespace: &str,
+    input: &PlanInput<'_>,
+    nads: &impl NadSource,
+    cache: &mut HashMap<(String, String), Option<NetworkAttachmentDefinition>>,
+) -> Result<(String, NetworkConfig)> {
+    let version = default_version(input.conf);
+    if reference.starts_with('/') {
+        let path = Path::new(reference);
+        let file = if path.is_dir() {
+            read_conf_dir(path)
+                .into_iter()
+                .find(|f| {
+                    [".conf", ".conflist", ".json"]
+                        .iter()
+                        .any(|ext| f.name.ends_with(ext))
+                })
+                .ok_or_else(|| {
+                    PluginError::NetworkConfig(format!(
+                        "network {reference:?}: the directory holds no .conf, .conflist or .json file"
+                    ))
+                })?
+        } else {
+            let bytes = std::fs::read(path).map_err(|e| {
+                PluginError::NetworkConfig(format!("network {reference:?}: cannot read it: {e}"))
+            })?;
+            ConfFile::new(reference, bytes)
+        };
+        let mut config = NetworkConfig::parse(&file.bytes).map_err(|e| {
+            PluginError::NetworkConfig(format!("network {reference:?} ({}): {e}", file.name))
+        })?;
+        config.set_cni_version_if_missing(version);
+        let name = config.name().unwrap_or(reference).to_owned();
+        return Ok((name, config));
+    }
+    let nad = lookup_nad(namespace, reference, nads, cache).await?;
+    let spec_config = nad.as_ref().and_then(|n| n.spec.config.as_deref());
+    let resolved = resolve_nad_config(
+        namespace,
+        reference,
+        spec_config,
+        input.conf_dir.files(),
+        version,
+    )
+    .map_err(|e| {
+        if nad.is_none() {
+            PluginError::NetworkConfig(format!(
+                "network {reference:?}: no NetworkAttachmentDefinition {namespace}/{reference} and no config named {reference:?} in {}: {e}",
+                input.conf.conf_dir
+            ))
+        } else {
+            PluginError::NetworkConfig(e.to_string())
+        }
+    })?;
+    let config = NetworkConfig::from_value(resolved.value)
+        .map_err(|e| PluginError::NetworkConfig(format!("network {namespace}/{reference}: {e}")))?;
+    let name = if nad.is_some() {
+        format!("{namespace}/{reference}")
+    } else {
+        config.name().unwrap_or(reference).to_owned()
+    };
+    Ok((name, config))
+}
+
+async fn lookup_nad(
+    namespace: &str,
+    name: &str,
+    nads: &impl NadSource,
+    cache: &mut HashMap<(String, String), Option<NetworkAttachmentDefinition>>,
+) -> Result<Option<NetworkAttachmentDefinition>> {
+    let key = (namespace.to_owned(), name.to_owned());
+    if let Some(found) = cache.get(&key) {
+        return Ok(found.clone());
+    }
+    let found = nads.get_nad(namespace, name).await?;
+    cache.insert(key, found.clone());
+    Ok(found)
+}
+
+/// A NAD named by the networks annotation that does not exist (the caller
+/// publishes a Warning event for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingNad {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// The planned attachments, or the reason there are none.
+#[derive(Debug)]
+pub struct Plan {
+    /// In ADD order; the first is the cluster network.
+    pub attachments: Vec<Attachment>,
+}
+
+/// Plans the attachments of an ADD (or a DEL without cache).
+pub async fn plan(
+    input: &PlanInput<'_>,
+    nads: &impl NadSource,
+) -> std::result::Result<Plan, (PluginError, Option<MissingNad>)> {
+    let conf = input.conf;
+    let identity = PodIdentity::from_args(&input.env.args);
+    let mut nad_cache = HashMap::new();
+    let runtime_caps: Map<String, Value> = conf.runtime_config.clone().unwrap_or_default();
+    let base_args = CniArgs::for_delegate(
+        PodArgs {
+            namespace: &identity.namespace,
+            name: &identity.name,
+            infra_container_id: &input.env.container_id,
+            uid: &identity.uid,
+        },
+        &input.env.args,
+    );
+
+    // 1. The cluster network.
+    let (cluster_name, cluster_config) = if let Some(text) =
+        annotation(input.pod, DEFAULT_NETWORK_ANNOTATION)
+    {
+        let element = parse_default_network_annotation(text, &conf.multus_namespace)
+            .map_err(|e| (PluginError::Annotation(e.to_string()), None))?;
+        check_namespace(conf, &identity, &element).map_err(|e| (e, None))?;
+        resolve_reference(
+            &element.name,
+            &element.namespace,
+            input,
+            nads,
+            &mut nad_cache,
+        )
+        .await
+        .map_err(|e| (e, None))?
+    } else if let Some(reference) = conf
+        .cluster_network
+        .as_deref()
+        .filter(|s| !s.trim().is_empty())
+    {
+        resolve_reference(
+            reference,
+            &conf.multus_namespace,
+            input,
+            nads,
+            &mut nad_cache,
+        )
+        .await
+        .map_err(|e| (e, None))?
+    } else {
+        let value = conf.delegates.first().cloned().ok_or_else(|| {
+            (
+                PluginError::Config("no cluster network: set clusterNetwork or delegates".into()),
+                None,
+            )
+        })?;
+        let mut config = NetworkConfig::from_value(value)
+            .map_err(|e| (PluginError::Config(format!("delegates[0]: {e}")), None))?;
+        config.set_cni_version_if_missing(default_version(conf));
+        (
+            config.name().unwrap_or("cluster-network").to_owned(),
+            config,
+        )
+    };
+    let mut attachments = vec![Attachment {
+        name: cluster_name,
+        config: cluster_config,
+        ifname: input.env.ifname.clone(),
+        capability_args: runtime_caps.clone(),
+        cni_args: base_args.to_string(),
+        is_cluster_network: true,
+        default_route: None,
+        result: None,
+    }];
+
+    // 2. defaultNetworks, except for system namespaces.
+    let system_pod = identity.is_known() && conf.is_system_namespace(&identity.namespace);
+    if !system_pod {
+        for reference in &conf.default_networks {
+            let (name, config) = resolve_reference(
+                reference,
+                &conf.multus_namespace,
+                input,
+                nads,
+                &mut nad_cache,
+            )
+            .await
+            .map_err(|e| (e, None))?;
+            let ifname = format!("net{}", attachments.len());
+            attachments.push(Attachment {
+                name,
+                config,
+                ifname,
+                capability_args: runtime_caps.clone(),
+                cni_args: base_args.to_string(),
+                is_cluster_network: false,
+                default_route: None,
+                result: None,
+            });
+        }
+    }
+
+    // 3. The networks annotation.
+    if let Some(text) = annotation(input.pod, NETWORKS_ANNOTATION) {
+        let elements = parse_networks_annotation(text, &identity.namespace)
+            .map_err(|e| (PluginError::Annotation(e.to_string()), None))?;
+        for element in elements {
+            check_namespace(conf, &identity, &element).map_err(|e| (e, None))?;
+            let nad = lookup_nad(&element.namespace, &element.name, nads, &mut nad_cache)
+                .await
+                .map_err(|e| (e, None))?;
+            let full_name = element.namespaced_name();
+            let Some(nad) = nad else {
+                return Err((
+                    PluginError::NetworkConfig(format!(
+                        "NetworkAttachmentDefinition {full_name} not found (named by the pod's {NETWORKS_ANNOTATION} annotation)"
+                    )),
+                    Some(MissingNad {
+                        namespace: element.namespace.clone(),
+                        name: element.name.clone(),
+                    }),
+                ));
+            };
+            let resolved = resolve_nad_config(
+                &element.namespace,
+                &element.name,
+                nad.spec.config.as_deref(),
+                input.conf_dir.files(),
+                default_version(conf),
+            )
+            .map_err(|e| (PluginError::NetworkConfig(e.to_string()), None))?;
+            let mut value = resolved.value;
+            if let Some(cni_args) = &element.cni_args {
+                merge_cni_args(&mut value, cni_args);
+            }
+            let config = NetworkConfig::from_value(value).map_err(|e| {
+                (
+                    PluginError::NetworkConfig(format!("{full_name}: {e}")),
+                    None,
+                )
+            })?;
+            let requested = requested_capabilities(&element);
+            let undeclared = undeclared_requested(requested.keys(), &config.capabilities());
+            if !undeclared.is_empty() {
+                return Err((
+                    PluginError::Annotation(format!(
+                        "{full_name}: the pod requests {} but no plugin of this network declares the capability (add \"capabilities\": {{{}}} to the NAD's config)",
+                        undeclared.join(", "),
+                        undeclared
+                            .iter()
+                            .map(|k| format!("\"{k}\": true"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    None,
+                ));
+            }
+            let mut caps = runtime_caps.clone();
+            caps.extend(requested);
+            let mut args = base_args.clone();
+            if let Some(ips) = element.ips.as_ref().filter(|i| !i.is_empty()) {
+                args.set("IP", ips.join(","));
+            }
+            if let Some(mac) = &element.mac {
+                args.set("MAC", mac.clone());
+            }
+            let ifname = element
+                .interface
+                .clone()
+                .unwrap_or_else(|| format!("net{}", attachments.len()));
+            let default_route = element.default_route.as_ref().map(|_| element.gateways());
+            attachments.push(Attachment {
+                name: full_name,
+                config,
+                ifname,
+                capability_args: caps,
+                cni_args: args.to_string(),
+                is_cluster_network: false,
+                default_route,
+                result: None,
+            });
+        }
+    }
+
+    check_interface_names(&attachments).map_err(|e| (e, None))?;
+    Ok(Plan { attachments })
+}
+
+/// The capability arguments a selection element asks for.
+fn requested_capabilities(element: &NetworkSelectionElement) -> Map<String, Value> {
+    let mut caps = Map::new();
+    if let Some(ips) = element.ips.as_ref().filter(|i| !i.is_empty()) {
+        caps.insert(CAP_IPS.into(), Value::from(ips.clone()));
+    }
+    if let Some(mac) = &element.mac {
+        caps.insert(CAP_MAC.into(), Value::from(mac.clone()));
+    }
+    if let Some(guid) = &element.infiniband_guid {
+        caps.insert(CAP_INFINIBAND_GUID.into(), Value::from(guid.clone()));
+    }
+    if let Some(ports) = element.port_mappings.as_ref().filter(|p| !p.is_empty()) {
+        caps.insert(CAP_PORT_MAPPINGS.into(), Value::Array(ports.clone()));
+    }
+    if let Some(bandwidth) = &element.bandwidth {
+        caps.insert(CAP_BANDWIDTH.into(), bandwidth.clone());
+    }
+    if let Some(device) = &element.device_id {
+        caps.insert(CAP_DEVICE_ID.into(), Value::from(device.clone()));
+    }
+    caps
+}
+
+/// Merges the annotation's `cni-args` into `args.cni` of the config (every
+/// plugin of a list); annotation keys win.
+fn merge_cni_args(config: &mut Value, cni_args: &Map<String, Value>) {
+    let merge_into = |plugin: &mut Value| {
+        let Some(obj) = plugin.as_object_mut() else {
+            return;
+        };
+        let args = obj
+            .entry("args")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !args.is_object() {
+            *args = Value::Object(Map::new());
+        }
+        if let Some(args) = args.as_object_mut() {
+            let cni = args
+                .entry("cni")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if !cni.is_object() {
+                *cni = Value::Object(Map::new());
+            }
+            if let Some(cni) = cni.as_object_mut() {
+                for (k, v) in cni_args {
+                    cni.insert(k.clone(), v.clone());
+                }
+            }
+        }
+    };
+    match config.get_mut("plugins").and_then(Value::as_array_mut) {
+        Some(plugins) => plugins.iter_mut().for_each(merge_into),
+        None => merge_into(config),
+    }
+}
+
+fn check_namespace(
+    conf: &MultusNetConf,
+    identity: &PodIdentity,
+    element: &NetworkSelectionElement,
+) -> Result<()> {
+    if identity.is_known() && !conf.namespace_allowed(&identity.namespace, &element.namespace) {
+        return Err(PluginError::Annotation(format!(
+            "namespace isolation: pod {}/{} may not use NetworkAttachmentDefinition {} (allowed: its own namespace and {})",
+            identity.namespace,
+            identity.name,
+            element.namespaced_name(),
+            conf.effective_global_namespaces().join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn check_interface_names(attachments: &[Attachment]) -> Result<()> {
+    let mut seen: HashMap<&str, &str> = HashMap::new();
+    for a in attachments {
+        if let Some(problem) = interface_name_problem(&a.ifname) {
+            return Err(PluginError::Annotation(format!(
+                "{}: interface name {:?} {problem}",
+                a.name, a.ifname
+            )));
+        }
+        if let Some(other) = seen.insert(&a.ifname, &a.name) {
+            return Err(PluginError::Annotation(format!(
+                "interface {:?} is requested by both {other} and {}",
+                a.ifname, a.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The default-route gateways requested over all attachments.
+pub fn gateway_requests(attachments: &[Attachment]) -> Vec<(String, Vec<IpAddr>)> {
+    attachments
+        .iter()
+        .filter_map(|a| {
+            a.default_route
+                .as_ref()
+                .map(|g| (a.ifname.clone(), g.clone()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

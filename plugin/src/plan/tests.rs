@@ -1,0 +1,264 @@
+use std::collections::{BTreeMap, HashMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use multus_config::npwg::NetworkAttachmentDefinitionSpec;
+use serde_json::json;
+
+use super::*;
+use crate::command::Command;
+
+#[derive(Default)]
+struct Nads(
+    HashMap<(String, String), NetworkAttachmentDefinition>,
+    std::cell::Cell<usize>,
+);
+
+impl Nads {
+    fn with(mut self, ns: &str, name: &str, config: Option<&str>) -> Self {
+        let mut nad = NetworkAttachmentDefinition::new(
+            name,
+            NetworkAttachmentDefinitionSpec {
+                config: config.map(str::to_owned),
+            },
+        );
+        nad.metadata.namespace = Some(ns.into());
+        self.0.insert((ns.into(), name.into()), nad);
+        self
+    }
+}
+
+impl NadSource for Nads {
+    async fn get_nad(&self, ns: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>> {
+        self.1.set(self.1.get() + 1);
+        Ok(self.0.get(&(ns.to_owned(), name.to_owned())).cloned())
+    }
+}
+
+const MACVLAN: &str = r#"{"cniVersion":"0.3.1","type":"macvlan","master":"eth0","ipam":{"type":"host-local","subnet":"10.1.1.0/24"}}"#;
+const STATIC: &str = r#"{"cniVersion":"1.0.0","type":"macvlan","capabilities":{"ips":true,"mac":true},"ipam":{"type":"static"}}"#;
+
+fn conf(extra: serde_json::Value) -> MultusNetConf {
+    let mut base = json!({
+        "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+        "confDir": "/nonexistent/multus/net.d",
+        "delegates": [{"cniVersion":"1.0.0","name":"cluster","type":"bridge"}]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    MultusNetConf::parse(base.to_string().as_bytes()).unwrap()
+}
+
+fn env(namespace: &str) -> CniEnv {
+    let args = format!("K8S_POD_NAMESPACE={namespace};K8S_POD_NAME=web;K8S_POD_UID=u1;FOO=bar");
+    CniEnv::from_lookup(Command::Add, |k| match k {
+        "CNI_CONTAINERID" => Some("c1".into()),
+        "CNI_NETNS" => Some("/var/run/netns/x".into()),
+        "CNI_IFNAME" => Some("eth0".into()),
+        "CNI_ARGS" => Some(args.clone()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+fn pod(namespace: &str, annotations: &[(&str, &str)]) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some("web".into()),
+            namespace: Some(namespace.into()),
+            annotations: Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..ObjectMeta::default()
+        },
+        ..Pod::default()
+    }
+}
+
+async fn run_plan(
+    conf: &MultusNetConf,
+    pod: Option<&Pod>,
+    nads: &Nads,
+) -> std::result::Result<Plan, (PluginError, Option<MissingNad>)> {
+    let env = env(pod
+        .and_then(|p| p.metadata.namespace.as_deref())
+        .unwrap_or("default"));
+    let dir = ConfDir::new(&conf.conf_dir);
+    let input = PlanInput {
+        conf,
+        env: &env,
+        pod,
+        conf_dir: &dir,
+    };
+    plan(&input, nads).await
+}
+
+#[tokio::test]
+async fn cluster_network_then_annotation_in_order_with_names() {
+    let c = conf(json!({}));
+    let nads = Nads::default().with("default", "macvlan", Some(MACVLAN));
+    let p = pod(
+        "default",
+        &[(NETWORKS_ANNOTATION, "macvlan,macvlan@data0,macvlan")],
+    );
+    let plan = run_plan(&c, Some(&p), &nads).await.unwrap();
+    let names: Vec<_> = plan
+        .attachments
+        .iter()
+        .map(|a| (a.name.as_str(), a.ifname.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("cluster", "eth0"),
+            ("default/macvlan", "net1"),
+            ("default/macvlan", "data0"),
+            ("default/macvlan", "net3")
+        ]
+    );
+    assert!(plan.attachments[0].is_cluster_network);
+    assert_eq!(nads.1.get(), 1, "one GET per distinct NAD");
+    let a = &plan.attachments[1];
+    assert_eq!(a.config.name(), Some("macvlan"), "NAD name filled in");
+    assert_eq!(
+        a.cni_args,
+        "IgnoreUnknown=true;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=c1;K8S_POD_UID=u1;FOO=bar"
+    );
+}
+
+#[tokio::test]
+async fn missing_nad_is_reported_for_the_warning_event() {
+    let c = conf(json!({}));
+    let p = pod("default", &[(NETWORKS_ANNOTATION, "ghost")]);
+    let (err, missing) = run_plan(&c, Some(&p), &Nads::default()).await.unwrap_err();
+    assert!(err.to_string().contains("default/ghost"), "{err}");
+    assert_eq!(
+        missing,
+        Some(MissingNad {
+            namespace: "default".into(),
+            name: "ghost".into()
+        })
+    );
+}
+
+#[tokio::test]
+async fn bad_annotations_quote_the_item() {
+    let c = conf(json!({}));
+    let p = pod("default", &[(NETWORKS_ANNOTATION, "a/b/c")]);
+    let (err, _) = run_plan(&c, Some(&p), &Nads::default()).await.unwrap_err();
+    assert!(err.to_string().contains("a/b/c"), "{err}");
+    assert_eq!(err.to_cni_error().code, 103);
+}
+
+#[tokio::test]
+async fn namespace_isolation_is_enforced() {
+    let c = conf(json!({"namespaceIsolation": true}));
+    let nads = Nads::default()
+        .with("other", "macvlan", Some(MACVLAN))
+        .with("default", "shared", Some(MACVLAN));
+    let p = pod("tenant", &[(NETWORKS_ANNOTATION, "other/macvlan")]);
+    let (err, _) = run_plan(&c, Some(&p), &nads).await.unwrap_err();
+    assert!(err.to_string().contains("namespace isolation"), "{err}");
+    let p = pod("tenant", &[(NETWORKS_ANNOTATION, "default/shared")]);
+    assert!(
+        run_plan(&c, Some(&p), &nads).await.is_ok(),
+        "default is global"
+    );
+}
+
+#[tokio::test]
+async fn requested_capabilities_must_be_declared() {
+    let c = conf(json!({}));
+    let nads = Nads::default()
+        .with("default", "plain", Some(MACVLAN))
+        .with("default", "static", Some(STATIC));
+    let p = pod(
+        "default",
+        &[(
+            NETWORKS_ANNOTATION,
+            r#"[{"name":"plain","ips":["10.1.1.9/24"]}]"#,
+        )],
+    );
+    let (err, _) = run_plan(&c, Some(&p), &nads).await.unwrap_err();
+    assert!(err.to_string().contains("ips"), "{err}");
+    assert!(err.to_string().contains("default/plain"), "{err}");
+    let p = pod(
+        "default",
+        &[(
+            NETWORKS_ANNOTATION,
+            r#"[{"name":"static","ips":["10.1.1.9/24"],"mac":"02:00:00:00:00:01","cni-args":{"x":"y"}}]"#,
+        )],
+    );
+    let plan = run_plan(&c, Some(&p), &nads).await.unwrap();
+    let a = &plan.attachments[1];
+    assert_eq!(a.capability_args["ips"], json!(["10.1.1.9/24"]));
+    assert_eq!(a.capability_args["mac"], "02:00:00:00:00:01");
+    assert!(
+        a.cni_args
+            .ends_with(";IP=10.1.1.9/24;MAC=02:00:00:00:00:01"),
+        "{}",
+        a.cni_args
+    );
+    assert_eq!(a.config.to_value()["args"]["cni"]["x"], "y");
+}
+
+#[tokio::test]
+async fn default_networks_skip_system_namespaces_and_default_network_annotation_replaces_cluster() {
+    let c = conf(json!({"defaultNetworks": ["mon"], "multusNamespace": "kube-system"}));
+    let nads = Nads::default()
+        .with("kube-system", "mon", Some(MACVLAN))
+        .with(
+            "kube-system",
+            "alt",
+            Some(r#"{"cniVersion":"1.0.0","type":"ptp"}"#),
+        );
+    let p = pod("default", &[]);
+    let plan = run_plan(&c, Some(&p), &nads).await.unwrap();
+    assert_eq!(plan.attachments.len(), 2);
+    assert_eq!(plan.attachments[1].name, "kube-system/mon");
+    assert_eq!(plan.attachments[1].ifname, "net1");
+    let p = pod("kube-system", &[]);
+    assert_eq!(
+        run_plan(&c, Some(&p), &nads)
+            .await
+            .unwrap()
+            .attachments
+            .len(),
+        1
+    );
+    let p = pod("default", &[(DEFAULT_NETWORK_ANNOTATION, "alt")]);
+    let plan = run_plan(&c, Some(&p), &nads).await.unwrap();
+    assert_eq!(plan.attachments[0].name, "kube-system/alt");
+    assert_eq!(plan.attachments[0].ifname, "eth0");
+}
+
+#[tokio::test]
+async fn duplicate_interface_names_are_refused() {
+    let c = conf(json!({}));
+    let nads = Nads::default().with("default", "macvlan", Some(MACVLAN));
+    let p = pod("default", &[(NETWORKS_ANNOTATION, "macvlan@eth0")]);
+    let (err, _) = run_plan(&c, Some(&p), &nads).await.unwrap_err();
+    assert!(err.to_string().contains("\"eth0\""), "{err}");
+}
+
+#[tokio::test]
+async fn cluster_network_reference_resolves_files_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("10-pod.conf"),
+        r#"{"cniVersion":"0.4.0","name":"podnet","type":"bridge"}"#,
+    )
+    .unwrap();
+    let c = conf(json!({"clusterNetwork": "podnet", "confDir": dir.path()}));
+    let plan = run_plan(&c, None, &Nads::default()).await.unwrap();
+    assert_eq!(plan.attachments[0].name, "podnet");
+    let c = conf(json!({"clusterNetwork": dir.path().join("10-pod.conf")}));
+    let plan = run_plan(&c, None, &Nads::default()).await.unwrap();
+    assert_eq!(plan.attachments[0].config.cni_version_str(), Some("0.4.0"));
+    let c = conf(json!({"clusterNetwork": "nothing"}));
+    let (err, _) = run_plan(&c, None, &Nads::default()).await.unwrap_err();
+    assert!(err.to_string().contains("\"nothing\""), "{err}");
+}
