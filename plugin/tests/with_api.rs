@@ -1,0 +1,352 @@
+//! ADD/DEL of the `multus` binary against a fake Kubernetes API server (a
+//! real HTTP server in this test process) and real plugins in a real network
+//! namespace: annotation → NAD → delegates → default route → network-status.
+//! Root only.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use common::*;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Api {
+    pod: Value,
+    nads: Vec<(String, String, Value)>,
+    requests: Vec<(String, String, String)>,
+}
+
+type Shared = Arc<Mutex<Api>>;
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn handle(State(api): State<Shared>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let path = uri.path().to_owned();
+    let mut api = api.lock().unwrap();
+    api.requests.push((
+        method.to_string(),
+        path.clone(),
+        String::from_utf8_lossy(&body).into_owned(),
+    ));
+    let ns = api.pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let name = api.pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let pod_path = format!("/api/v1/namespaces/{ns}/pods/{name}");
+    if method == Method::GET && path == pod_path {
+        return json_response(StatusCode::OK, &api.pod);
+    }
+    if method == Method::PATCH && path == format!("{pod_path}/status") {
+        return json_response(StatusCode::OK, &api.pod);
+    }
+    if method == Method::POST && path.ends_with("/events") {
+        let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+        return json_response(StatusCode::CREATED, &event);
+    }
+    for (nad_ns, nad_name, nad) in &api.nads {
+        if method == Method::GET
+            && path
+                == format!(
+                    "/apis/k8s.cni.cncf.io/v1/namespaces/{nad_ns}/network-attachment-definitions/{nad_name}"
+                )
+        {
+            return json_response(StatusCode::OK, nad);
+        }
+    }
+    let status = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":format!("{path} not found")});
+    json_response(StatusCode::NOT_FOUND, &status)
+}
+
+/// Runs the fake API server on a background thread; returns its address.
+fn serve(api: Shared) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = Router::new().fallback(handle).with_state(api);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    (rx.recv().unwrap(), stop_tx)
+}
+
+fn nad(ns: &str, name: &str, config: &Value) -> Value {
+    json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": ns, "uid": "nad-uid"},
+        "spec": {"config": config.to_string()}
+    })
+}
+
+fn write_kubeconfig(sb: &Sandbox, addr: SocketAddr) -> std::path::PathBuf {
+    let token = sb.path("token");
+    std::fs::write(&token, "test-token").unwrap();
+    let path = sb.path("multus.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://{addr}\nusers:\n- name: u\n  user:\n    tokenFile: {}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn default_routes(sb: &Sandbox) -> Vec<(String, String)> {
+    let out = sh(&[
+        "ip", "-n", &sb.netns, "-4", "-j", "route", "show", "default",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["dev"].as_str().unwrap().to_owned(),
+                r["gateway"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn annotated_pod_gets_its_networks_default_route_and_status() {
+    if !multus_e2e::root_or_skip("annotated_pod_gets_its_networks_default_route_and_status") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let data = sb.path("ipam");
+    let (br0, br1) = (sb.bridge(), sb.bridge());
+    let mut cluster = bridge_conf("cluster", &br0, "10.98.1.0/24", &data);
+    cluster["isDefaultGateway"] = json!(true);
+    let extra = bridge_conf("extra", &br1, "10.98.2.0/24", &data);
+    let api: Shared = Arc::new(Mutex::new(Api {
+        pod: json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pod-c1", "namespace": "default", "uid": "uid-c1",
+                "annotations": {"k8s.v1.cni.cncf.io/networks":
+                    r#"[{"name":"extra","default-route":["10.98.2.1"]},{"name":"extra","interface":"data0"}]"#}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]}
+        }),
+        nads: vec![(
+            "default".into(),
+            "extra".into(),
+            nad("default", "extra", &extra),
+        )],
+        requests: Vec::new(),
+    }));
+    let (addr, stop) = serve(api.clone());
+    let kubeconfig = write_kubeconfig(&sb, addr);
+    let conf = json!({
+        "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": kubeconfig, "cniDir": sb.path("cache"), "confDir": sb.path("none"),
+        "delegates": [cluster]
+    });
+    let netns = sb.netns_path();
+
+    let add = multus("ADD", "c1", Some(&netns), &conf);
+    assert!(
+        add.success,
+        "ADD failed: {}\n{}",
+        String::from_utf8_lossy(&add.stdout),
+        add.stderr
+    );
+    let result = add.json();
+    assert_eq!(
+        result["cniVersion"], "0.3.1",
+        "converted to the Multus config's version"
+    );
+    assert_eq!(result["ips"][0]["version"], "4");
+
+    // The kernel: three interfaces, the only IPv4 default route via net1.
+    assert!(sb.addresses("eth0").unwrap()[0].starts_with("10.98.1."));
+    assert!(sb.addresses("net1").unwrap()[0].starts_with("10.98.2."));
+    assert!(sb.addresses("data0").unwrap()[0].starts_with("10.98.2."));
+    assert_eq!(
+        default_routes(&sb),
+        [("net1".to_owned(), "10.98.2.1".to_owned())]
+    );
+
+    let requests = api.lock().unwrap().requests.clone();
+    let count = |m: &str, suffix: &str| {
+        requests
+            .iter()
+            .filter(|(method, path, _)| method == m && path.ends_with(suffix))
+            .count()
+    };
+    assert_eq!(
+        count("GET", "/pods/pod-c1"),
+        1,
+        "one pod GET: {requests:#?}"
+    );
+    assert_eq!(
+        count("GET", "/network-attachment-definitions/extra"),
+        1,
+        "one GET per distinct NAD"
+    );
+    assert_eq!(
+        count("PATCH", "/pods/pod-c1/status"),
+        1,
+        "one status update"
+    );
+    assert_eq!(
+        count("POST", "/events"),
+        2,
+        "an AddedInterface event per attachment"
+    );
+
+    let patch = requests
+        .iter()
+        .find(|(m, p, _)| m == "PATCH" && p.ends_with("/status"))
+        .unwrap();
+    let body: Value = serde_json::from_str(&patch.2).unwrap();
+    assert_eq!(body["metadata"]["uid"], "uid-c1");
+    let status: Vec<Value> = serde_json::from_str(
+        body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let summary: Vec<_> = status
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["interface"].as_str().unwrap(),
+                s["default"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("cluster", "eth0", true),
+            ("default/extra", "net1", false),
+            ("default/extra", "data0", false)
+        ]
+    );
+    assert_eq!(status[1]["default-route"], json!(["10.98.2.1"]));
+    assert!(
+        status[0].get("default-route").is_none(),
+        "eth0 lost its default route"
+    );
+
+    // DEL works from the cache with the API server gone.
+    stop.send(()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let del = multus("DEL", "c1", Some(&netns), &conf);
+    assert!(
+        del.success,
+        "DEL failed: {}\n{}",
+        String::from_utf8_lossy(&del.stdout),
+        del.stderr
+    );
+    assert_eq!(sb.links(), ["lo"]);
+    assert!(allocations(&data).is_empty(), "every IP released");
+}
+
+#[test]
+fn missing_nad_fails_add_with_a_warning_event_and_leaves_nothing() {
+    if !multus_e2e::root_or_skip("missing_nad_fails_add_with_a_warning_event_and_leaves_nothing") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let data = sb.path("ipam");
+    let br0 = sb.bridge();
+    let api: Shared = Arc::new(Mutex::new(Api {
+        pod: json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pod-c2", "namespace": "default", "uid": "uid-c2",
+                "annotations": {"k8s.v1.cni.cncf.io/networks": "ghost"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}
+        }),
+        nads: Vec::new(),
+        requests: Vec::new(),
+    }));
+    let (addr, _stop) = serve(api.clone());
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": write_kubeconfig(&sb, addr), "cniDir": sb.path("cache"),
+        "delegates": [bridge_conf("cluster", &br0, "10.98.3.0/24", &data)]
+    });
+    let add = multus("ADD", "c2", Some(&sb.netns_path()), &conf);
+    assert!(!add.success);
+    let err = add.json();
+    assert!(
+        err["msg"].as_str().unwrap().contains("default/ghost"),
+        "{err}"
+    );
+    let requests = api.lock().unwrap().requests.clone();
+    let event = requests
+        .iter()
+        .find(|(m, p, _)| m == "POST" && p.ends_with("/events"))
+        .expect("a Warning event");
+    let event: Value = serde_json::from_str(&event.2).unwrap();
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "NoNetworkFound");
+    assert_eq!(sb.links(), ["lo"], "no delegate ran");
+    assert!(allocations(&data).is_empty());
+    assert!(!sb.path("cache/c2").exists());
+}
+
+#[test]
+fn unreachable_api_server_fails_add_as_retryable_and_del_still_works() {
+    if !multus_e2e::root_or_skip(
+        "unreachable_api_server_fails_add_as_retryable_and_del_still_works",
+    ) {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let data = sb.path("ipam");
+    let br0 = sb.bridge();
+    // Nothing listens on port 1.
+    let kubeconfig = write_kubeconfig(&sb, "127.0.0.1:1".parse().unwrap());
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": kubeconfig, "cniDir": sb.path("cache"),
+        "delegates": [bridge_conf("cluster", &br0, "10.98.4.0/24", &data)]
+    });
+    let add = multus("ADD", "c3", Some(&sb.netns_path()), &conf);
+    assert!(!add.success);
+    let err = add.json();
+    assert_eq!(err["code"], 11, "try again later: {err}");
+    assert!(
+        err["msg"].as_str().unwrap().contains("pod-c3"),
+        "names the pod: {err}"
+    );
+    assert_eq!(sb.links(), ["lo"]);
+    // Without a cache and without the API, DEL releases the cluster network.
+    let del = multus("DEL", "c3", Some(&sb.netns_path()), &conf);
+    assert!(del.success, "{}", String::from_utf8_lossy(&del.stdout));
+}
