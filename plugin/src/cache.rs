@@ -308,11 +308,10 @@ pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        if let Ok(d) = fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        // The rename is atomic; the directory is not fsynced (it cost
+        // milliseconds per ADD, and after a power loss the sandboxes are
+        // gone too, so DEL falls back to re-deriving from the API).
+        fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

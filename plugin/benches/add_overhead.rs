@@ -1,0 +1,161 @@
+//! Benchmark: what `multus` itself costs per pod ADD/DEL with two
+//! attachments, excluding the delegates' own time, and its peak memory.
+//!
+//! Run as root: `cargo bench -p multus-plugin --bench add_overhead`.
+//! The delegates are a tiny shell-script plugin; their cost is measured by
+//! running them directly the same number of times and subtracted.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{UsageWho, getrusage};
+
+const ITERATIONS: usize = 200;
+
+const FAKE_PLUGIN: &str = r#"#!/bin/sh
+cat >/dev/null
+if [ "$CNI_COMMAND" = ADD ]; then
+  printf '{"cniVersion":"1.0.0","interfaces":[{"name":"%s","sandbox":"%s"}],"ips":[{"interface":0,"address":"10.0.0.2/24"}]}' "$CNI_IFNAME" "$CNI_NETNS"
+fi
+"#;
+
+fn run(
+    bin: &Path,
+    command: &str,
+    id: &str,
+    netns: &str,
+    ifname: &str,
+    stdin: &[u8],
+    path: &Path,
+) -> Duration {
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .env_clear()
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", ifname)
+        .env("CNI_PATH", path)
+        .env("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{command} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
+}
+
+fn stats(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mean = samples.iter().map(|d| ms(*d)).sum::<f64>() / samples.len() as f64;
+    (
+        mean,
+        ms(samples[samples.len() / 2]),
+        ms(samples[samples.len() * 95 / 100]),
+    )
+}
+
+fn main() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("add_overhead: needs root (creates a network namespace); skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    let plugin = bin_dir.join("fake");
+    std::fs::write(&plugin, FAKE_PLUGIN).unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&plugin)
+        .status()
+        .unwrap();
+    let netns_name = format!("multus-bench-{}", std::process::id());
+    assert!(
+        Command::new("ip")
+            .args(["netns", "add", &netns_name])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let netns = format!("/var/run/netns/{netns_name}");
+    let conf_dir = dir.path().join("net.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::write(
+        conf_dir.join("extra.conf"),
+        r#"{"cniVersion":"1.0.0","name":"extra","type":"fake"}"#,
+    )
+    .unwrap();
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+        "cniDir": dir.path().join("cache"), "confDir": conf_dir, "binDir": bin_dir,
+        "defaultNetworks": ["extra"],
+        "delegates": [{"cniVersion":"1.0.0","name":"cluster","type":"fake"}]
+    })
+    .to_string();
+    let multus = Path::new(env!("CARGO_BIN_EXE_multus"));
+    let delegate_conf = br#"{"cniVersion":"1.0.0","name":"cluster","type":"fake"}"#;
+
+    let mut add = Vec::new();
+    let mut del = Vec::new();
+    let mut delegates = Vec::new();
+    for i in 0..ITERATIONS {
+        let id = format!("bench{i}");
+        add.push(run(
+            multus,
+            "ADD",
+            &id,
+            &netns,
+            "eth0",
+            conf.as_bytes(),
+            &bin_dir,
+        ));
+        del.push(run(
+            multus,
+            "DEL",
+            &id,
+            &netns,
+            "eth0",
+            conf.as_bytes(),
+            &bin_dir,
+        ));
+        // The same delegate work without multus: 2 ADDs + 2 DELs.
+        let mut direct = Duration::ZERO;
+        for cmd in ["ADD", "ADD", "DEL", "DEL"] {
+            direct += run(&plugin, cmd, &id, &netns, "eth0", delegate_conf, &bin_dir);
+        }
+        delegates.push(direct / 2);
+    }
+    let peak_kib = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    let _ = Command::new("ip")
+        .args(["netns", "del", &netns_name])
+        .status();
+
+    let (add_mean, add_p50, add_p95) = stats(add);
+    let (del_mean, del_p50, del_p95) = stats(del);
+    let (dg_mean, dg_p50, _) = stats(delegates);
+    println!("multus plugin, 2 attachments (cluster + 1 default network), {ITERATIONS} runs");
+    println!("  ADD wall: mean {add_mean:.2} ms, p50 {add_p50:.2} ms, p95 {add_p95:.2} ms");
+    println!("  DEL wall: mean {del_mean:.2} ms, p50 {del_p50:.2} ms, p95 {del_p95:.2} ms");
+    println!("  delegates alone (2 execs): mean {dg_mean:.2} ms, p50 {dg_p50:.2} ms");
+    println!(
+        "  multus overhead per ADD excluding delegates: ~{:.2} ms (p50)",
+        add_p50 - dg_p50
+    );
+    println!(
+        "  peak RSS of any child process (multus or delegate): {} KiB",
+        peak_kib
+    );
+}
