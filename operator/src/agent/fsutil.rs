@@ -1,0 +1,409 @@
+//! File-system primitives of the node agent: atomic writes that never leave
+//! an empty or partial file behind, and the conf-dir listing handed to the
+//! pure generator.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use multus_config::ConfFile;
+use multus_config::generate::{SkippedFile, hex_sha256, is_candidate_name};
+
+/// Every temporary file the agent creates starts with this (hidden, and
+/// never a `*.conf`/`*.conflist` candidate).
+pub const TEMP_PREFIX: &str = ".multus-agent.";
+/// ... and ends with this.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// CNI configs larger than this are not read (they are reported unreadable).
+pub const MAX_CONF_SIZE: u64 = 4 * 1024 * 1024;
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// An I/O error with the action and the path it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {action} {}: {source}", path.display())]
+pub struct IoError {
+    /// What was attempted ("write", "rename", ...).
+    pub action: &'static str,
+    /// The file or directory concerned.
+    pub path: PathBuf,
+    /// The OS error.
+    #[source]
+    pub source: io::Error,
+}
+
+impl IoError {
+    /// Wraps `source` with its context.
+    pub fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Whether the underlying error is "not found".
+    pub fn is_not_found(&self) -> bool {
+        self.source.kind() == io::ErrorKind::NotFound
+    }
+}
+
+/// What [`write_atomic`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The file already held exactly these bytes (its mode was fixed if
+    /// needed); nothing was written.
+    Unchanged,
+    /// The file was replaced.
+    Written,
+}
+
+/// Whether `name` is one of our temporary files.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+}
+
+fn temp_path(path: &Path) -> Result<PathBuf, IoError> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(IoError::new(
+            "write",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
+        ));
+    };
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    Ok(dir.join(format!(
+        "{TEMP_PREFIX}{}.{}-{n}{TEMP_SUFFIX}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
+}
+
+/// Whether `path` is a regular file holding exactly `bytes`.
+fn holds(path: &Path, bytes: &[u8]) -> Result<bool, IoError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() == bytes.len() as u64 => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(IoError::new("inspect", path, e)),
+    }
+    match fs::read(path) {
+        Ok(existing) => Ok(existing == bytes),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(IoError::new("read", path, e)),
+    }
+}
+
+/// Replaces `path` with `bytes` (file mode `mode`) atomically: the bytes go
+/// to a temporary file in the same directory, which is fsynced and renamed
+/// over `path`, and the directory is fsynced. Readers see the old file or
+/// the new one, never an empty or partial one; a running executable is
+/// replaced without "text file busy". Skips the write when `path` already
+/// holds `bytes`.
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<WriteOutcome, IoError> {
+    if holds(path, bytes)? {
+        let perms = fs::metadata(path)
+            .map_err(|e| IoError::new("inspect", path, e))?
+            .permissions();
+        if perms.mode() & 0o7777 != mode {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))
+                .map_err(|e| IoError::new("set the mode of", path, e))?;
+        }
+        return Ok(WriteOutcome::Unchanged);
+    }
+    let temp = temp_path(path)?;
+    let result = write_temp(&temp, bytes, mode).and_then(|()| {
+        fs::rename(&temp, path).map_err(|e| IoError::new("rename a temporary file to", path, e))
+    });
+    if let Err(err) = result {
+        let _ = fs::remove_file(&temp);
+        return Err(err);
+    }
+    if let Some(dir) = path.parent() {
+        sync_dir(dir)?;
+    }
+    Ok(WriteOutcome::Written)
+}
+
+fn write_temp(temp: &Path, bytes: &[u8], mode: u32) -> Result<(), IoError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(temp)
+        .map_err(|e| IoError::new("create", temp, e))?;
+    file.write_all(bytes)
+        .map_err(|e| IoError::new("write", temp, e))?;
+    // The umask may have cleared bits of `mode`.
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| IoError::new("set the mode of", temp, e))?;
+    file.sync_all().map_err(|e| IoError::new("fsync", temp, e))
+}
+
+/// Fsyncs a directory so a rename or removal in it is durable.
+pub fn sync_dir(dir: &Path) -> Result<(), IoError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| IoError::new("fsync the directory", dir, e))
+}
+
+/// Removes `path`; `Ok(false)` when it did not exist.
+pub fn remove_file(path: &Path) -> Result<bool, IoError> {
+    match fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                sync_dir(dir)?;
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(IoError::new("remove", path, e)),
+    }
+}
+
+/// SHA-256 (hex) of a file's contents; `None` when it does not exist.
+pub fn file_hash(path: &Path) -> Result<Option<String>, IoError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(hex_sha256(&bytes))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(IoError::new("read", path, e)),
+    }
+}
+
+/// Removes temporary files we left behind (a crash between create and
+/// rename). Returns how many were removed; a missing directory is fine.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<usize, IoError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(IoError::new("list", dir, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| IoError::new("list", dir, e))?;
+        let name = entry.file_name();
+        if name.to_str().is_some_and(is_temp_name) && remove_file(&entry.path())? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// The candidate files of a conf dir as the generator wants them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Readable `*.conf`/`*.conflist` regular files (or symlinks to them).
+    pub files: Vec<ConfFile>,
+    /// Candidates that could not be read, with the reason; they take no part
+    /// in the election.
+    pub unreadable: Vec<SkippedFile>,
+}
+
+impl Listing {
+    /// Whether a candidate named `name` exists (readable or not).
+    pub fn contains(&self, name: &str) -> bool {
+        self.files.iter().any(|f| f.name == name) || self.unreadable.iter().any(|f| f.name == name)
+    }
+}
+
+/// Lists the election candidates of `dir`: regular files and symlinks to
+/// regular files whose names end in `.conf` or `.conflist`. Directories,
+/// devices, FIFOs and sockets are skipped; a candidate that cannot be read
+/// (dangling symlink, permissions, too large) is reported in
+/// [`Listing::unreadable`] and does not stop the listing. Only a failure to
+/// list the directory itself is an error.
+pub fn read_conf_dir(dir: &Path) -> Result<Listing, IoError> {
+    let entries = fs::read_dir(dir).map_err(|e| IoError::new("list", dir, e))?;
+    let mut listing = Listing::default();
+    for entry in entries {
+        let entry = entry.map_err(|e| IoError::new("list", dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if !is_candidate_name(&name) {
+            continue;
+        }
+        match read_candidate(&entry.path()) {
+            Ok(Some(bytes)) => listing.files.push(ConfFile::new(name, bytes)),
+            Ok(None) => {}
+            Err(reason) => listing.unreadable.push(SkippedFile { name, reason }),
+        }
+    }
+    listing
+        .files
+        .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    listing
+        .unreadable
+        .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    Ok(listing)
+}
+
+/// Reads one candidate: `Ok(None)` when it is not a regular file (or vanished
+/// meanwhile), `Err(reason)` when it exists but cannot be read.
+fn read_candidate(path: &Path) -> Result<Option<Vec<u8>>, String> {
+    // `metadata` follows symlinks: a symlink to a regular file counts.
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return match fs::symlink_metadata(path) {
+                Ok(_) => Err(format!("cannot be read: dangling symlink ({e})")),
+                Err(_) => Ok(None),
+            };
+        }
+        Err(e) => return Err(format!("cannot be read: {e}")),
+    };
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    if meta.len() > MAX_CONF_SIZE {
+        return Err(format!(
+            "cannot be read: larger than {MAX_CONF_SIZE} bytes ({} bytes)",
+            meta.len()
+        ));
+    }
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot be read: {e}")),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_CONF_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    if bytes.len() as u64 > MAX_CONF_SIZE {
+        return Err(format!("cannot be read: larger than {MAX_CONF_SIZE} bytes"));
+    }
+    Ok(Some(bytes))
+}
+
+/// Creates `dir` (and its parents); `Ok(true)` when it did not exist before.
+pub fn ensure_dir(dir: &Path) -> Result<bool, IoError> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    fs::create_dir_all(dir).map_err(|e| IoError::new("create the directory", dir, e))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn writes_atomically_with_the_mode_and_skips_identical_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00-multus.conf");
+        assert_eq!(
+            write_atomic(&path, b"{}", 0o600).unwrap(),
+            WriteOutcome::Written
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"{}");
+        assert_eq!(mode_of(&path), 0o600);
+        assert_eq!(
+            write_atomic(&path, b"{}", 0o600).unwrap(),
+            WriteOutcome::Unchanged
+        );
+        // same bytes, wrong mode: fixed without a rewrite
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(
+            write_atomic(&path, b"{}", 0o600).unwrap(),
+            WriteOutcome::Unchanged
+        );
+        assert_eq!(mode_of(&path), 0o600);
+        assert_eq!(
+            write_atomic(&path, b"{\"a\":1}", 0o600).unwrap(),
+            WriteOutcome::Written
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"{\"a\":1}");
+        // no temporary file is left behind
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["00-multus.conf"]);
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("sub");
+        fs::create_dir(&target).unwrap();
+        // renaming a file over a non-empty directory fails
+        fs::write(target.join("x"), b"x").unwrap();
+        assert!(write_atomic(&target, b"data", 0o600).is_err());
+        assert!(target.join("x").exists());
+        let temps = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| is_temp_name(e.as_ref().unwrap().file_name().to_str().unwrap()))
+            .count();
+        assert_eq!(temps, 0);
+    }
+
+    #[test]
+    fn temp_names_are_recognised_and_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let temp = temp_path(&dir.path().join("multus")).unwrap();
+        let name = temp.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(is_temp_name(&name), "{name}");
+        assert!(!is_candidate_name(&name));
+        fs::write(&temp, b"partial").unwrap();
+        fs::write(dir.path().join("foreign.tmp"), b"x").unwrap();
+        assert_eq!(remove_stale_temp_files(dir.path()).unwrap(), 1);
+        assert!(!temp.exists());
+        assert!(dir.path().join("foreign.tmp").exists());
+    }
+
+    #[test]
+    fn listing_takes_files_and_symlinks_and_reports_unreadable_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("10-a.conf"), b"{\"a\":1}").unwrap();
+        fs::write(d.join("20-b.conflist"), b"{}").unwrap();
+        fs::write(d.join("30-c.json"), b"{}").unwrap();
+        fs::write(d.join("README"), b"hello").unwrap();
+        fs::create_dir(d.join("05-dir.conf")).unwrap();
+        symlink(d.join("10-a.conf"), d.join("15-link.conf")).unwrap();
+        symlink(d.join("05-dir.conf"), d.join("16-dirlink.conf")).unwrap();
+        symlink(d.join("missing"), d.join("01-dangling.conf")).unwrap();
+        let listing = read_conf_dir(d).unwrap();
+        let names: Vec<_> = listing.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["10-a.conf", "15-link.conf", "20-b.conflist"]);
+        assert_eq!(listing.files[1].bytes, b"{\"a\":1}");
+        assert_eq!(listing.unreadable.len(), 1);
+        assert_eq!(listing.unreadable[0].name, "01-dangling.conf");
+        assert!(listing.unreadable[0].reason.contains("dangling"));
+        assert!(listing.contains("01-dangling.conf"));
+        assert!(!listing.contains("05-dir.conf"));
+    }
+
+    #[test]
+    fn oversized_candidates_are_unreadable() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![b' '; (MAX_CONF_SIZE + 1) as usize];
+        fs::write(dir.path().join("10-big.conf"), big).unwrap();
+        let listing = read_conf_dir(dir.path()).unwrap();
+        assert!(listing.files.is_empty());
+        assert!(listing.unreadable[0].reason.contains("larger than"));
+    }
+
+    #[test]
+    fn hashes_and_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        assert_eq!(file_hash(&path).unwrap(), None);
+        fs::write(&path, b"abc").unwrap();
+        assert_eq!(file_hash(&path).unwrap(), Some(hex_sha256(b"abc")));
+        assert!(remove_file(&path).unwrap());
+        assert!(!remove_file(&path).unwrap());
+        assert!(ensure_dir(&dir.path().join("a/b")).unwrap());
+        assert!(!ensure_dir(&dir.path().join("a/b")).unwrap());
+    }
+}

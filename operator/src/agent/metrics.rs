@@ -1,0 +1,186 @@
+//! Prometheus metrics of the node agent and its health state.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The agent's counters and gauges (names carry the `multus_node_agent_`
+/// prefix; counters get the `_total` suffix when encoded).
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Reconcile passes (each lists the conf dir and runs the election).
+    pub reconciles: Counter,
+    /// Times the Multus config file was written with new contents.
+    pub regenerations: Counter,
+    /// Failed steps (generation, writes, config reloads, API updates).
+    pub errors: Counter,
+    /// Times the token copy was rewritten.
+    pub token_refreshes: Counter,
+    /// Unix time of the last write of the Multus config.
+    pub last_regeneration: Gauge<f64, AtomicU64>,
+    /// 1 when the generated config is current, else 0.
+    pub ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("multus_node_agent");
+        let reconciles = Counter::default();
+        let regenerations = Counter::default();
+        let errors = Counter::default();
+        let token_refreshes = Counter::default();
+        let last_regeneration = Gauge::<f64, AtomicU64>::default();
+        let ready = Gauge::default();
+        registry.register(
+            "reconciles",
+            "Reconcile passes over the CNI conf dir",
+            reconciles.clone(),
+        );
+        registry.register(
+            "regenerations",
+            "Times the Multus config file was written with new contents",
+            regenerations.clone(),
+        );
+        registry.register(
+            "errors",
+            "Failed steps (generation, file writes, config reloads, API updates)",
+            errors.clone(),
+        );
+        registry.register(
+            "token_refreshes",
+            "Times the plugin's token file was rewritten",
+            token_refreshes.clone(),
+        );
+        registry.register(
+            "last_regeneration_timestamp_seconds",
+            "Unix time of the last write of the Multus config file",
+            last_regeneration.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 when the generated Multus config is current",
+            ready.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            regenerations,
+            errors,
+            token_refreshes,
+            last_regeneration,
+            ready,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records a write of the Multus config at `at`.
+    pub fn regenerated(&self, at: SystemTime) {
+        self.regenerations.inc();
+        let secs = at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.last_regeneration.set(secs);
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Readiness as `/readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// Whether the generated config is current.
+    pub ready: bool,
+    /// Why not, when not ready.
+    pub message: String,
+}
+
+/// State shared between the reconcile loop and the HTTP server.
+#[derive(Debug)]
+pub struct Shared {
+    /// The metrics.
+    pub metrics: Metrics,
+    health: Mutex<Health>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Self {
+            metrics: Metrics::default(),
+            health: Mutex::new(Health {
+                ready: false,
+                message: "starting".to_owned(),
+            }),
+        }
+    }
+}
+
+impl Shared {
+    /// Sets the readiness.
+    pub fn set_health(&self, ready: bool, message: &str) {
+        self.metrics.ready.set(i64::from(ready));
+        let mut health = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        health.ready = ready;
+        message.clone_into(&mut health.message);
+    }
+
+    /// The current readiness.
+    pub fn health(&self) -> Health {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_the_documented_names() {
+        let shared = Shared::default();
+        shared.metrics.reconciles.inc();
+        shared
+            .metrics
+            .regenerated(UNIX_EPOCH + std::time::Duration::from_secs(42));
+        shared.set_health(true, "");
+        let text = shared.metrics.encode();
+        for line in [
+            "multus_node_agent_reconciles_total 1",
+            "multus_node_agent_regenerations_total 1",
+            "multus_node_agent_errors_total 0",
+            "multus_node_agent_token_refreshes_total 0",
+            "multus_node_agent_last_regeneration_timestamp_seconds 42",
+            "multus_node_agent_ready 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(line)),
+                "{line} in\n{text}"
+            );
+        }
+        assert_eq!(
+            shared.health(),
+            Health {
+                ready: true,
+                message: String::new()
+            }
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! `multus-operator controller`: reconciles every `MultusConfig` into the
+//! node-agent operands (ServiceAccount, ClusterRoleBinding, ConfigMap,
+//! DaemonSet), reports their state in the MultusConfig's status, validates
+//! NetworkAttachmentDefinitions and removes Multus from the nodes when a
+//! MultusConfig is deleted.
+//!
+//! Layout: everything that decides something is a pure function over typed
+//! inputs and is unit-tested without a cluster:
+//! - [`render`]: the operand objects of one MultusConfig,
+//! - [`validate`]: which specs cannot be applied, and why,
+//! - [`rbac`]: the ClusterRoles the chart ships and their reasons,
+//! - [`pools`]: node-selector matching and node-pool conflicts,
+//! - [`conditions`]: `Ready`/`Progressing`/`Degraded` and the events of a
+//!   state change,
+//! - [`nad`]: NetworkAttachmentDefinition validation,
+//! - [`prune`] and [`uninstall`]: what to delete, when the agents are done.
+//!
+//! The I/O lives in [`reconcile`] (one reconcile per MultusConfig through
+//! kube-runtime's `Controller`, with the finalizer helper and server-side
+//! apply under one field manager), [`nad`]'s watcher, [`crds`], [`http`] and
+//! [`cli`].
+
+pub mod cli;
+pub mod conditions;
+pub mod context;
+pub mod crds;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod nad;
+pub mod pools;
+pub mod prune;
+pub mod rbac;
+pub mod reconcile;
+pub mod render;
+pub mod uninstall;
+pub mod validate;
+
+pub use cli::ControllerArgs;
+pub use context::{Context, Settings};
+pub use error::Error;
+
+/// Field manager of every server-side apply the controller makes.
+pub const FIELD_MANAGER: &str = "multus-operator";
+
+/// Finalizer that holds a MultusConfig until the agents removed Multus
+/// from its nodes.
+pub const FINALIZER: &str = "multus.dev/uninstall";
+
+/// Name of the controller in Events (`reportingController`).
+pub const REPORTER: &str = "multus-operator";

@@ -1,0 +1,583 @@
+//! NetworkAttachmentDefinition validation.
+//!
+//! Each NAD's `spec.config` is checked the way the plugin will read it
+//! (the NAD resolver of `multus-config`, then the CNI config parser): JSON,
+//! an object, `type` present (or a `plugins` list whose plugins are all
+//! typed), a known `cniVersion`. Then every plugin binary it needs (each
+//! plugin's `type` and `ipam.type`) is looked up in what the node agents
+//! report in `MultusNodeState.status.cniPlugins`. Problems become Warning
+//! Events on the NAD (`InvalidConfig`, `PluginMissing` naming the nodes);
+//! a NAD that turns valid again gets a Normal `ConfigValid` event. A NAD
+//! with an empty `spec.config` refers to a file in the nodes' Multus conf
+//! dir, which no node reports, so it is not checked.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures::StreamExt;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use multus_config::cni::netconf::NetworkConfig;
+use multus_config::cni::version::DEFAULT_NAD_VERSION;
+use multus_config::crd::MultusNodeState;
+use multus_config::npwg::nad::{NetworkAttachmentDefinition, resolve_nad_config};
+use tokio::sync::{mpsc, watch};
+
+use super::conditions::{InvalidNad, NAMES_SHOWN, name_list};
+use super::metrics::Metrics;
+
+/// Warning: `spec.config` is not a usable CNI config.
+pub const REASON_INVALID_CONFIG: &str = "InvalidConfig";
+/// Warning: a plugin binary is missing on some nodes.
+pub const REASON_PLUGIN_MISSING: &str = "PluginMissing";
+/// Normal: the NAD is valid again.
+pub const REASON_CONFIG_VALID: &str = "ConfigValid";
+
+/// Plugin binaries per node, from the nodes that report any.
+pub type Inventory = BTreeMap<String, BTreeSet<String>>;
+
+/// The plugin inventory of the reporting nodes.
+pub fn inventory<'a>(states: impl IntoIterator<Item = &'a MultusNodeState>) -> Inventory {
+    states
+        .into_iter()
+        .filter_map(|s| {
+            let plugins = &s.status.as_ref()?.cni_plugins;
+            (!plugins.is_empty()).then(|| {
+                (
+                    s.metadata
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| s.spec.node_name.clone()),
+                    plugins.iter().cloned().collect(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The outcome of validating one NAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Usable on every reporting node.
+    Valid {
+        /// The plugin binaries it needs.
+        plugins: Vec<String>,
+        /// How many nodes reported their plugins.
+        nodes: usize,
+    },
+    /// `spec.config` is empty: the config is a file on the nodes, which
+    /// is not checked.
+    FileReference,
+    /// `spec.config` is not a usable CNI config.
+    InvalidConfig(String),
+    /// Plugins missing on some nodes: plugin → nodes.
+    PluginMissing(BTreeMap<String, Vec<String>>),
+}
+
+impl Verdict {
+    /// Whether the verdict counts as invalid.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, Self::InvalidConfig(_) | Self::PluginMissing(_))
+    }
+
+    /// The Event reason of an invalid verdict.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::InvalidConfig(_) => Some(REASON_INVALID_CONFIG),
+            Self::PluginMissing(_) => Some(REASON_PLUGIN_MISSING),
+            _ => None,
+        }
+    }
+
+    /// Whether the problem affects any of `nodes` (an invalid config
+    /// affects every node).
+    pub fn affects(&self, nodes: &BTreeSet<String>) -> bool {
+        match self {
+            Self::InvalidConfig(_) => true,
+            Self::PluginMissing(missing) => missing.values().flatten().any(|n| nodes.contains(n)),
+            _ => false,
+        }
+    }
+}
+
+/// Validates the NAD `namespace/name` with `spec.config` against the
+/// plugins the nodes report.
+pub fn validate(
+    namespace: &str,
+    name: &str,
+    config: Option<&str>,
+    inventory: &Inventory,
+) -> Verdict {
+    if config.is_none_or(|c| c.trim().is_empty()) {
+        return Verdict::FileReference;
+    }
+    let resolved = match resolve_nad_config(namespace, name, config, &[], DEFAULT_NAD_VERSION) {
+        Ok(resolved) => resolved,
+        Err(e) => return Verdict::InvalidConfig(e.to_string()),
+    };
+    let parsed = match NetworkConfig::from_value(resolved.value) {
+        Ok(parsed) => parsed,
+        Err(e) => return Verdict::InvalidConfig(e.to_string()),
+    };
+    if let Err(e) = parsed.cni_version() {
+        return Verdict::InvalidConfig(format!("cniVersion: {e}"));
+    }
+    let mut plugins: Vec<String> = Vec::new();
+    for plugin in parsed.plugins() {
+        for binary in [Some(plugin.plugin_type.as_str()), plugin.ipam_type()]
+            .into_iter()
+            .flatten()
+            .filter(|b| !b.is_empty())
+        {
+            if !plugins.iter().any(|p| p == binary) {
+                plugins.push(binary.to_owned());
+            }
+        }
+    }
+    let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (node, have) in inventory {
+        for plugin in &plugins {
+            if !have.contains(plugin) {
+                missing
+                    .entry(plugin.clone())
+                    .or_default()
+                    .push(node.clone());
+            }
+        }
+    }
+    if missing.is_empty() {
+        Verdict::Valid {
+            plugins,
+            nodes: inventory.len(),
+        }
+    } else {
+        Verdict::PluginMissing(missing)
+    }
+}
+
+/// An Event for a NAD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NadEvent {
+    /// Warning for problems, Normal when valid again.
+    pub warning: bool,
+    /// Reason.
+    pub reason: &'static str,
+    /// Human message.
+    pub note: String,
+}
+
+/// The Event for a NAD whose verdict went from `previous` to `next`:
+/// none when nothing changed, and none for a NAD that was never seen
+/// invalid.
+pub fn event_for(previous: Option<&Verdict>, next: &Verdict) -> Option<NadEvent> {
+    if previous == Some(next) {
+        return None;
+    }
+    match next {
+        Verdict::InvalidConfig(why) => Some(NadEvent {
+            warning: true,
+            reason: REASON_INVALID_CONFIG,
+            note: format!("{why}. Pods that request this network fail to start; fix spec.config."),
+        }),
+        Verdict::PluginMissing(missing) => {
+            let parts: Vec<String> = missing
+                .iter()
+                .map(|(plugin, nodes)| {
+                    format!("{plugin:?} is missing on {}", name_list(nodes, NAMES_SHOWN))
+                })
+                .collect();
+            Some(NadEvent {
+                warning: true,
+                reason: REASON_PLUGIN_MISSING,
+                note: format!(
+                    "CNI plugin {}. Pods on those nodes that request this network fail to start; \
+                     install the plugin into the CNI bin dir of those nodes (a plugin kept only \
+                     in additionalBinDir is not seen by this check).",
+                    parts.join("; ")
+                ),
+            })
+        }
+        Verdict::Valid { plugins, nodes } if previous.is_some_and(Verdict::is_invalid) => {
+            Some(NadEvent {
+                warning: false,
+                reason: REASON_CONFIG_VALID,
+                note: format!(
+                    "spec.config is valid and its plugins ({}) are present on all {nodes} \
+                     reporting nodes.",
+                    plugins.join(", ")
+                ),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The latest verdict of every NAD (`namespace/name`).
+#[derive(Debug, Default)]
+pub struct NadRegistry {
+    verdicts: Mutex<BTreeMap<String, Verdict>>,
+}
+
+impl NadRegistry {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Verdict>> {
+        self.verdicts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores a verdict; returns the previous one.
+    pub fn set(&self, key: &str, verdict: Verdict) -> Option<Verdict> {
+        self.lock().insert(key.to_owned(), verdict)
+    }
+
+    /// Forgets a deleted NAD; returns its last verdict.
+    pub fn remove(&self, key: &str) -> Option<Verdict> {
+        self.lock().remove(key)
+    }
+
+    /// Forgets every NAD not in `keep`; returns whether any was invalid.
+    pub fn retain(&self, keep: &HashSet<String>) -> bool {
+        let mut verdicts = self.lock();
+        let mut dropped_invalid = false;
+        verdicts.retain(|k, v| {
+            let kept = keep.contains(k);
+            dropped_invalid |= !kept && v.is_invalid();
+            kept
+        });
+        dropped_invalid
+    }
+
+    /// How many NADs are invalid in total.
+    pub fn invalid_count(&self) -> usize {
+        self.lock().values().filter(|v| v.is_invalid()).count()
+    }
+
+    /// The invalid NADs whose problem affects any of `nodes`.
+    pub fn invalid_for(&self, nodes: &BTreeSet<String>) -> Vec<InvalidNad> {
+        self.lock()
+            .iter()
+            .filter(|(_, v)| v.affects(nodes))
+            .filter_map(|(k, v)| {
+                Some(InvalidNad {
+                    key: k.clone(),
+                    reason: v.reason()?.to_owned(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// `namespace/name` of a NAD.
+pub fn key_of(nad: &NetworkAttachmentDefinition) -> String {
+    format!("{}/{}", nad.namespace().unwrap_or_default(), nad.name_any())
+}
+
+/// Validates one NAD, records the verdict and publishes the Event of a
+/// change. Returns whether the set of invalid NADs changed.
+pub async fn check(
+    nad: &NetworkAttachmentDefinition,
+    inventory: &Inventory,
+    registry: &NadRegistry,
+    recorder: &Recorder,
+    metrics: &Metrics,
+) -> bool {
+    let key = key_of(nad);
+    let verdict = validate(
+        nad.namespace().as_deref().unwrap_or_default(),
+        &nad.name_any(),
+        nad.spec.config.as_deref(),
+        inventory,
+    );
+    metrics.nad_validations.inc();
+    let previous = registry.set(&key, verdict.clone());
+    if let Some(event) = event_for(previous.as_ref(), &verdict) {
+        let published = recorder
+            .publish(
+                &Event {
+                    type_: if event.warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: event.reason.to_owned(),
+                    note: Some(truncate_note(&event.note)),
+                    action: "Validate".to_owned(),
+                    secondary: None,
+                },
+                &nad.object_ref(&()),
+            )
+            .await;
+        if let Err(e) = published {
+            tracing::warn!(nad = %key, error = %e, "cannot publish an event");
+        }
+        if event.warning {
+            tracing::info!(nad = %key, reason = event.reason, "invalid NetworkAttachmentDefinition");
+        }
+    }
+    previous.as_ref().is_some_and(Verdict::is_invalid) != verdict.is_invalid()
+        || (verdict.is_invalid() && previous.as_ref() != Some(&verdict))
+}
+
+/// Events notes are limited to 1 kB.
+pub fn truncate_note(note: &str) -> String {
+    const MAX: usize = 1024;
+    if note.len() <= MAX {
+        return note.to_owned();
+    }
+    let mut end = MAX - 3;
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &note[..end])
+}
+
+/// Watches every NAD, validating each on change and all of them again when
+/// the plugin inventory changes; `changed` gets a message whenever the set
+/// of invalid NADs changes (the MultusConfigs then update their counts).
+/// Runs until `shutdown` completes.
+pub async fn run(
+    client: Client,
+    recorder: Recorder,
+    registry: Arc<NadRegistry>,
+    metrics: Arc<Metrics>,
+    mut inventory: watch::Receiver<Arc<Inventory>>,
+    changed: mpsc::Sender<()>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let api: Api<NetworkAttachmentDefinition> = Api::all(client);
+    let (store, writer): (Store<NetworkAttachmentDefinition>, _) = reflector::store();
+    let events =
+        reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let mut events = std::pin::pin!(events);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut listed: Option<HashSet<String>> = None;
+    let notify = |dirty: bool| {
+        if dirty {
+            metrics
+                .invalid_nads
+                .set(i64::try_from(registry.invalid_count()).unwrap_or(i64::MAX));
+            // A full channel already holds a pending notification.
+            let _ = changed.try_send(());
+        }
+    };
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            result = inventory.changed() => {
+                if result.is_err() {
+                    return;
+                }
+                let current = inventory.borrow_and_update().clone();
+                let mut dirty = false;
+                for nad in store.state() {
+                    dirty |= check(&nad, &current, &registry, &recorder, &metrics).await;
+                }
+                notify(dirty);
+            }
+            event = events.next() => {
+                let Some(event) = event else { return };
+                let current = inventory.borrow().clone();
+                match event {
+                    Ok(watcher::Event::Apply(nad)) => {
+                        notify(check(&nad, &current, &registry, &recorder, &metrics).await);
+                    }
+                    Ok(watcher::Event::InitApply(nad)) => {
+                        if let Some(seen) = listed.as_mut() {
+                            seen.insert(key_of(&nad));
+                        }
+                        notify(check(&nad, &current, &registry, &recorder, &metrics).await);
+                    }
+                    Ok(watcher::Event::Delete(nad)) => {
+                        let dropped = registry.remove(&key_of(&nad));
+                        notify(dropped.as_ref().is_some_and(Verdict::is_invalid));
+                    }
+                    Ok(watcher::Event::Init) => listed = Some(HashSet::new()),
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(seen) = listed.take() {
+                            notify(registry.retain(&seen));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "NetworkAttachmentDefinition watch failed; retrying"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multus_config::crd::{MultusNodeStateSpec, MultusNodeStateStatus};
+
+    fn inv(nodes: &[(&str, &[&str])]) -> Inventory {
+        nodes
+            .iter()
+            .map(|(n, ps)| {
+                (
+                    (*n).to_owned(),
+                    ps.iter().map(|p| (*p).to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    fn check_config(config: &str, inventory: &Inventory) -> Verdict {
+        validate("ns1", "net", Some(config), inventory)
+    }
+
+    #[test]
+    fn config_problems_are_invalid_config() {
+        let none = Inventory::new();
+        let cases = [
+            ("{not json", "is not valid JSON"),
+            ("[1]", "must be a JSON object"),
+            (r#"{"name":"x"}"#, "neither a `type` nor a `plugins` list"),
+            (
+                r#"{"plugins":[{"type":"a"},{}]}"#,
+                "`plugins[1]` has no `type`",
+            ),
+            (r#"{"cniVersion":"9.9.9","type":"bridge"}"#, "cniVersion: "),
+        ];
+        for (config, expect) in cases {
+            match check_config(config, &none) {
+                Verdict::InvalidConfig(why) => assert!(why.contains(expect), "{config}: {why}"),
+                other => panic!("{config}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn empty_config_is_a_file_reference_and_not_checked() {
+        assert_eq!(
+            validate("ns", "n", None, &Inventory::new()),
+            Verdict::FileReference
+        );
+        assert_eq!(
+            validate("ns", "n", Some("  "), &Inventory::new()),
+            Verdict::FileReference
+        );
+        assert!(!Verdict::FileReference.is_invalid());
+    }
+
+    #[test]
+    fn plugins_and_ipam_are_looked_up_on_every_reporting_node() {
+        let inventory = inv(&[
+            ("n1", &["macvlan", "host-local", "tuning"]),
+            ("n2", &["macvlan"]),
+            ("n3", &["bridge"]),
+        ]);
+        let conflist = r#"{"cniVersion":"1.0.0","plugins":[
+            {"type":"macvlan","ipam":{"type":"host-local"}},{"type":"tuning"}]}"#;
+        match check_config(conflist, &inventory) {
+            Verdict::PluginMissing(missing) => {
+                assert_eq!(missing["macvlan"], ["n3"]);
+                assert_eq!(missing["host-local"], ["n2", "n3"]);
+                assert_eq!(missing["tuning"], ["n2", "n3"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let ok = check_config(r#"{"type":"macvlan"}"#, &inv(&[("n1", &["macvlan"])]));
+        assert_eq!(
+            ok,
+            Verdict::Valid {
+                plugins: vec!["macvlan".into()],
+                nodes: 1
+            }
+        );
+        // No node reports plugins yet: nothing to compare against.
+        assert!(matches!(
+            check_config(conflist, &Inventory::new()),
+            Verdict::Valid { nodes: 0, .. }
+        ));
+    }
+
+    #[test]
+    fn events_only_on_change_and_normal_when_fixed() {
+        let bad = Verdict::InvalidConfig("x".into());
+        let ok = Verdict::Valid {
+            plugins: vec!["bridge".into()],
+            nodes: 2,
+        };
+        assert_eq!(event_for(None, &ok), None);
+        let e = event_for(None, &bad).unwrap();
+        assert!(e.warning && e.reason == "InvalidConfig");
+        assert!(e.note.contains("fix spec.config"));
+        assert_eq!(event_for(Some(&bad), &bad), None);
+        let fixed = event_for(Some(&bad), &ok).unwrap();
+        assert!(!fixed.warning);
+        assert_eq!(fixed.reason, "ConfigValid");
+        assert!(fixed.note.contains("present on all 2 reporting nodes"));
+        let missing = Verdict::PluginMissing(BTreeMap::from([(
+            "macvlan".to_owned(),
+            vec!["n1".to_owned(), "n2".to_owned()],
+        )]));
+        let e = event_for(Some(&ok), &missing).unwrap();
+        assert_eq!(e.reason, "PluginMissing");
+        assert!(
+            e.note
+                .starts_with("CNI plugin \"macvlan\" is missing on n1, n2."),
+            "{}",
+            e.note
+        );
+    }
+
+    #[test]
+    fn registry_counts_per_node_set() {
+        let r = NadRegistry::default();
+        r.set("a/bad", Verdict::InvalidConfig("x".into()));
+        r.set(
+            "b/missing",
+            Verdict::PluginMissing(BTreeMap::from([("x".to_owned(), vec!["n2".to_owned()])])),
+        );
+        r.set(
+            "c/ok",
+            Verdict::Valid {
+                plugins: vec![],
+                nodes: 1,
+            },
+        );
+        assert_eq!(r.invalid_count(), 2);
+        let pool1: BTreeSet<String> = ["n1".to_owned()].into();
+        let pool2: BTreeSet<String> = ["n2".to_owned()].into();
+        assert_eq!(r.invalid_for(&pool1).len(), 1);
+        let both = r.invalid_for(&pool2);
+        assert_eq!(both.len(), 2);
+        assert_eq!(both[1].reason, "PluginMissing");
+        assert!(r.retain(&HashSet::from(["c/ok".to_owned(), "b/missing".to_owned()])));
+        assert_eq!(r.invalid_count(), 1);
+        assert_eq!(r.remove("b/missing").map(|v| v.is_invalid()), Some(true));
+    }
+
+    #[test]
+    fn inventory_skips_nodes_that_report_nothing() {
+        let mut a = MultusNodeState::new(
+            "n1",
+            MultusNodeStateSpec {
+                node_name: "n1".into(),
+                multus_config: None,
+            },
+        );
+        a.status = Some(MultusNodeStateStatus {
+            cni_plugins: vec!["bridge".into()],
+            ..MultusNodeStateStatus::default()
+        });
+        let b = MultusNodeState::new(
+            "n2",
+            MultusNodeStateSpec {
+                node_name: "n2".into(),
+                multus_config: None,
+            },
+        );
+        let i = inventory([&a, &b]);
+        assert_eq!(i.len(), 1);
+        assert!(i["n1"].contains("bridge"));
+    }
+
+    #[test]
+    fn notes_are_bounded() {
+        let long = "é".repeat(1000);
+        let t = truncate_note(&long);
+        assert!(t.len() <= 1024 && t.ends_with("..."));
+    }
+}

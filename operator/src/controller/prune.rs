@@ -1,0 +1,194 @@
+//! Which of our objects the current spec no longer renders.
+//!
+//! Candidates carry our labels and a controller owner reference to the
+//! MultusConfig's uid; anything else is never deleted. Settings
+//! ConfigMaps that are no longer current stay until the rollout is
+//! complete, because agent pods of the previous template still mount them.
+
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::render::{Children, LABEL_CONFIG, LABEL_MANAGED_BY, MANAGED_BY_VALUE};
+
+/// Kinds of objects the controller creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    /// apps/v1 DaemonSet.
+    DaemonSet,
+    /// v1 ConfigMap.
+    ConfigMap,
+    /// v1 ServiceAccount.
+    ServiceAccount,
+    /// rbac/v1 ClusterRoleBinding.
+    ClusterRoleBinding,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::DaemonSet => "DaemonSet",
+            Self::ConfigMap => "ConfigMap",
+            Self::ServiceAccount => "ServiceAccount",
+            Self::ClusterRoleBinding => "ClusterRoleBinding",
+        })
+    }
+}
+
+/// One object, by kind and name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    /// Its kind.
+    pub kind: Kind,
+    /// Its namespace (`None` for cluster-scoped kinds).
+    pub namespace: Option<String>,
+    /// Its name.
+    pub name: String,
+    /// Its uid (a delete precondition).
+    pub uid: Option<String>,
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+impl ObjectKey {
+    /// The key of an object's metadata.
+    pub fn of(kind: Kind, meta: &ObjectMeta) -> Self {
+        Self {
+            kind,
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone(),
+        }
+    }
+
+    fn same_object(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.namespace == other.namespace && self.name == other.name
+    }
+}
+
+/// Whether `meta` is ours for the MultusConfig `config` with uid `uid`:
+/// our labels and a controller owner reference to that uid.
+pub fn is_owned(meta: &ObjectMeta, config: &str, uid: &str) -> bool {
+    let labels = meta.labels.as_ref();
+    let labelled = labels
+        .and_then(|l| l.get(LABEL_CONFIG))
+        .is_some_and(|v| v == config)
+        && labels
+            .and_then(|l| l.get(LABEL_MANAGED_BY))
+            .is_some_and(|v| v == MANAGED_BY_VALUE);
+    let owned = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true));
+    labelled && owned
+}
+
+/// The keys of rendered children.
+pub fn desired_keys(children: &Children) -> Vec<ObjectKey> {
+    vec![
+        ObjectKey::of(Kind::ServiceAccount, &children.service_account.metadata),
+        ObjectKey::of(
+            Kind::ClusterRoleBinding,
+            &children.cluster_role_binding.metadata,
+        ),
+        ObjectKey::of(Kind::ConfigMap, &children.config_map.metadata),
+        ObjectKey::of(Kind::DaemonSet, &children.daemon_set.metadata),
+    ]
+}
+
+/// The objects of `existing` (ours) to delete given the `desired` set:
+/// everything not desired, except ConfigMaps while the rollout is not
+/// complete. Sorted, DaemonSets first.
+pub fn stale(
+    existing: &[ObjectKey],
+    desired: &[ObjectKey],
+    rollout_complete: bool,
+) -> Vec<ObjectKey> {
+    let mut out: Vec<ObjectKey> = existing
+        .iter()
+        .filter(|e| !desired.iter().any(|d| d.same_object(e)))
+        .filter(|e| rollout_complete || e.kind != Kind::ConfigMap)
+        .cloned()
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::render::{
+        ImageRef, OperandSettings, common_labels, owner_reference, render,
+    };
+    use multus_config::crd::{MultusConfig, MultusConfigSpec};
+
+    fn key(kind: Kind, name: &str) -> ObjectKey {
+        ObjectKey {
+            kind,
+            namespace: (kind != Kind::ClusterRoleBinding).then(|| "ns".to_owned()),
+            name: name.into(),
+            uid: Some(format!("uid-{name}")),
+        }
+    }
+
+    #[test]
+    fn old_config_maps_wait_for_the_rollout() {
+        let desired = [key(Kind::ConfigMap, "cm-new"), key(Kind::DaemonSet, "ds")];
+        let existing = [
+            key(Kind::ConfigMap, "cm-old"),
+            key(Kind::ConfigMap, "cm-new"),
+            key(Kind::DaemonSet, "ds"),
+            key(Kind::ServiceAccount, "old-sa"),
+        ];
+        assert_eq!(
+            stale(&existing, &desired, false),
+            [key(Kind::ServiceAccount, "old-sa")]
+        );
+        assert_eq!(
+            stale(&existing, &desired, true),
+            [
+                key(Kind::ConfigMap, "cm-old"),
+                key(Kind::ServiceAccount, "old-sa")
+            ]
+        );
+        assert!(stale(&desired, &desired, true).is_empty());
+    }
+
+    #[test]
+    fn only_labelled_and_owned_objects_are_candidates() {
+        let mut meta = ObjectMeta {
+            labels: Some(common_labels("a")),
+            owner_references: Some(vec![owner_reference("a", "uid-a")]),
+            ..ObjectMeta::default()
+        };
+        assert!(is_owned(&meta, "a", "uid-a"));
+        assert!(!is_owned(&meta, "a", "uid-other"), "recreated MultusConfig");
+        assert!(!is_owned(&meta, "b", "uid-a"));
+        meta.labels = None;
+        assert!(!is_owned(&meta, "a", "uid-a"), "unlabelled");
+    }
+
+    #[test]
+    fn desired_keys_cover_every_child() {
+        let mut mc = MultusConfig::new("a", MultusConfigSpec::default());
+        mc.metadata.uid = Some("u".into());
+        let settings = OperandSettings {
+            namespace: "ns".into(),
+            default_image: ImageRef::builtin(),
+            agent_cluster_role: "r".into(),
+        };
+        let children = render(&mc, &settings, &[]).unwrap();
+        let keys = desired_keys(&children);
+        assert_eq!(keys.len(), 4);
+        assert_eq!(keys[1].to_string(), "ClusterRoleBinding multus-agent-a");
+        assert_eq!(keys[3].to_string(), "DaemonSet ns/multus-agent-a");
+    }
+}

@@ -1,0 +1,416 @@
+//! The RBAC of the operator and its operands, each rule with the reason it
+//! exists. docs/rbac.md holds the same tables (a test keeps them equal),
+//! and the Helm chart ships these roles.
+//!
+//! Decision (docs/rbac.md): the chart ships the node agent's ClusterRole
+//! [`AGENT_CLUSTER_ROLE`] with fixed rules; the controller never writes a
+//! role. Per MultusConfig it creates a ServiceAccount and a
+//! ClusterRoleBinding of that SA to the chart's role, which Kubernetes only
+//! allows because the controller holds `bind` on exactly that ClusterRole
+//! (by `resourceNames`). The controller therefore does not hold the
+//! plugin's rights (pods/status patch on every pod) itself.
+
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use multus_config::crd::generated_crds;
+
+/// The chart's ClusterRole for node agents and the plugin on the host.
+pub const AGENT_CLUSTER_ROLE: &str = "multus-node-agent";
+/// The chart's ClusterRole for the controller.
+pub const CONTROLLER_CLUSTER_ROLE: &str = "multus-operator";
+/// Name of the NAD CRD (created by the controller only when absent).
+pub const NAD_CRD_NAME: &str = "network-attachment-definitions.k8s.cni.cncf.io";
+
+/// One rule and why it is needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentedRule {
+    /// API group (`""` is the core group).
+    pub api_group: &'static str,
+    /// Resources (with subresources as `pods/status`).
+    pub resources: Vec<&'static str>,
+    /// Verbs.
+    pub verbs: Vec<&'static str>,
+    /// Object names the rule is limited to (empty: all).
+    pub resource_names: Vec<String>,
+    /// Who uses it and for what.
+    pub reason: &'static str,
+}
+
+impl DocumentedRule {
+    fn new(
+        api_group: &'static str,
+        resources: &[&'static str],
+        verbs: &[&'static str],
+        reason: &'static str,
+    ) -> Self {
+        Self {
+            api_group,
+            resources: resources.to_vec(),
+            verbs: verbs.to_vec(),
+            resource_names: Vec::new(),
+            reason,
+        }
+    }
+
+    fn named(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.resource_names = names.into_iter().collect();
+        self
+    }
+
+    /// The rule as Kubernetes takes it.
+    pub fn policy_rule(&self) -> PolicyRule {
+        PolicyRule {
+            api_groups: Some(vec![self.api_group.to_owned()]),
+            resources: Some(self.resources.iter().map(|r| (*r).to_owned()).collect()),
+            verbs: self.verbs.iter().map(|v| (*v).to_owned()).collect(),
+            resource_names: (!self.resource_names.is_empty()).then(|| self.resource_names.clone()),
+            non_resource_urls: None,
+        }
+    }
+}
+
+/// Rules of [`AGENT_CLUSTER_ROLE`]: what the `multus` plugin needs (it runs
+/// on the host with the agent's identity, through the kubeconfig the
+/// agent writes) plus the agent's own MultusNodeState. Nothing else: a
+/// node's token is readable by root on that node.
+pub fn node_agent_rules() -> Vec<DocumentedRule> {
+    vec![
+        DocumentedRule::new(
+            "",
+            &["pods"],
+            &["get"],
+            "plugin: reads the pod's network annotations and UID on ADD/DEL",
+        ),
+        DocumentedRule::new(
+            "",
+            &["pods/status"],
+            &["patch"],
+            "plugin: writes the network-status annotation with one merge patch of the status \
+             subresource (which cannot change the pod's spec)",
+        ),
+        DocumentedRule::new(
+            "k8s.cni.cncf.io",
+            &["network-attachment-definitions"],
+            &["get"],
+            "plugin: reads each NAD a pod asks for, and the cluster/default networks",
+        ),
+        DocumentedRule::new(
+            "",
+            &["events"],
+            &["create"],
+            "plugin: records AddedInterface / NoNetworkFound events on the pod (core/v1)",
+        ),
+        DocumentedRule::new(
+            "multus.dev",
+            &["multusnodestates"],
+            &["create", "patch"],
+            "agent: server-side apply of MultusNodeState/<node> (apply creates it, so both verbs)",
+        ),
+        DocumentedRule::new(
+            "multus.dev",
+            &["multusnodestates/status"],
+            &["patch"],
+            "agent: server-side apply of its node's status",
+        ),
+    ]
+}
+
+/// Cluster-wide rules of [`CONTROLLER_CLUSTER_ROLE`].
+pub fn controller_cluster_rules(agent_cluster_role: &str) -> Vec<DocumentedRule> {
+    let mut crd_names: Vec<String> = generated_crds()
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    crd_names.push(NAD_CRD_NAME.to_owned());
+    vec![
+        DocumentedRule::new(
+            "multus.dev",
+            &["multusconfigs"],
+            &["list", "watch", "patch"],
+            "watch the MultusConfigs it reconciles; patch adds and removes its finalizer",
+        ),
+        DocumentedRule::new(
+            "multus.dev",
+            &["multusconfigs/status"],
+            &["patch"],
+            "server-side apply of status (conditions, node counts)",
+        ),
+        DocumentedRule::new(
+            "multus.dev",
+            &["multusconfigs/finalizers"],
+            &["update"],
+            "owner references with blockOwnerDeletion on the operands it creates \
+             (OwnerReferencesPermissionEnforcement)",
+        ),
+        DocumentedRule::new(
+            "multus.dev",
+            &["multusnodestates"],
+            &["list", "watch", "delete"],
+            "status from the agents' reports; deletes the reports of deleted nodes and of \
+             uninstalled MultusConfigs",
+        ),
+        DocumentedRule::new(
+            "",
+            &["nodes"],
+            &["list", "watch"],
+            "node labels for node-pool conflicts (metadata only)",
+        ),
+        DocumentedRule::new(
+            "k8s.cni.cncf.io",
+            &["network-attachment-definitions"],
+            &["list", "watch"],
+            "validates every NAD; never writes one",
+        ),
+        DocumentedRule::new(
+            "events.k8s.io",
+            &["events"],
+            &["create", "patch"],
+            "events on MultusConfigs and on NADs in any namespace (kube-rs Recorder: create, \
+             patch for repeats)",
+        ),
+        DocumentedRule::new(
+            "rbac.authorization.k8s.io",
+            &["clusterrolebindings"],
+            &["list", "watch", "create", "patch", "delete"],
+            "one binding per MultusConfig of its agent ServiceAccount to the agent role; \
+             create cannot be limited by name",
+        ),
+        DocumentedRule::new(
+            "rbac.authorization.k8s.io",
+            &["clusterroles"],
+            &["get", "bind"],
+            "bind: allowed to bind only the chart's agent role without holding its rights; \
+             get: reports a missing role on the MultusConfig",
+        )
+        .named([agent_cluster_role.to_owned()]),
+        DocumentedRule::new(
+            "apiextensions.k8s.io",
+            &["customresourcedefinitions"],
+            &["create"],
+            "creates the NAD CRD when absent, and ours on first start (create cannot be \
+             limited by name)",
+        ),
+        DocumentedRule::new(
+            "apiextensions.k8s.io",
+            &["customresourcedefinitions"],
+            &["get", "patch"],
+            "server-side apply of its own CRDs at start, so `helm upgrade` brings new fields; \
+             get of the NAD CRD (never patched)",
+        )
+        .named(crd_names),
+    ]
+}
+
+/// Rules of the controller's Role in its own namespace (the operands).
+pub fn controller_namespace_rules() -> Vec<DocumentedRule> {
+    vec![
+        DocumentedRule::new(
+            "apps",
+            &["daemonsets"],
+            &["list", "watch", "create", "patch", "delete"],
+            "the node-agent DaemonSets (server-side apply creates and patches; delete on \
+             uninstall and prune)",
+        ),
+        DocumentedRule::new(
+            "",
+            &["configmaps"],
+            &["list", "watch", "create", "patch", "delete"],
+            "the agent settings ConfigMaps (one per settings hash; old ones are pruned)",
+        ),
+        DocumentedRule::new(
+            "",
+            &["serviceaccounts"],
+            &["list", "watch", "create", "patch", "delete"],
+            "the agents' ServiceAccounts",
+        ),
+        DocumentedRule::new(
+            "",
+            &["pods"],
+            &["list"],
+            "on deletion: whether each node's uninstall pod has finished",
+        ),
+        DocumentedRule::new(
+            "coordination.k8s.io",
+            &["leases"],
+            &["get", "create", "patch"],
+            "leader election (kube-lease-manager: get, create, server-side apply), so only one \
+             replica reconciles",
+        ),
+    ]
+}
+
+fn rules(docs: &[DocumentedRule]) -> Vec<PolicyRule> {
+    docs.iter().map(DocumentedRule::policy_rule).collect()
+}
+
+/// The agent ClusterRole as the chart ships it.
+pub fn node_agent_cluster_role(name: &str) -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(rules(&node_agent_rules())),
+        aggregation_rule: None,
+    }
+}
+
+/// The controller's ClusterRole as the chart ships it.
+pub fn controller_cluster_role(name: &str, agent_cluster_role: &str) -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(rules(&controller_cluster_rules(agent_cluster_role))),
+        aggregation_rule: None,
+    }
+}
+
+/// The controller's Role in `namespace` as the chart ships it.
+pub fn controller_role(name: &str, namespace: &str) -> Role {
+    Role {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(rules(&controller_namespace_rules())),
+    }
+}
+
+/// One rule table in Markdown (the form docs/rbac.md uses).
+pub fn markdown_table(docs: &[DocumentedRule]) -> String {
+    let mut out = String::from(
+        "| apiGroup | resources | verbs | resourceNames | why |\n|---|---|---|---|---|\n",
+    );
+    for d in docs {
+        let group = if d.api_group.is_empty() {
+            "`\"\"`".to_owned()
+        } else {
+            format!("`{}`", d.api_group)
+        };
+        let names = if d.resource_names.is_empty() {
+            "all".to_owned()
+        } else {
+            d.resource_names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "| {group} | {} | {} | {names} | {} |\n",
+            d.resources.join(", "),
+            d.verbs.join(", "),
+            d.reason
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants(docs: &[DocumentedRule], group: &str, resource: &str, verb: &str) -> bool {
+        docs.iter().any(|d| {
+            d.api_group == group && d.resources.contains(&resource) && d.verbs.contains(&verb)
+        })
+    }
+
+    #[test]
+    fn agent_role_is_exactly_what_plugin_and_agent_use() {
+        let docs = node_agent_rules();
+        assert!(grants(&docs, "", "pods", "get"));
+        assert!(grants(&docs, "", "pods/status", "patch"));
+        assert!(grants(
+            &docs,
+            "k8s.cni.cncf.io",
+            "network-attachment-definitions",
+            "get"
+        ));
+        assert!(grants(&docs, "", "events", "create"));
+        assert!(grants(&docs, "multus.dev", "multusnodestates", "patch"));
+        assert!(grants(
+            &docs,
+            "multus.dev",
+            "multusnodestates/status",
+            "patch"
+        ));
+        // What upstream grants and nobody needs.
+        for (group, resource, verb) in [
+            ("", "pods", "update"),
+            ("", "pods", "list"),
+            ("", "pods/status", "update"),
+            ("k8s.cni.cncf.io", "network-attachment-definitions", "list"),
+            ("", "events", "update"),
+        ] {
+            assert!(!grants(&docs, group, resource, verb), "{resource} {verb}");
+        }
+        for d in &docs {
+            assert!(!d.verbs.contains(&"*") && !d.resources.contains(&"*"));
+        }
+    }
+
+    #[test]
+    fn controller_binds_only_the_agent_role_and_never_writes_roles() {
+        let cluster = controller_cluster_rules("multus-node-agent");
+        let bind: Vec<_> = cluster
+            .iter()
+            .filter(|d| d.verbs.contains(&"bind") || d.verbs.contains(&"escalate"))
+            .collect();
+        assert_eq!(bind.len(), 1);
+        assert_eq!(bind[0].resource_names, ["multus-node-agent"]);
+        assert!(!bind[0].verbs.contains(&"escalate"));
+        assert!(!grants(
+            &cluster,
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "create"
+        ));
+        assert!(!grants(
+            &cluster,
+            "rbac.authorization.k8s.io",
+            "clusterroles",
+            "patch"
+        ));
+        // It never holds the plugin's pod rights itself.
+        assert!(!grants(&cluster, "", "pods/status", "patch"));
+        assert!(!grants(&cluster, "", "pods", "get"));
+        let ns = controller_namespace_rules();
+        assert!(grants(&ns, "apps", "daemonsets", "patch"));
+        let role = controller_role("multus-operator", "multus-system");
+        assert_eq!(role.rules.unwrap().len(), ns.len());
+        let crd = cluster
+            .iter()
+            .find(|d| d.verbs.contains(&"patch") && d.resources == ["customresourcedefinitions"])
+            .unwrap();
+        assert!(
+            crd.resource_names
+                .contains(&"multusconfigs.multus.dev".to_owned())
+        );
+        assert!(crd.resource_names.contains(&NAD_CRD_NAME.to_owned()));
+    }
+
+    #[test]
+    fn policy_rules_carry_resource_names_only_when_limited() {
+        let role = controller_cluster_role("multus-operator", "x");
+        let rules = role.rules.unwrap();
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.resource_names.as_deref() == Some(&["x".to_owned()][..]))
+        );
+        assert!(rules.iter().filter(|r| r.resource_names.is_none()).count() > 5);
+        let agent = node_agent_cluster_role(AGENT_CLUSTER_ROLE);
+        assert_eq!(agent.metadata.name.as_deref(), Some("multus-node-agent"));
+    }
+
+    #[test]
+    fn markdown_lists_every_rule() {
+        let table = markdown_table(&node_agent_rules());
+        assert_eq!(table.lines().count(), 2 + node_agent_rules().len());
+        assert!(table.contains("| `\"\"` | pods/status | patch | all |"));
+    }
+}

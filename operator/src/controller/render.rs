@@ -1,0 +1,1076 @@
+//! The operand objects of one MultusConfig, as pure functions: the node
+//! agent's ServiceAccount, the ClusterRoleBinding that grants it the
+//! chart's `multus-node-agent` ClusterRole, the ConfigMap with the agent's
+//! settings and the node-agent DaemonSet.
+//!
+//! Every object carries the common labels ([`common_labels`]) and a
+//! controller owner reference to the MultusConfig. The ConfigMap is
+//! immutable and named after the hash of its contents: the agents reload
+//! their `--config` file when it changes, so editing one ConfigMap in place
+//! would reconfigure every node at once; a new ConfigMap per spec makes the
+//! DaemonSet's rolling update (`maxUnavailable`) pace the change instead.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path};
+
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, RollingUpdateDaemonSet,
+};
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMap, ConfigMapProjection, ConfigMapVolumeSource, Container, ContainerPort,
+    DownwardAPIProjection, DownwardAPIVolumeFile, EnvVar, EnvVarSource, HTTPGetAction,
+    HostPathVolumeSource, KeyToPath, LocalObjectReference, NodeAffinity, NodeSelector,
+    NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector, PodSpec, PodTemplateSpec,
+    Probe, ProjectedVolumeSource, ResourceRequirements, SecurityContext, ServiceAccount,
+    ServiceAccountTokenProjection, Toleration, Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
+use multus_config::crd::{MultusConfig, MultusConfigSpec};
+use multus_config::generate::{GeneratorOptions, hex_sha256};
+
+/// `app.kubernetes.io/name` of every object we create.
+pub const LABEL_NAME: &str = "app.kubernetes.io/name";
+/// Value of [`LABEL_NAME`].
+pub const NAME_VALUE: &str = "multus";
+/// `app.kubernetes.io/component` of every object we create.
+pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
+/// Value of [`LABEL_COMPONENT`].
+pub const COMPONENT_VALUE: &str = "node-agent";
+/// `app.kubernetes.io/managed-by` of every object we create.
+pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Value of [`LABEL_MANAGED_BY`].
+pub const MANAGED_BY_VALUE: &str = "multus-operator";
+/// The MultusConfig an object belongs to.
+pub const LABEL_CONFIG: &str = "multus.dev/config";
+/// What the agent pods do: [`MODE_INSTALL`] or [`MODE_UNINSTALL`].
+pub const LABEL_MODE: &str = "multus.dev/mode";
+/// Agent pods that install Multus and keep it current.
+pub const MODE_INSTALL: &str = "install";
+/// Agent pods that remove what the agents installed.
+pub const MODE_UNINSTALL: &str = "uninstall";
+/// Pod-template annotation: SHA-256 of the agent settings file.
+pub const ANNOTATION_CONFIG_HASH: &str = "multus.dev/config-hash";
+/// DaemonSet annotation: SHA-256 of the rendered DaemonSet spec.
+pub const ANNOTATION_RENDERED_HASH: &str = "multus.dev/rendered-hash";
+
+/// Where the host's CNI conf dir is mounted in the agent container.
+pub const CONTAINER_CONF_DIR: &str = "/host/etc/cni/net.d";
+/// Where the host's CNI bin dir is mounted in the agent container.
+pub const CONTAINER_BIN_DIR: &str = "/host/opt/cni/bin";
+/// Where the agent settings ConfigMap is mounted.
+pub const CONFIG_MOUNT_DIR: &str = "/etc/multus";
+/// Key (file name) of the agent settings in the ConfigMap.
+pub const AGENT_CONFIG_KEY: &str = "agent.yaml";
+/// Where the projected service-account token is mounted.
+pub const TOKEN_MOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// Host directory for the plugin's runtime files, mounted at the same path.
+pub const RUN_MULTUS_DIR: &str = "/run/multus";
+/// Port of the agent's `/healthz`, `/readyz` and `/metrics` (host network).
+pub const AGENT_PORT: u16 = 9101;
+/// The executable of the image that runs the agent.
+pub const AGENT_COMMAND: &str = "multus-operator";
+/// Name of the agent container.
+pub const AGENT_CONTAINER: &str = "node-agent";
+/// Lifetime of the projected token; the agent refreshes the host copy.
+pub const TOKEN_EXPIRATION_SECONDS: i64 = 3600;
+
+/// Container paths the agent pod uses for its own mounts; host paths from
+/// the spec mounted at the same path must stay clear of them.
+pub const RESERVED_CONTAINER_PATHS: [&str; 4] = [
+    "/host",
+    CONFIG_MOUNT_DIR,
+    "/var/run/secrets",
+    "/run/secrets",
+];
+
+/// An image reference split into repository and tag (or `sha256:` digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// Registry and path, e.g. `ghcr.io/multus-rs/multus`.
+    pub repository: String,
+    /// Tag (`v0.1.0`) or digest (`sha256:...`).
+    pub tag: String,
+}
+
+impl ImageRef {
+    /// The compiled-in default: our repository at this operator's version.
+    pub fn builtin() -> Self {
+        Self {
+            repository: multus_config::crd::multus_config::DEFAULT_IMAGE_REPOSITORY.to_owned(),
+            tag: format!("v{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+
+    /// Parses `repo:tag`, `repo@sha256:...` or a bare `repo` (tag
+    /// `latest`). `None` for an empty or blank reference.
+    pub fn parse(reference: &str) -> Option<Self> {
+        let reference = reference.trim();
+        if reference.is_empty() {
+            return None;
+        }
+        if let Some((repository, digest)) = reference.split_once('@') {
+            return Some(Self {
+                repository: repository.to_owned(),
+                tag: digest.to_owned(),
+            });
+        }
+        let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+        match reference[last_slash..].rfind(':') {
+            Some(colon) => {
+                let split = last_slash + colon;
+                Some(Self {
+                    repository: reference[..split].to_owned(),
+                    tag: reference[split + 1..].to_owned(),
+                })
+            }
+            None => Some(Self {
+                repository: reference.to_owned(),
+                tag: "latest".to_owned(),
+            }),
+        }
+    }
+
+    /// The image of a spec: its repository and tag where set, the
+    /// defaults' where not.
+    pub fn for_spec(spec: &MultusConfigSpec, default: &Self) -> Self {
+        let image = spec.image.as_ref();
+        Self {
+            repository: image
+                .and_then(|i| i.repository.clone())
+                .unwrap_or_else(|| default.repository.clone()),
+            tag: image
+                .and_then(|i| i.tag.clone())
+                .unwrap_or_else(|| default.tag.clone()),
+        }
+    }
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tag = self.tag.strip_prefix('@').unwrap_or(&self.tag);
+        if tag.contains(':') {
+            write!(f, "{}@{tag}", self.repository)
+        } else {
+            write!(f, "{}:{tag}", self.repository)
+        }
+    }
+}
+
+/// What rendering needs besides the MultusConfig (operator settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperandSettings {
+    /// Namespace of the namespaced operands (the operator's namespace).
+    pub namespace: String,
+    /// Image used where the spec sets none (`--agent-image`).
+    pub default_image: ImageRef,
+    /// The chart's ClusterRole the agents are bound to.
+    pub agent_cluster_role: String,
+}
+
+/// Why a MultusConfig could not be rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The object lacks `metadata.name` or `metadata.uid`.
+    #[error("the MultusConfig has no {0}")]
+    Incomplete(&'static str),
+    /// The agent settings could not be written as YAML.
+    #[error("cannot write the agent settings as YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// An object could not be serialised for hashing.
+    #[error("cannot serialise the DaemonSet spec: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The operands of one MultusConfig.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Children {
+    /// The agents' identity.
+    pub service_account: ServiceAccount,
+    /// Grants the agents (and the plugin on the host) the chart's role.
+    pub cluster_role_binding: ClusterRoleBinding,
+    /// The agent settings (`agent.yaml`), immutable, named by hash.
+    pub config_map: ConfigMap,
+    /// The node agents.
+    pub daemon_set: DaemonSet,
+    /// SHA-256 of `agent.yaml` (also on the pod template).
+    pub config_hash: String,
+}
+
+impl Children {
+    /// All four objects as one multi-document YAML stream, in apply order.
+    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
+        let mut out = String::new();
+        for doc in [
+            serde_yaml::to_string(&self.service_account)?,
+            serde_yaml::to_string(&self.cluster_role_binding)?,
+            serde_yaml::to_string(&self.config_map)?,
+            serde_yaml::to_string(&self.daemon_set)?,
+        ] {
+            out.push_str("---\n");
+            out.push_str(&doc);
+        }
+        Ok(out)
+    }
+}
+
+/// Name of the ServiceAccount, ClusterRoleBinding and DaemonSet of a
+/// MultusConfig.
+pub fn agent_name(config: &str) -> String {
+    format!("multus-agent-{config}")
+}
+
+/// Name of the ConfigMap holding settings with hash `config_hash`.
+pub fn config_map_name(config: &str, config_hash: &str) -> String {
+    let short = config_hash.get(..10).unwrap_or(config_hash);
+    format!("multus-agent-{config}-{short}")
+}
+
+/// The labels on every object of a MultusConfig (and the DaemonSet's
+/// selector, plus [`LABEL_MANAGED_BY`]).
+pub fn common_labels(config: &str) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(config);
+    labels.insert(LABEL_MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned());
+    labels
+}
+
+/// The DaemonSet's (immutable) selector.
+pub fn selector_labels(config: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (LABEL_NAME.to_owned(), NAME_VALUE.to_owned()),
+        (LABEL_COMPONENT.to_owned(), COMPONENT_VALUE.to_owned()),
+        (LABEL_CONFIG.to_owned(), config.to_owned()),
+    ])
+}
+
+/// Label selector (text form) of every object of a MultusConfig.
+pub fn config_selector(config: &str) -> String {
+    format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE},{LABEL_CONFIG}={config}")
+}
+
+/// The controller owner reference to a MultusConfig.
+pub fn owner_reference(name: &str, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: MultusConfig::api_version(&()).into_owned(),
+        kind: MultusConfig::kind(&()).into_owned(),
+        name: name.to_owned(),
+        uid: uid.to_owned(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+fn metadata(name: String, namespace: Option<&str>, config: &str, uid: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(common_labels(config)),
+        owner_references: Some(vec![owner_reference(config, uid)]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The host path of the plugin's kubeconfig for a spec.
+pub fn kubeconfig_host_path(spec: &MultusConfigSpec) -> String {
+    format!(
+        "{}/multus.d/multus.kubeconfig",
+        spec.cni_conf_dir().trim_end_matches('/')
+    )
+}
+
+/// The agent settings file (`agent.yaml`) for a spec.
+pub fn agent_settings_yaml(spec: &MultusConfigSpec) -> Result<String, serde_yaml::Error> {
+    let options = GeneratorOptions::from_spec(spec, Some(kubeconfig_host_path(spec)));
+    serde_yaml::to_string(&options)
+}
+
+/// Whether `path` is `dir` or below it (by path components).
+pub fn is_within(path: &str, dir: &str) -> bool {
+    let normal = |p: &str| -> Vec<String> {
+        Path::new(p)
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect()
+    };
+    let (path, dir) = (normal(path), normal(dir));
+    path.len() >= dir.len() && path[..dir.len()] == dir[..]
+}
+
+/// The host directory to mount (at the same path) so the agent sees the
+/// readiness indicator file: `None` when there is no indicator or when it
+/// is already visible through the conf dir, cache dir or /run/multus
+/// mount.
+pub fn indicator_mount_dir(spec: &MultusConfigSpec) -> Option<String> {
+    let file = spec.readiness_indicator_file.as_deref()?;
+    if is_within(file, spec.cni_conf_dir()) {
+        return None;
+    }
+    let parent = Path::new(file).parent()?.to_string_lossy().into_owned();
+    if is_within(&parent, spec.cache_dir()) || is_within(&parent, RUN_MULTUS_DIR) {
+        return None;
+    }
+    Some(parent)
+}
+
+fn host_path_volume(name: &str, path: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        host_path: Some(HostPathVolumeSource {
+            path: path.to_owned(),
+            type_: Some("DirectoryOrCreate".to_owned()),
+        }),
+        ..Volume::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+/// Resources when the spec sets none: small requests, no limits (the
+/// agent must not be OOM-killed in the middle of a node's CNI setup).
+pub fn default_resources() -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), Quantity("10m".to_owned())),
+            ("memory".to_owned(), Quantity("32Mi".to_owned())),
+        ])),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// Tolerations when the spec sets none: every taint, so every node gets
+/// Multus (control plane, tainted and not-ready nodes included).
+pub fn default_tolerations() -> Vec<Toleration> {
+    vec![Toleration {
+        operator: Some("Exists".to_owned()),
+        ..Toleration::default()
+    }]
+}
+
+/// The spec's affinity, with the nodes in `excluded` (node-pool
+/// conflicts) removed through a `metadata.name NotIn` field requirement
+/// in every required node-selector term.
+pub fn affinity_excluding(affinity: Option<&Affinity>, excluded: &[String]) -> Option<Affinity> {
+    if excluded.is_empty() {
+        return affinity.cloned();
+    }
+    let mut names = excluded.to_vec();
+    names.sort();
+    names.dedup();
+    let requirement = NodeSelectorRequirement {
+        key: "metadata.name".to_owned(),
+        operator: "NotIn".to_owned(),
+        values: Some(names),
+    };
+    let mut affinity = affinity.cloned().unwrap_or_default();
+    let node_affinity = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
+    let required = node_affinity
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(NodeSelector::default);
+    if required.node_selector_terms.is_empty() {
+        required
+            .node_selector_terms
+            .push(NodeSelectorTerm::default());
+    }
+    for term in &mut required.node_selector_terms {
+        term.match_fields
+            .get_or_insert_with(Vec::new)
+            .push(requirement.clone());
+    }
+    Some(affinity)
+}
+
+fn probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("metrics".to_owned()),
+            scheme: Some("HTTP".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(3),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    }
+}
+
+fn token_volume() -> Volume {
+    Volume {
+        name: "service-account-token".to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".to_owned(),
+                        expiration_seconds: Some(TOKEN_EXPIRATION_SECONDS),
+                        audience: None,
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: "kube-root-ca.crt".to_owned(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".to_owned(),
+                            path: "ca.crt".to_owned(),
+                            mode: None,
+                        }]),
+                        optional: None,
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: "namespace".to_owned(),
+                            field_ref: Some(ObjectFieldSelector {
+                                api_version: Some("v1".to_owned()),
+                                field_path: "metadata.namespace".to_owned(),
+                            }),
+                            ..DownwardAPIVolumeFile::default()
+                        }]),
+                    }),
+                    ..VolumeProjection::default()
+                },
+            ]),
+            default_mode: None,
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The agent's command-line arguments (after [`AGENT_COMMAND`]).
+pub fn agent_args(spec: &MultusConfigSpec) -> Vec<String> {
+    vec![
+        "node-agent".to_owned(),
+        format!("--cni-conf-dir={CONTAINER_CONF_DIR}"),
+        format!("--host-cni-conf-dir={}", spec.cni_conf_dir()),
+        format!("--cni-bin-dir={CONTAINER_BIN_DIR}"),
+        format!("--config={CONFIG_MOUNT_DIR}/{AGENT_CONFIG_KEY}"),
+        format!("--metrics-address=0.0.0.0:{AGENT_PORT}"),
+    ]
+}
+
+/// Renders the operands of `config`, whose DaemonSet skips the nodes in
+/// `excluded` (claimed by an older MultusConfig). The spec must have
+/// passed [`super::validate::validate`].
+pub fn render(
+    config: &MultusConfig,
+    settings: &OperandSettings,
+    excluded: &[String],
+) -> Result<Children, RenderError> {
+    let name = config
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(RenderError::Incomplete("metadata.name"))?;
+    let uid = config
+        .metadata
+        .uid
+        .as_deref()
+        .ok_or(RenderError::Incomplete("metadata.uid"))?;
+    let spec = &config.spec;
+    let namespace = settings.namespace.as_str();
+    let agent = agent_name(name);
+
+    let service_account = ServiceAccount {
+        metadata: metadata(agent.clone(), Some(namespace), name, uid),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    };
+
+    let cluster_role_binding = ClusterRoleBinding {
+        metadata: metadata(agent.clone(), None, name, uid),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: settings.agent_cluster_role.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: agent.clone(),
+            namespace: Some(namespace.to_owned()),
+            api_group: None,
+        }]),
+    };
+
+    let settings_yaml = agent_settings_yaml(spec)?;
+    let config_hash = hex_sha256(settings_yaml.as_bytes());
+    let cm_name = config_map_name(name, &config_hash);
+    let config_map = ConfigMap {
+        metadata: metadata(cm_name.clone(), Some(namespace), name, uid),
+        data: Some(BTreeMap::from([(
+            AGENT_CONFIG_KEY.to_owned(),
+            settings_yaml,
+        )])),
+        immutable: Some(true),
+        ..ConfigMap::default()
+    };
+
+    let mut volumes = vec![
+        host_path_volume("cni-conf-dir", spec.cni_conf_dir()),
+        host_path_volume("cni-bin-dir", spec.cni_bin_dir()),
+        host_path_volume("cache-dir", spec.cache_dir()),
+        host_path_volume("run-multus", RUN_MULTUS_DIR),
+        Volume {
+            name: "agent-config".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: cm_name,
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        token_volume(),
+    ];
+    let mut mounts = vec![
+        mount("cni-conf-dir", CONTAINER_CONF_DIR, false),
+        mount("cni-bin-dir", CONTAINER_BIN_DIR, false),
+        mount("cache-dir", spec.cache_dir(), false),
+        mount("run-multus", RUN_MULTUS_DIR, false),
+        mount("agent-config", CONFIG_MOUNT_DIR, true),
+        mount("service-account-token", TOKEN_MOUNT_DIR, true),
+    ];
+    if let Some(dir) = indicator_mount_dir(spec) {
+        volumes.push(host_path_volume("readiness-indicator", &dir));
+        mounts.push(mount("readiness-indicator", &dir, true));
+    }
+
+    let image = ImageRef::for_spec(spec, &settings.default_image);
+    let container = Container {
+        name: AGENT_CONTAINER.to_owned(),
+        image: Some(image.to_string()),
+        image_pull_policy: Some(spec.image_pull_policy().as_str().to_owned()),
+        command: Some(vec![AGENT_COMMAND.to_owned()]),
+        args: Some(agent_args(spec)),
+        env: Some(vec![
+            EnvVar {
+                name: "NODE_NAME".to_owned(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        api_version: Some("v1".to_owned()),
+                        field_path: "spec.nodeName".to_owned(),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                value: None,
+            },
+            EnvVar {
+                name: "MULTUS_CONFIG_NAME".to_owned(),
+                value: Some(name.to_owned()),
+                value_from: None,
+            },
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("metrics".to_owned()),
+            container_port: i32::from(AGENT_PORT),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        readiness_probe: Some(probe("/readyz", 5, 2)),
+        resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            privileged: Some(true),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+
+    let placement = spec.placement.as_ref();
+    let mut pod_labels = common_labels(name);
+    pod_labels.insert(LABEL_MODE.to_owned(), MODE_INSTALL.to_owned());
+    let pod_spec = PodSpec {
+        service_account_name: Some(agent.clone()),
+        automount_service_account_token: Some(false),
+        host_network: Some(true),
+        dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
+        priority_class_name: Some(spec.priority_class_name().to_owned()),
+        node_selector: placement
+            .and_then(|p| p.node_selector.clone())
+            .filter(|s| !s.is_empty()),
+        affinity: affinity_excluding(placement.and_then(|p| p.affinity.as_ref()), excluded)
+            .filter(|a| *a != Affinity::default()),
+        tolerations: Some(
+            placement
+                .and_then(|p| p.tolerations.clone())
+                .unwrap_or_else(default_tolerations),
+        ),
+        image_pull_secrets: spec
+            .image
+            .as_ref()
+            .and_then(|i| i.pull_secrets.as_ref())
+            .filter(|s| !s.is_empty())
+            .map(|secrets| {
+                secrets
+                    .iter()
+                    .map(|s| LocalObjectReference { name: s.clone() })
+                    .collect()
+            }),
+        termination_grace_period_seconds: Some(10),
+        containers: vec![container],
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    };
+
+    let ds_spec = DaemonSetSpec {
+        selector: LabelSelector {
+            match_labels: Some(selector_labels(name)),
+            match_expressions: None,
+        },
+        update_strategy: Some(DaemonSetUpdateStrategy {
+            type_: Some("RollingUpdate".to_owned()),
+            rolling_update: Some(RollingUpdateDaemonSet {
+                max_unavailable: Some(spec.max_unavailable()),
+                max_surge: Some(IntOrString::Int(0)),
+            }),
+        }),
+        revision_history_limit: Some(5),
+        template: PodTemplateSpec {
+            metadata: Some(ObjectMeta {
+                labels: Some(pod_labels),
+                annotations: Some(BTreeMap::from([
+                    (ANNOTATION_CONFIG_HASH.to_owned(), config_hash.clone()),
+                    (
+                        "kubectl.kubernetes.io/default-container".to_owned(),
+                        AGENT_CONTAINER.to_owned(),
+                    ),
+                ])),
+                ..ObjectMeta::default()
+            }),
+            spec: Some(pod_spec),
+        },
+        ..DaemonSetSpec::default()
+    };
+    let rendered_hash = hex_sha256(&serde_json::to_vec(&ds_spec)?);
+    let mut ds_meta = metadata(agent, Some(namespace), name, uid);
+    ds_meta.annotations = Some(BTreeMap::from([(
+        ANNOTATION_RENDERED_HASH.to_owned(),
+        rendered_hash,
+    )]));
+    let daemon_set = DaemonSet {
+        metadata: ds_meta,
+        spec: Some(ds_spec),
+        status: None,
+    };
+
+    Ok(Children {
+        service_account,
+        cluster_role_binding,
+        config_map,
+        daemon_set,
+        config_hash,
+    })
+}
+
+/// Argument prefixes of the install command that the uninstall keeps (it
+/// must look at the same directories).
+const UNINSTALL_KEPT_ARGS: [&str; 3] =
+    ["--cni-conf-dir=", "--host-cni-conf-dir=", "--cni-bin-dir="];
+
+/// The DaemonSet that removes Multus from the nodes, derived from the
+/// live install DaemonSet `live` so it reaches exactly the nodes and host
+/// paths the agents used (even when the spec changed since): the agent
+/// container runs `node-agent --uninstall` with the same mounts, without
+/// probes or ports, and every node is switched at once (`maxUnavailable:
+/// 100%`). `None` when `live` has no pod template to derive from.
+pub fn uninstall_daemon_set(live: &DaemonSet) -> Option<DaemonSet> {
+    let live_spec = live.spec.as_ref()?;
+    let mut template = live_spec.template.clone();
+    let meta = template.metadata.get_or_insert_with(ObjectMeta::default);
+    meta.labels
+        .get_or_insert_with(BTreeMap::new)
+        .insert(LABEL_MODE.to_owned(), MODE_UNINSTALL.to_owned());
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(ANNOTATION_CONFIG_HASH);
+    }
+    let pod = template.spec.as_mut()?;
+    let container = pod
+        .containers
+        .iter_mut()
+        .find(|c| c.name == AGENT_CONTAINER)?;
+    let mut args = vec!["node-agent".to_owned(), "--uninstall".to_owned()];
+    args.extend(
+        container
+            .args
+            .iter()
+            .flatten()
+            .filter(|a| UNINSTALL_KEPT_ARGS.iter().any(|p| a.starts_with(p)))
+            .cloned(),
+    );
+    container.args = Some(args);
+    container.liveness_probe = None;
+    container.readiness_probe = None;
+    container.ports = None;
+    Some(DaemonSet {
+        metadata: ObjectMeta {
+            name: live.metadata.name.clone(),
+            namespace: live.metadata.namespace.clone(),
+            labels: live.metadata.labels.clone(),
+            owner_references: live.metadata.owner_references.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: Some(DaemonSetSpec {
+            selector: live_spec.selector.clone(),
+            update_strategy: Some(DaemonSetUpdateStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDaemonSet {
+                    max_unavailable: Some(IntOrString::String("100%".to_owned())),
+                    max_surge: Some(IntOrString::Int(0)),
+                }),
+            }),
+            revision_history_limit: live_spec.revision_history_limit,
+            template,
+            min_ready_seconds: None,
+        }),
+        status: None,
+    })
+}
+
+/// Whether a live DaemonSet's pod template is in uninstall mode.
+pub fn is_uninstall_mode(ds: &DaemonSet) -> bool {
+    ds.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref())
+        .and_then(|l| l.get(LABEL_MODE))
+        .is_some_and(|m| m == MODE_UNINSTALL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multus_config::crd::multus_config::{ImageSpec, Placement, UpdateStrategy};
+
+    fn settings() -> OperandSettings {
+        OperandSettings {
+            namespace: "multus-system".to_owned(),
+            default_image: ImageRef::parse("example.org/multus:v9").unwrap(),
+            agent_cluster_role: "multus-node-agent".to_owned(),
+        }
+    }
+
+    fn config(spec: MultusConfigSpec) -> MultusConfig {
+        let mut mc = MultusConfig::new("pool-a", spec);
+        mc.metadata.uid = Some("uid-1".to_owned());
+        mc
+    }
+
+    fn pod_spec(children: &Children) -> &PodSpec {
+        children
+            .daemon_set
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+    }
+
+    #[test]
+    fn image_references_parse_and_print() {
+        let cases = [
+            ("ghcr.io/a/b:v1", "ghcr.io/a/b", "v1", "ghcr.io/a/b:v1"),
+            (
+                "localhost:5000/b",
+                "localhost:5000/b",
+                "latest",
+                "localhost:5000/b:latest",
+            ),
+            (
+                "localhost:5000/b:t",
+                "localhost:5000/b",
+                "t",
+                "localhost:5000/b:t",
+            ),
+            ("r/b@sha256:abc", "r/b", "sha256:abc", "r/b@sha256:abc"),
+        ];
+        for (text, repo, tag, shown) in cases {
+            let image = ImageRef::parse(text).unwrap();
+            assert_eq!((image.repository.as_str(), image.tag.as_str()), (repo, tag));
+            assert_eq!(image.to_string(), shown);
+        }
+        assert_eq!(ImageRef::parse("  "), None);
+        let digest = ImageRef {
+            repository: "r".into(),
+            tag: "@sha256:00".into(),
+        };
+        assert_eq!(digest.to_string(), "r@sha256:00");
+    }
+
+    #[test]
+    fn spec_image_fields_override_the_default_one_by_one() {
+        let default = ImageRef::parse("d/img:v1").unwrap();
+        let spec = MultusConfigSpec {
+            image: Some(ImageSpec {
+                tag: Some("v2".into()),
+                ..ImageSpec::default()
+            }),
+            ..MultusConfigSpec::default()
+        };
+        assert_eq!(ImageRef::for_spec(&spec, &default).to_string(), "d/img:v2");
+        assert_eq!(
+            ImageRef::for_spec(&MultusConfigSpec::default(), &default).to_string(),
+            "d/img:v1"
+        );
+        assert!(ImageRef::builtin().tag.starts_with('v'));
+    }
+
+    #[test]
+    fn every_object_is_labelled_and_owned() {
+        let children = render(&config(MultusConfigSpec::default()), &settings(), &[]).unwrap();
+        let metas = [
+            &children.service_account.metadata,
+            &children.cluster_role_binding.metadata,
+            &children.config_map.metadata,
+            &children.daemon_set.metadata,
+        ];
+        for meta in metas {
+            let labels = meta.labels.as_ref().unwrap();
+            assert_eq!(labels[LABEL_NAME], "multus");
+            assert_eq!(labels[LABEL_MANAGED_BY], "multus-operator");
+            assert_eq!(labels[LABEL_CONFIG], "pool-a");
+            let owner = &meta.owner_references.as_ref().unwrap()[0];
+            assert_eq!(owner.uid, "uid-1");
+            assert_eq!(owner.kind, "MultusConfig");
+            assert_eq!(owner.controller, Some(true));
+        }
+        assert_eq!(children.cluster_role_binding.metadata.namespace, None);
+        assert_eq!(
+            children.config_map.metadata.name.as_deref(),
+            Some(config_map_name("pool-a", &children.config_hash).as_str())
+        );
+    }
+
+    #[test]
+    fn a_settings_change_renames_the_config_map_and_rolls_the_pods() {
+        let a = render(&config(MultusConfigSpec::default()), &settings(), &[]).unwrap();
+        let b = render(
+            &config(MultusConfigSpec {
+                namespace_isolation: Some(true),
+                ..MultusConfigSpec::default()
+            }),
+            &settings(),
+            &[],
+        )
+        .unwrap();
+        assert_ne!(a.config_hash, b.config_hash);
+        assert_ne!(a.config_map.metadata.name, b.config_map.metadata.name);
+        let hash = |c: &Children| {
+            c.daemon_set
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[ANNOTATION_CONFIG_HASH]
+                .clone()
+        };
+        assert_eq!(hash(&a), a.config_hash);
+        assert_ne!(hash(&a), hash(&b));
+        // A spec change that does not touch the settings keeps the hash.
+        let c = render(
+            &config(MultusConfigSpec {
+                update_strategy: Some(UpdateStrategy {
+                    max_unavailable: Some(IntOrString::Int(3)),
+                }),
+                ..MultusConfigSpec::default()
+            }),
+            &settings(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.config_hash, c.config_hash);
+        assert_ne!(
+            a.daemon_set.metadata.annotations, c.daemon_set.metadata.annotations,
+            "the rendered hash follows the whole DaemonSet spec"
+        );
+    }
+
+    #[test]
+    fn excluded_nodes_join_every_required_term() {
+        assert_eq!(affinity_excluding(None, &[]), None);
+        let a = affinity_excluding(None, &["n2".into(), "n1".into(), "n1".into()]).unwrap();
+        let terms = a
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
+        assert_eq!(terms.len(), 1);
+        let field = &terms[0].match_fields.as_ref().unwrap()[0];
+        assert_eq!(field.key, "metadata.name");
+        assert_eq!(field.operator, "NotIn");
+        assert_eq!(
+            field.values.as_deref(),
+            Some(&["n1".to_owned(), "n2".to_owned()][..])
+        );
+
+        let user = Affinity {
+            node_affinity: Some(NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                    node_selector_terms: vec![
+                        NodeSelectorTerm {
+                            match_expressions: Some(vec![NodeSelectorRequirement {
+                                key: "zone".into(),
+                                operator: "In".into(),
+                                values: Some(vec!["a".into()]),
+                            }]),
+                            match_fields: None,
+                        },
+                        NodeSelectorTerm::default(),
+                    ],
+                }),
+                ..NodeAffinity::default()
+            }),
+            ..Affinity::default()
+        };
+        let merged = affinity_excluding(Some(&user), &["n1".into()]).unwrap();
+        let terms = merged
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms;
+        assert_eq!(terms.len(), 2);
+        for term in &terms {
+            assert_eq!(term.match_fields.as_ref().unwrap().len(), 1);
+        }
+        assert_eq!(terms[0].match_expressions.as_ref().unwrap()[0].key, "zone");
+    }
+
+    #[test]
+    fn readiness_indicator_dir_is_mounted_only_when_not_already_visible() {
+        let with = |file: &str| MultusConfigSpec {
+            readiness_indicator_file: Some(file.into()),
+            ..MultusConfigSpec::default()
+        };
+        assert_eq!(indicator_mount_dir(&MultusConfigSpec::default()), None);
+        assert_eq!(indicator_mount_dir(&with("/etc/cni/net.d/10-x.conf")), None);
+        assert_eq!(indicator_mount_dir(&with("/run/multus/ready")), None);
+        assert_eq!(indicator_mount_dir(&with("/var/lib/cni/multus/x")), None);
+        assert_eq!(
+            indicator_mount_dir(&with("/run/calico/ready")).as_deref(),
+            Some("/run/calico")
+        );
+        let children = render(&config(with("/run/calico/ready")), &settings(), &[]).unwrap();
+        let mounts = pod_spec(&children).containers[0]
+            .volume_mounts
+            .clone()
+            .unwrap();
+        let m = mounts
+            .iter()
+            .find(|m| m.name == "readiness-indicator")
+            .unwrap();
+        assert_eq!(
+            (m.mount_path.as_str(), m.read_only),
+            ("/run/calico", Some(true))
+        );
+        assert!(is_within("/a/b/c", "/a/b"));
+        assert!(is_within("/a/b", "/a/b/"));
+        assert!(!is_within("/a/bc", "/a/b"));
+    }
+
+    #[test]
+    fn placement_defaults_tolerate_everything_and_select_every_node() {
+        let children = render(&config(MultusConfigSpec::default()), &settings(), &[]).unwrap();
+        let pod = pod_spec(&children);
+        assert_eq!(pod.tolerations.as_deref(), Some(&default_tolerations()[..]));
+        assert_eq!(pod.node_selector, None);
+        assert_eq!(pod.affinity, None);
+        assert_eq!(
+            pod.priority_class_name.as_deref(),
+            Some("system-node-critical")
+        );
+        let selected = render(
+            &config(MultusConfigSpec {
+                placement: Some(Placement {
+                    node_selector: Some(BTreeMap::from([("pool".into(), "a".into())])),
+                    tolerations: Some(vec![]),
+                    affinity: None,
+                }),
+                ..MultusConfigSpec::default()
+            }),
+            &settings(),
+            &["n9".into()],
+        )
+        .unwrap();
+        let pod = pod_spec(&selected);
+        assert_eq!(pod.tolerations.as_deref(), Some(&[][..]));
+        assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "a");
+        assert!(pod.affinity.is_some());
+    }
+
+    #[test]
+    fn uninstall_mode_keeps_paths_and_placement_and_drops_probes() {
+        let children = render(
+            &config(MultusConfigSpec {
+                cni_conf_dir: Some("/etc/k/cni".into()),
+                ..MultusConfigSpec::default()
+            }),
+            &settings(),
+            &["n1".into()],
+        )
+        .unwrap();
+        assert!(!is_uninstall_mode(&children.daemon_set));
+        let un = uninstall_daemon_set(&children.daemon_set).unwrap();
+        assert!(is_uninstall_mode(&un));
+        let spec = un.spec.as_ref().unwrap();
+        let pod = spec.template.spec.as_ref().unwrap();
+        let c = &pod.containers[0];
+        assert_eq!(
+            c.args.as_deref().unwrap(),
+            [
+                "node-agent",
+                "--uninstall",
+                "--cni-conf-dir=/host/etc/cni/net.d",
+                "--host-cni-conf-dir=/etc/k/cni",
+                "--cni-bin-dir=/host/opt/cni/bin",
+            ]
+        );
+        assert!(c.readiness_probe.is_none() && c.liveness_probe.is_none() && c.ports.is_none());
+        assert_eq!(
+            c.volume_mounts,
+            pod_spec(&children).containers[0].volume_mounts
+        );
+        assert_eq!(pod.affinity, pod_spec(&children).affinity);
+        assert_eq!(
+            spec.update_strategy
+                .as_ref()
+                .unwrap()
+                .rolling_update
+                .as_ref()
+                .unwrap()
+                .max_unavailable,
+            Some(IntOrString::String("100%".into()))
+        );
+        assert_eq!(
+            spec.selector,
+            children.daemon_set.spec.as_ref().unwrap().selector
+        );
+        assert_eq!(
+            un.metadata.owner_references,
+            children.daemon_set.metadata.owner_references
+        );
+    }
+}

@@ -1,0 +1,137 @@
+//! NAD validation against a mock API server: Warning events on the NAD
+//! for problems, a Normal event when it is fixed, nothing when nothing
+//! changed.
+
+// In a module named `controller` so that `cargo test -p multus-operator controller`
+// selects these tests too.
+mod controller {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use http::{Method, Request, Response};
+    use kube::Client;
+    use kube::client::Body;
+    use kube::runtime::events::{Recorder, Reporter};
+    use multus_config::npwg::nad::{NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec};
+    use multus_operator::controller::metrics::Metrics;
+    use multus_operator::controller::nad::{Inventory, NadRegistry, Verdict, check};
+    use serde_json::Value;
+    use tower_test::mock::{self, Handle};
+
+    type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+    fn nad(config: &str) -> NetworkAttachmentDefinition {
+        let mut nad = NetworkAttachmentDefinition::new(
+            "macvlan",
+            NetworkAttachmentDefinitionSpec {
+                config: Some(config.to_owned()),
+            },
+        );
+        nad.metadata.namespace = Some("ns1".to_owned());
+        nad.metadata.uid = Some("uid-nad".to_owned());
+        nad
+    }
+
+    async fn next_event(handle: &mut ApiHandle) -> Value {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(2), handle.next_request())
+            .await
+            .expect("an event")
+            .unwrap();
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(
+            request.uri().path(),
+            "/apis/events.k8s.io/v1/namespaces/ns1/events"
+        );
+        let body: Value =
+            serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
+        send.send_response(Response::new(Body::from(
+            serde_json::to_vec(&body).unwrap(),
+        )));
+        body
+    }
+
+    async fn silent(handle: &mut ApiHandle) {
+        if let Ok(Some((request, _))) =
+            tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await
+        {
+            panic!("unexpected request {}", request.uri());
+        }
+    }
+
+    #[tokio::test]
+    async fn nad_validation_publishes_events_on_changes_only() {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: "multus-operator".into(),
+                instance: None,
+            },
+        );
+        let registry = NadRegistry::default();
+        let metrics = Metrics::default();
+        let inventory: Inventory = BTreeMap::from([
+            (
+                "n1".to_owned(),
+                ["macvlan".to_owned(), "host-local".to_owned()].into(),
+            ),
+            ("n2".to_owned(), ["bridge".to_owned()].into()),
+        ]);
+
+        // Broken JSON: Warning InvalidConfig on the NAD.
+        let broken = nad(r#"{"type": "macvlan",}"#);
+        let task = {
+            let (registry, metrics, recorder, inventory) =
+                (&registry, &metrics, &recorder, &inventory);
+            async move { check(&broken, inventory, registry, recorder, metrics).await }
+        };
+        let (changed, event) = tokio::join!(task, next_event(&mut handle));
+        assert!(changed);
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "InvalidConfig");
+        assert_eq!(event["regarding"]["kind"], "NetworkAttachmentDefinition");
+        assert_eq!(event["regarding"]["namespace"], "ns1");
+        assert!(event["note"].as_str().unwrap().contains("ns1/macvlan"));
+        assert_eq!(registry.invalid_count(), 1);
+
+        // Same again: no event, no change.
+        let again = nad(r#"{"type": "macvlan",}"#);
+        assert!(!check(&again, &inventory, &registry, &recorder, &metrics).await);
+        silent(&mut handle).await;
+
+        // Valid JSON, but macvlan/host-local are missing on n2.
+        let missing =
+            nad(r#"{"cniVersion":"0.3.1","type":"macvlan","ipam":{"type":"host-local"}}"#);
+        let task = check(&missing, &inventory, &registry, &recorder, &metrics);
+        let (changed, event) = tokio::join!(task, next_event(&mut handle));
+        assert!(changed);
+        assert_eq!(event["reason"], "PluginMissing");
+        let note = event["note"].as_str().unwrap();
+        assert!(note.contains("\"host-local\" is missing on n2"), "{note}");
+        assert!(note.contains("\"macvlan\" is missing on n2"), "{note}");
+
+        // Fixed inventory: Normal ConfigValid.
+        let mut fixed = inventory.clone();
+        fixed.insert(
+            "n2".to_owned(),
+            ["macvlan".to_owned(), "host-local".to_owned()].into(),
+        );
+        let task = check(&missing, &fixed, &registry, &recorder, &metrics);
+        let (changed, event) = tokio::join!(task, next_event(&mut handle));
+        assert!(changed);
+        assert_eq!(event["type"], "Normal");
+        assert_eq!(event["reason"], "ConfigValid");
+        assert_eq!(registry.invalid_count(), 0);
+        assert!(matches!(
+            registry.remove("ns1/macvlan"),
+            Some(Verdict::Valid { .. })
+        ));
+        assert!(
+            metrics
+                .encode()
+                .contains("multus_operator_nad_validations_total 4")
+        );
+        silent(&mut handle).await;
+    }
+}
