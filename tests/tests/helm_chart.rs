@@ -1,0 +1,319 @@
+//! The Helm chart, rendered by a real `helm` (installed by .ci/run with
+//! ../shared/tools/install-helm.sh): lint, render with default and
+//! every-field values, parse the objects into Kubernetes types and check
+//! what matters; the chart's CRDs equal crds/; bad values are rejected.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use multus_config::crd::MultusConfig;
+use multus_e2e::{running_in_ci, workspace_root};
+use multus_operator::controller::rbac;
+use serde_yaml::Value;
+
+fn chart() -> PathBuf {
+    workspace_root().join("charts/multus")
+}
+
+/// `helm`, or `None` (after saying why) outside CI; under CI a missing helm
+/// fails the test.
+fn helm(test: &str) -> Option<PathBuf> {
+    let found = Command::new("helm")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(PathBuf::from("helm"));
+    }
+    assert!(
+        !running_in_ci(),
+        "{test}: helm is required under CI (.ci/run installs it)"
+    );
+    eprintln!("SKIPPED {test}: helm not installed (run ../shared/tools/install-helm.sh)");
+    None
+}
+
+fn run(helm: &PathBuf, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(helm).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn render(helm: &PathBuf, values: Option<&str>) -> Vec<Value> {
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let mut args = vec![
+        "template",
+        "rel",
+        chart,
+        "--namespace",
+        "multus-system",
+        "--include-crds",
+    ];
+    let file;
+    if let Some(v) = values {
+        file = chart.to_owned() + "/" + v;
+        args.extend(["-f", &file]);
+    }
+    let (ok, out, err) = run(helm, &args);
+    assert!(ok, "helm template failed: {err}");
+    out.split("\n---")
+        .filter_map(|doc| serde_yaml::from_str::<Value>(doc).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}
+
+fn one<T: serde::de::DeserializeOwned>(docs: &[Value], kind: &str, name_suffix: &str) -> T {
+    let doc = docs
+        .iter()
+        .find(|d| {
+            d["kind"] == kind
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with(name_suffix))
+        })
+        .unwrap_or_else(|| panic!("no {kind} *{name_suffix} rendered"));
+    serde_yaml::from_value(doc.clone()).unwrap_or_else(|e| panic!("{kind}: {e}"))
+}
+
+#[test]
+fn chart_lints_with_default_and_every_field_values() {
+    let Some(helm) = helm("chart_lints_with_default_and_every_field_values") else {
+        return;
+    };
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let (ok, out, err) = run(&helm, &["lint", "--strict", chart]);
+    assert!(ok, "{out}{err}");
+    let values = format!("{chart}/ci/every-field-values.yaml");
+    let (ok, out, err) = run(&helm, &["lint", "--strict", chart, "-f", &values]);
+    assert!(ok, "{out}{err}");
+}
+
+#[test]
+fn default_render_has_the_operator_rbac_crds_and_a_default_multusconfig() {
+    let Some(helm) = helm("default_render_has_the_operator_rbac_crds_and_a_default_multusconfig")
+    else {
+        return;
+    };
+    let docs = render(&helm, None);
+    let deploy: Deployment = one(&docs, "Deployment", "-operator");
+    let pod = deploy.spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("ghcr.io/multus-rs/multus:v0.1.0"));
+    assert_eq!(c.args.as_ref().unwrap()[0], "controller");
+    assert_eq!(
+        c.liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/healthz")
+    );
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert!(
+        c.resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap()
+            .contains_key("memory")
+    );
+    let env: Vec<_> = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| e.name.as_str())
+        .collect();
+    for name in ["POD_NAMESPACE", "POD_NAME", "MULTUS_AGENT_IMAGE"] {
+        assert!(env.contains(&name), "{name} missing: {env:?}");
+    }
+    let _: ServiceAccount = one(&docs, "ServiceAccount", "rel-multus");
+    let _: Service = one(&docs, "Service", "-metrics");
+    let _: ClusterRoleBinding = one(&docs, "ClusterRoleBinding", "-operator");
+    let _: RoleBinding = one(&docs, "RoleBinding", "-operator");
+
+    // RBAC equals what the controller code documents and expects.
+    let agent: ClusterRole = one(&docs, "ClusterRole", "multus-node-agent");
+    assert_eq!(
+        agent.rules,
+        rbac::node_agent_cluster_role("multus-node-agent").rules
+    );
+    let operator: ClusterRole = one(&docs, "ClusterRole", "rel-multus-operator");
+    assert_eq!(
+        operator.rules,
+        rbac::controller_cluster_role("x", "multus-node-agent").rules
+    );
+    let role: Role = one(&docs, "Role", "rel-multus-operator");
+    assert_eq!(
+        role.rules,
+        rbac::controller_role("x", "multus-system").rules
+    );
+
+    // CRDs present, and the default MultusConfig kept on uninstall.
+    let crds: Vec<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == "CustomResourceDefinition")
+        .map(|d| d["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(crds.len(), 3, "{crds:?}");
+    let mc: MultusConfig = one(&docs, "MultusConfig", "default");
+    assert_eq!(
+        mc.metadata.annotations.unwrap()["helm.sh/resource-policy"],
+        "keep"
+    );
+}
+
+#[test]
+fn every_field_values_reach_the_objects() {
+    let Some(helm) = helm("every_field_values_reach_the_objects") else {
+        return;
+    };
+    let docs = render(&helm, Some("ci/every-field-values.yaml"));
+    let deploy: Deployment = one(&docs, "Deployment", "-operator");
+    let spec = deploy.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some("registry.example.com/multus:v0.1.0-rc1")
+    );
+    assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+    let args = c.args.clone().unwrap();
+    assert!(
+        args.contains(&"--agent-cluster-role=multus-node-agent-custom".to_owned()),
+        "{args:?}"
+    );
+    assert!(args.contains(&"--log-format=json".to_owned()), "{args:?}");
+    assert!(
+        args.contains(&"--metrics-address=0.0.0.0:9090".to_owned()),
+        "{args:?}"
+    );
+    assert_eq!(pod.service_account_name.as_deref(), Some("multus-operator"));
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("system-cluster-critical")
+    );
+    assert_eq!(pod.image_pull_secrets.unwrap()[0].name, "regcred");
+    assert!(pod.affinity.is_some() && pod.tolerations.is_some() && pod.node_selector.is_some());
+    let operator: ClusterRole = one(&docs, "ClusterRole", "rel-multus-operator");
+    assert_eq!(
+        operator.rules,
+        rbac::controller_cluster_role("x", "multus-node-agent-custom").rules,
+        "bind is limited to the configured agent role"
+    );
+    let agent: ClusterRole = one(&docs, "ClusterRole", "multus-node-agent-custom");
+    assert_eq!(agent.rules, rbac::node_agent_cluster_role("y").rules);
+    let mc: MultusConfig = one(&docs, "MultusConfig", "pool-a");
+    assert!(mc.metadata.annotations.is_none(), "keep=false");
+    let example: MultusConfig = serde_yaml::from_str(
+        &std::fs::read_to_string(workspace_root().join("docs/examples/multusconfig.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(mc.spec, example.spec, "the whole spec reaches the object");
+}
+
+#[test]
+fn bad_values_are_rejected_with_a_clear_message() {
+    let Some(helm) = helm("bad_values_are_rejected_with_a_clear_message") else {
+        return;
+    };
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    for (set, expect) in [
+        ("multusConfig.spec.logLevel=loud", "logLevel"),
+        ("multusConfig.spec.logLevl=debug", "logLevl"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("replicaCount=0", "replicaCount"),
+        ("unknownKey=1", "unknownKey"),
+    ] {
+        let (ok, _, err) = run(&helm, &["template", "rel", chart, "--set", set]);
+        assert!(!ok, "{set} accepted");
+        assert!(err.contains(expect), "{set}: {err}");
+    }
+}
+
+#[test]
+fn values_schema_knows_every_multusconfig_field() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(chart().join("values.schema.json")).unwrap())
+            .unwrap();
+    let mut in_values: Vec<String> =
+        schema["properties"]["multusConfig"]["properties"]["spec"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    let crd = <MultusConfig as kube::CustomResourceExt>::crd();
+    let crd_schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .clone()
+            .unwrap()
+            .open_api_v3_schema
+            .unwrap(),
+    )
+    .unwrap();
+    let mut in_crd: Vec<String> = crd_schema["properties"]["spec"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    in_values.sort();
+    in_crd.sort();
+    assert_eq!(
+        in_values, in_crd,
+        "regenerate charts/multus/values.schema.json's spec from the CRD"
+    );
+}
+
+#[test]
+fn chart_crds_equal_the_committed_crds() {
+    let ours = workspace_root().join("crds");
+    let mut names: Vec<_> = std::fs::read_dir(&ours)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    let mut chart_names: Vec<_> = std::fs::read_dir(chart().join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    chart_names.sort();
+    assert_eq!(names, chart_names);
+    for name in names {
+        let a = std::fs::read(ours.join(&name)).unwrap();
+        let b = std::fs::read(chart().join("crds").join(&name)).unwrap();
+        assert!(
+            a == b,
+            "charts/multus/crds/{name:?} differs from crds/: copy it"
+        );
+    }
+}
