@@ -2,8 +2,8 @@
 //! plugin inventory of 1,000 nodes (and held in a cache, as the NAD watch
 //! does), then reconciles of a MultusConfig over 1,000 nodes with those
 //! verdicts, against a mock API server that answers everything. Prints
-//! latencies and the process's resident memory. Not a pass/fail test
-//! except for a generous memory ceiling; run it with
+//! latencies and the process's resident memory. Timing is not checked
+//! (it depends on the machine); memory must stay under 50 MiB. Run it with
 //! `cargo test -p multus-operator --release --test controller_bench -- --ignored --nocapture`.
 
 // In a module named `controller` so that `cargo test -p multus-operator controller`
@@ -24,8 +24,7 @@ mod controller {
     use kube::core::PartialObjectMetaExt;
     use kube::runtime::reflector::store::Writer;
     use multus_config::crd::{
-        MultusConfig, MultusConfigSpec, MultusNodeState, MultusNodeStateSpec,
-        MultusNodeStateStatus,
+        MultusConfig, MultusConfigSpec, MultusNodeState, MultusNodeStateSpec, MultusNodeStateStatus,
     };
     use multus_config::npwg::nad::{NetworkAttachmentDefinition, NetworkAttachmentDefinitionSpec};
     use multus_operator::controller::FINALIZER;
@@ -74,7 +73,11 @@ mod controller {
         while let Some((request, send)) = handle.next_request().await {
             let method = request.method().clone();
             let path = request.uri().path().to_owned();
-            let bytes = request.into_body().collect_bytes().await.unwrap_or_default();
+            let bytes = request
+                .into_body()
+                .collect_bytes()
+                .await
+                .unwrap_or_default();
             let mut body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let reply = if method == Method::GET {
                 json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
@@ -99,7 +102,9 @@ mod controller {
                 }
                 body
             };
-            send.send_response(Response::new(Body::from(serde_json::to_vec(&reply).unwrap())));
+            send.send_response(Response::new(Body::from(
+                serde_json::to_vec(&reply).unwrap(),
+            )));
         }
     }
 
@@ -110,19 +115,38 @@ mod controller {
 
         // 1. The NAD cache and validation.
         let plugins: Vec<String> = [
-            "macvlan", "host-local", "bridge", "tuning", "whereabouts", "loopback", "portmap",
-            "bandwidth", "firewall", "ipvlan", "ptp", "vlan", "dhcp", "static", "host-device",
-            "sbr", "vrf", "tap", "dummy", "multus",
+            "macvlan",
+            "host-local",
+            "bridge",
+            "tuning",
+            "whereabouts",
+            "loopback",
+            "portmap",
+            "bandwidth",
+            "firewall",
+            "ipvlan",
+            "ptp",
+            "vlan",
+            "dhcp",
+            "static",
+            "host-device",
+            "sbr",
+            "vrf",
+            "tap",
+            "dummy",
+            "multus",
         ]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        let inventory: Inventory = (0..NODES)
-            .map(|n| {
-                let set: BTreeSet<String> = plugins.iter().cloned().collect();
-                (format!("node-{n:04}"), set)
-            })
-            .collect();
+        let inventory = Inventory::from(
+            (0..NODES)
+                .map(|n| {
+                    let set: BTreeSet<String> = plugins.iter().cloned().collect();
+                    (format!("node-{n:04}"), set)
+                })
+                .collect::<BTreeMap<_, _>>(),
+        );
         let mut nad_cache: Writer<NetworkAttachmentDefinition> = Writer::default();
         let registry = Arc::new(NadRegistry::default());
         let started = Instant::now();
@@ -155,7 +179,10 @@ mod controller {
             let name = format!("node-{n:04}");
             let meta = ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some(BTreeMap::from([("kubernetes.io/os".into(), "linux".into())])),
+                labels: Some(BTreeMap::from([(
+                    "kubernetes.io/os".into(),
+                    "linux".into(),
+                )])),
                 ..ObjectMeta::default()
             };
             put(&mut writers.nodes, meta.into_response_partial::<Node>());
@@ -235,7 +262,8 @@ mod controller {
         let invalid = registry.invalid_count();
         eprintln!(
             "validated {NADS} NADs against {NODES} nodes in {validation:?} ({:?} per NAD), \
-             {invalid} invalid"
+             {invalid} invalid",
+            validation / u32::try_from(NADS).unwrap()
         );
         eprintln!(
             "reconcile over {NODES} nodes: first (applies) {first:?}; steady state p50 {:?}, \
@@ -248,7 +276,10 @@ mod controller {
             rss_nads / 1024,
             rss_end / 1024
         );
-        assert_eq!(invalid, NADS / 4);
-        assert!(rss_end < 200 * 1024, "RSS {} KiB", rss_end);
+        assert_eq!(invalid, NADS / 2, "InvalidConfig and sriov PluginMissing");
+        assert!(
+            rss_end < 50 * 1024,
+            "RSS {rss_end} KiB over the 50 MiB target"
+        );
     }
 }

@@ -5,7 +5,7 @@
 // In a module named `controller` so that `cargo test -p multus-operator controller`
 // selects these tests too.
 mod controller {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::time::Duration;
 
     use http::{Method, Request, Response};
@@ -71,13 +71,14 @@ mod controller {
         );
         let registry = NadRegistry::default();
         let metrics = Metrics::default();
-        let inventory: Inventory = BTreeMap::from([
+        let mut nodes: BTreeMap<String, BTreeSet<String>> = BTreeMap::from([
             (
                 "n1".to_owned(),
                 ["macvlan".to_owned(), "host-local".to_owned()].into(),
             ),
             ("n2".to_owned(), ["bridge".to_owned()].into()),
         ]);
+        let inventory = Inventory::from(nodes.clone());
 
         // Broken JSON: Warning InvalidConfig on the NAD.
         let broken = nad(r#"{"type": "macvlan",}"#);
@@ -112,11 +113,11 @@ mod controller {
         assert!(note.contains("\"macvlan\" is missing on n2"), "{note}");
 
         // Fixed inventory: Normal ConfigValid.
-        let mut fixed = inventory.clone();
-        fixed.insert(
+        nodes.insert(
             "n2".to_owned(),
             ["macvlan".to_owned(), "host-local".to_owned()].into(),
         );
+        let fixed = Inventory::from(nodes);
         let task = check(&missing, &fixed, &registry, &recorder, &metrics);
         let (changed, event) = tokio::join!(task, next_event(&mut handle));
         assert!(changed);

@@ -424,7 +424,7 @@ mod controller {
         // Missing on a node of another pool: not this MultusConfig's problem.
         h.ctx.nads.set(
             "team-b/elsewhere",
-            Verdict::PluginMissing([("sriov".to_owned(), vec!["n9".to_owned()])].into()),
+            Verdict::PluginMissing([("sriov".to_owned(), Arc::from(vec!["n9".to_owned()]))].into()),
         );
         let mc = with_status(mc, &applied.status);
         let task = tokio::spawn(reconcile(Arc::new(mc), h.ctx.clone()));
@@ -706,6 +706,48 @@ mod controller {
             "spec.updateStrategy.maxUnavailable: 0 would never let the DaemonSet replace a pod"
         ));
         assert_eq!(condition(&status.body, "Ready")["reason"], "InvalidSpec");
+        let e = h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await;
+        assert_eq!(event_reason(&e), ("Warning", "InvalidSpec"));
+        let action = task.await.unwrap().unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+        h.api.silent().await;
+    }
+
+    #[tokio::test]
+    async fn a_daemon_set_the_api_server_rejects_is_an_invalid_spec() {
+        let mut h = harness(T0 + 60);
+        let mc = config("default", T0, MultusConfigSpec::default());
+        let task = tokio::spawn(reconcile(Arc::new(mc), h.ctx.clone()));
+        let dry = h
+            .api
+            .expect(Method::PATCH, DS_PATH, |_| {
+                (
+                    422,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "reason": "Invalid", "code": 422,
+                        "message": "DaemonSet.apps \"multus-agent-default\" is invalid: \
+                            spec.template.spec.containers[0].resources.requests: Invalid value: \
+                            \"2\": must be less than or equal to cpu limit"}),
+                )
+            })
+            .await;
+        assert!(dry.query.contains("dryRun=All"));
+        // Nothing else is applied.
+        h.api
+            .expect(Method::GET, ROLE_PATH, |_| (200, role()))
+            .await;
+        let status = h
+            .api
+            .expect(Method::PATCH, MC_STATUS_PATH, status_echo)
+            .await;
+        let degraded = condition(&status.body, "Degraded");
+        assert_eq!(degraded["reason"], "InvalidSpec");
+        let message = degraded["message"].as_str().unwrap();
+        assert!(
+            message.contains("spec: the API server rejects the DaemonSet rendered from it"),
+            "{message}"
+        );
+        assert!(message.contains("must be less than or equal to cpu limit"));
         let e = h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await;
         assert_eq!(event_reason(&e), ("Warning", "InvalidSpec"));
         let action = task.await.unwrap().unwrap();

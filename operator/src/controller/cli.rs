@@ -106,6 +106,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -121,7 +122,10 @@ pub fn main(args: ControllerArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(args))
+    let result = runtime.block_on(run(args));
+    // Do not wait long for blocked watch connections at exit.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
 }
 
 /// Resolves when SIGTERM or SIGINT arrives (or the sender is dropped).

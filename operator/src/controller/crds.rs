@@ -15,15 +15,15 @@ use super::FIELD_MANAGER;
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
     /// An API request failed.
-    #[error("cannot {verb} CustomResourceDefinition {name}: {source}")]
+    #[error("cannot {verb} CustomResourceDefinition {name}: {error}")]
     Api {
         /// `apply`, `get` or `create`.
         verb: &'static str,
         /// The CRD's name.
         name: String,
-        /// The client error.
-        #[source]
-        source: kube::Error,
+        /// The client error (in the message, not a `source`, so that error
+        /// chains do not print it twice).
+        error: kube::Error,
     },
     /// The compiled-in NAD CRD does not parse (a build defect).
     #[error("the compiled-in NetworkAttachmentDefinition CRD is invalid: {0}")]
@@ -48,29 +48,29 @@ pub async fn apply_crds(client: &Client) -> Result<CrdReport, CrdError> {
         let name = crd.name_any();
         api.patch(&name, &params, &Patch::Apply(&crd))
             .await
-            .map_err(|source| CrdError::Api {
+            .map_err(|error| CrdError::Api {
                 verb: "apply",
                 name: name.clone(),
-                source,
+                error,
             })?;
         report.applied.push(name);
     }
     let nad: CustomResourceDefinition = serde_yaml::from_str(NAD_CRD_YAML)?;
     let name = nad.name_any();
-    let existing = api.get_opt(&name).await.map_err(|source| CrdError::Api {
+    let existing = api.get_opt(&name).await.map_err(|error| CrdError::Api {
         verb: "get",
         name: name.clone(),
-        source,
+        error,
     })?;
     if existing.is_none() {
         match api.create(&PostParams::default(), &nad).await {
             Ok(_) => report.created_nad_crd = true,
             Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(source) => {
+            Err(error) => {
                 return Err(CrdError::Api {
                     verb: "create",
                     name,
-                    source,
+                    error,
                 });
             }
         }

@@ -6,15 +6,16 @@ use super::render::RenderError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An API request failed.
-    #[error("cannot {verb} {what}: {source}")]
+    /// (The client error is part of the message, not a `source`, so that
+    /// error chains do not print it twice.)
+    #[error("cannot {verb} {what}: {error}")]
     Api {
         /// `apply`, `delete`, `list`, ...
         verb: &'static str,
         /// `DaemonSet multus/multus-agent-default`, ...
         what: String,
         /// The client error.
-        #[source]
-        source: kube::Error,
+        error: kube::Error,
     },
     /// The operands could not be rendered.
     #[error(transparent)]
@@ -37,11 +38,11 @@ pub enum Error {
 
 impl Error {
     /// Builds [`Error::Api`].
-    pub fn api(verb: &'static str, what: impl Into<String>, source: kube::Error) -> Self {
+    pub fn api(verb: &'static str, what: impl Into<String>, error: kube::Error) -> Self {
         Self::Api {
             verb,
             what: what.into(),
-            source,
+            error,
         }
     }
 
@@ -66,7 +67,7 @@ impl Error {
     pub fn metric_label(&self) -> String {
         use kube::runtime::finalizer::Error as F;
         match self.root() {
-            Self::Api { verb, source, .. } => match source {
+            Self::Api { verb, error, .. } => match error {
                 kube::Error::Api(status) => format!("{verb}_{}", status.code),
                 _ => format!("{verb}_transport"),
             },

@@ -11,7 +11,7 @@
 //! with an empty `spec.config` refers to a file in the nodes' Multus conf
 //! dir, which no node reports, so it is not checked.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -36,26 +36,96 @@ pub const REASON_PLUGIN_MISSING: &str = "PluginMissing";
 /// Normal: the NAD is valid again.
 pub const REASON_CONFIG_VALID: &str = "ConfigValid";
 
-/// Plugin binaries per node, from the nodes that report any.
-pub type Inventory = BTreeMap<String, BTreeSet<String>>;
+/// Plugin binaries per node, from the nodes that report any, with a
+/// cache of which nodes lack a plugin: those lists are shared by every NAD
+/// that uses the plugin instead of being copied into each verdict (10,000
+/// NADs over 1,000 nodes would otherwise hold millions of node names).
+#[derive(Debug, Default)]
+pub struct Inventory {
+    nodes: BTreeMap<String, BTreeSet<String>>,
+    lacking: Mutex<HashMap<String, Arc<[String]>>>,
+}
+
+impl PartialEq for Inventory {
+    fn eq(&self, other: &Self) -> bool {
+        self.nodes == other.nodes
+    }
+}
+
+impl Eq for Inventory {}
+
+impl Clone for Inventory {
+    fn clone(&self) -> Self {
+        Self::from(self.nodes.clone())
+    }
+}
+
+impl From<BTreeMap<String, BTreeSet<String>>> for Inventory {
+    fn from(nodes: BTreeMap<String, BTreeSet<String>>) -> Self {
+        Self {
+            nodes,
+            lacking: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Inventory {
+    /// An inventory with no reporting node.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many nodes report their plugins.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether no node reports its plugins.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The plugins of each reporting node.
+    pub fn nodes(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.nodes
+    }
+
+    /// The reporting nodes without `plugin`, sorted.
+    pub fn lacking(&self, plugin: &str) -> Arc<[String]> {
+        let mut cache = self.lacking.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = cache.get(plugin) {
+            return found.clone();
+        }
+        let list: Arc<[String]> = self
+            .nodes
+            .iter()
+            .filter(|(_, have)| !have.contains(plugin))
+            .map(|(node, _)| node.clone())
+            .collect();
+        cache.insert(plugin.to_owned(), list.clone());
+        list
+    }
+}
 
 /// The plugin inventory of the reporting nodes.
 pub fn inventory<'a>(states: impl IntoIterator<Item = &'a MultusNodeState>) -> Inventory {
-    states
-        .into_iter()
-        .filter_map(|s| {
-            let plugins = &s.status.as_ref()?.cni_plugins;
-            (!plugins.is_empty()).then(|| {
-                (
-                    s.metadata
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| s.spec.node_name.clone()),
-                    plugins.iter().cloned().collect(),
-                )
+    Inventory::from(
+        states
+            .into_iter()
+            .filter_map(|s| {
+                let plugins = &s.status.as_ref()?.cni_plugins;
+                (!plugins.is_empty()).then(|| {
+                    (
+                        s.metadata
+                            .name
+                            .clone()
+                            .unwrap_or_else(|| s.spec.node_name.clone()),
+                        plugins.iter().cloned().collect(),
+                    )
+                })
             })
-        })
-        .collect()
+            .collect::<BTreeMap<_, _>>(),
+    )
 }
 
 /// The outcome of validating one NAD.
@@ -74,7 +144,7 @@ pub enum Verdict {
     /// `spec.config` is not a usable CNI config.
     InvalidConfig(String),
     /// Plugins missing on some nodes: plugin → nodes.
-    PluginMissing(BTreeMap<String, Vec<String>>),
+    PluginMissing(BTreeMap<String, Arc<[String]>>),
 }
 
 impl Verdict {
@@ -95,9 +165,21 @@ impl Verdict {
     /// Whether the problem affects any of `nodes` (an invalid config
     /// affects every node).
     pub fn affects(&self, nodes: &BTreeSet<String>) -> bool {
+        self.affects_memo(nodes, &mut HashMap::new())
+    }
+
+    /// [`Verdict::affects`], remembering the answer per shared node list
+    /// (NADs missing the same plugin share one list).
+    fn affects_memo(&self, nodes: &BTreeSet<String>, memo: &mut HashMap<usize, bool>) -> bool {
         match self {
             Self::InvalidConfig(_) => true,
-            Self::PluginMissing(missing) => missing.values().flatten().any(|n| nodes.contains(n)),
+            Self::PluginMissing(missing) => missing.values().any(|lacking| {
+                // The list's address identifies it while the verdict holds it.
+                let id = Arc::as_ptr(lacking).cast::<String>() as usize;
+                *memo
+                    .entry(id)
+                    .or_insert_with(|| lacking.iter().any(|n| nodes.contains(n)))
+            }),
             _ => false,
         }
     }
@@ -137,15 +219,11 @@ pub fn validate(
             }
         }
     }
-    let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (node, have) in inventory {
-        for plugin in &plugins {
-            if !have.contains(plugin) {
-                missing
-                    .entry(plugin.clone())
-                    .or_default()
-                    .push(node.clone());
-            }
+    let mut missing: BTreeMap<String, Arc<[String]>> = BTreeMap::new();
+    for plugin in &plugins {
+        let lacking = inventory.lacking(plugin);
+        if !lacking.is_empty() {
+            missing.insert(plugin.clone(), lacking);
         }
     }
     if missing.is_empty() {
@@ -255,9 +333,10 @@ impl NadRegistry {
 
     /// The invalid NADs whose problem affects any of `nodes`.
     pub fn invalid_for(&self, nodes: &BTreeSet<String>) -> Vec<InvalidNad> {
+        let mut memo = HashMap::new();
         self.lock()
             .iter()
-            .filter(|(_, v)| v.affects(nodes))
+            .filter(|(_, v)| v.affects_memo(nodes, &mut memo))
             .filter_map(|(k, v)| {
                 Some(InvalidNad {
                     key: k.clone(),
@@ -411,15 +490,17 @@ mod tests {
     use multus_config::crd::{MultusNodeStateSpec, MultusNodeStateStatus};
 
     fn inv(nodes: &[(&str, &[&str])]) -> Inventory {
-        nodes
-            .iter()
-            .map(|(n, ps)| {
-                (
-                    (*n).to_owned(),
-                    ps.iter().map(|p| (*p).to_owned()).collect(),
-                )
-            })
-            .collect()
+        Inventory::from(
+            nodes
+                .iter()
+                .map(|(n, ps)| {
+                    (
+                        (*n).to_owned(),
+                        ps.iter().map(|p| (*p).to_owned()).collect(),
+                    )
+                })
+                .collect::<BTreeMap<_, _>>(),
+        )
     }
 
     fn check_config(config: &str, inventory: &Inventory) -> Verdict {
@@ -471,9 +552,9 @@ mod tests {
             {"type":"macvlan","ipam":{"type":"host-local"}},{"type":"tuning"}]}"#;
         match check_config(conflist, &inventory) {
             Verdict::PluginMissing(missing) => {
-                assert_eq!(missing["macvlan"], ["n3"]);
-                assert_eq!(missing["host-local"], ["n2", "n3"]);
-                assert_eq!(missing["tuning"], ["n2", "n3"]);
+                assert_eq!(missing["macvlan"][..], ["n3"]);
+                assert_eq!(missing["host-local"][..], ["n2", "n3"]);
+                assert_eq!(missing["tuning"][..], ["n2", "n3"]);
             }
             other => panic!("{other:?}"),
         }
@@ -510,7 +591,7 @@ mod tests {
         assert!(fixed.note.contains("present on all 2 reporting nodes"));
         let missing = Verdict::PluginMissing(BTreeMap::from([(
             "macvlan".to_owned(),
-            vec!["n1".to_owned(), "n2".to_owned()],
+            Arc::from(vec!["n1".to_owned(), "n2".to_owned()]),
         )]));
         let e = event_for(Some(&ok), &missing).unwrap();
         assert_eq!(e.reason, "PluginMissing");
@@ -528,7 +609,10 @@ mod tests {
         r.set("a/bad", Verdict::InvalidConfig("x".into()));
         r.set(
             "b/missing",
-            Verdict::PluginMissing(BTreeMap::from([("x".to_owned(), vec!["n2".to_owned()])])),
+            Verdict::PluginMissing(BTreeMap::from([(
+                "x".to_owned(),
+                Arc::from(vec!["n2".to_owned()]),
+            )])),
         );
         r.set(
             "c/ok",
@@ -571,7 +655,7 @@ mod tests {
         );
         let i = inventory([&a, &b]);
         assert_eq!(i.len(), 1);
-        assert!(i["n1"].contains("bridge"));
+        assert!(i.nodes()["n1"].contains("bridge"));
     }
 
     #[test]

@@ -37,7 +37,7 @@ use super::render::{
     self, ANNOTATION_RENDERED_HASH, Children, LABEL_CONFIG, LABEL_MODE, MODE_UNINSTALL, agent_name,
 };
 use super::uninstall;
-use super::validate::validate;
+use super::validate::{SpecProblem, validate};
 use super::{Error, FIELD_MANAGER, FINALIZER};
 
 /// Requeue while a rollout is under way (stuck-rollout detection).
@@ -458,6 +458,26 @@ fn reports_of(
     reports
 }
 
+/// A spec problem when the API server's dry run rejected the rendered
+/// DaemonSet as invalid (422): then nothing was applied, and the user's
+/// spec (resources, affinity, tolerations, ...) is what needs fixing.
+fn rejected_by_dry_run(error: &Error) -> Option<SpecProblem> {
+    match error {
+        Error::Api {
+            verb: "validate",
+            error: kube::Error::Api(status),
+            ..
+        } if status.code == 422 => Some(SpecProblem {
+            field: "spec".to_owned(),
+            message: format!(
+                "the API server rejects the DaemonSet rendered from it: {}",
+                status.message
+            ),
+        }),
+        _ => None,
+    }
+}
+
 fn progressing_since(config: &MultusConfig) -> Option<Timestamp> {
     config
         .status
@@ -486,7 +506,7 @@ async fn apply(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
         .ok_or(Error::Incomplete("metadata.uid"))?;
     let ns = ctx.settings.operands.namespace.clone();
     let now = whole_seconds(ctx.now());
-    let problems = validate(config);
+    let mut problems = validate(config);
 
     let nodes = node_infos(&ctx.stores.nodes);
     let all = ctx.stores.configs.state();
@@ -517,11 +537,14 @@ async fn apply(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
                 }
                 Err(e) => {
                     ctx.set_applied(name, None);
-                    apply_error = Some(e);
+                    match rejected_by_dry_run(&e) {
+                        Some(problem) => problems.push(problem),
+                        None => apply_error = Some(e),
+                    }
                 }
             }
         }
-        if apply_error.is_none() {
+        if apply_error.is_none() && problems.is_empty() {
             let complete = daemon_set
                 .as_ref()
                 .is_some_and(|d| Rollout::of(d).complete());
