@@ -5,6 +5,8 @@
 //! The delegates are a tiny shell-script plugin; their cost is measured by
 //! running them directly the same number of times and subtracted.
 
+#![allow(clippy::print_stdout)] // a bench binary reports its figures on stdout
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
