@@ -18,6 +18,8 @@ pub fn run(output_dir: Option<&Path>) -> anyhow::Result<()> {
                 .context("cannot write the CRDs to stdout")
         }
         Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             for crd in generated_crds() {
                 let path = dir.join(crd_file_name(&crd));
                 let yaml = crd_yaml(&crd).context("cannot render a CRD as YAML")?;

@@ -56,6 +56,10 @@ struct NodeAgentArgs {
     /// The CNI bin dir as mounted into the agent; the plugin is installed here.
     #[arg(long, value_name = "DIR", default_value = "/host/opt/cni/bin")]
     cni_bin_dir: PathBuf,
+    /// The Multus conf dir as mounted into the agent (read only): its CNI
+    /// network names are reported for NADs without `spec.config`.
+    #[arg(long, value_name = "DIR", default_value = "/host/etc/cni/multus/net.d")]
+    multus_conf_dir: PathBuf,
     /// The multus plugin binary to install [default: `multus` beside this executable].
     #[arg(long, value_name = "PATH")]
     plugin_binary: Option<PathBuf>,
@@ -107,6 +111,7 @@ impl NodeAgentArgs {
             cni_conf_dir: self.cni_conf_dir.clone(),
             host_cni_conf_dir: self.host_cni_conf_dir.clone(),
             cni_bin_dir: self.cni_bin_dir.clone(),
+            multus_conf_dir: self.multus_conf_dir.clone(),
             plugin_binary: self.plugin_binary.clone(),
             service_account_dir: self.service_account_dir.clone(),
             config_file: self.config.clone(),

@@ -254,6 +254,17 @@ async fn once_reports_what_it_did_on_the_node() {
     let host = Host::new();
     std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
     std::fs::write(host.conf.join("05-broken.conf"), "{").unwrap();
+    std::fs::write(
+        host.multus_conf.join("20-macvlan.conf"),
+        r#"{"cniVersion":"0.3.1","name":"macvlan-conf","type":"macvlan"}"#,
+    )
+    .unwrap();
+    std::fs::write(host.multus_conf.join("10-broken.conf"), "{").unwrap();
+    std::fs::write(
+        host.multus_conf.join("05-bridge.json"),
+        r#"{"name":"bridge-net","plugins":[{"type":"bridge"}]}"#,
+    )
+    .unwrap();
     for plugin in ["bridge", "calico", "portmap"] {
         let path = host.bin.join(plugin);
         std::fs::write(&path, "#!/bin/sh\n").unwrap();
@@ -264,6 +275,7 @@ async fn once_reports_what_it_did_on_the_node() {
         cni_conf_dir: host.conf.clone(),
         host_cni_conf_dir: "/etc/cni/net.d".into(),
         cni_bin_dir: host.bin.clone(),
+        multus_conf_dir: host.multus_conf.clone(),
         plugin_binary: Some(host.plugin.clone()),
         service_account_dir: host.sa.clone(),
         config_file: None,
@@ -299,6 +311,11 @@ async fn once_reports_what_it_did_on_the_node() {
             status["cniPlugins"],
             json!(["bridge", "calico", "multus", "portmap"])
         );
+        // The parsable configs of the Multus conf dir, by CNI name, sorted.
+        assert_eq!(
+            status["multusConfNetworks"],
+            json!(["bridge-net", "macvlan-conf"])
+        );
         assert_eq!(status["skippedConfigs"][0]["file"], "05-broken.conf");
         assert!(
             status["skippedConfigs"][0]["reason"]
@@ -312,5 +329,6 @@ async fn once_reports_what_it_did_on_the_node() {
         .await
         .unwrap();
     assert!(status.ready);
+    assert_eq!(status.multus_conf_networks, ["bridge-net", "macvlan-conf"]);
     server.await.unwrap();
 }

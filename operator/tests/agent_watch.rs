@@ -276,3 +276,59 @@ fn generation_waits_for_the_readiness_indicator_file() {
     agent.wait_ready(true);
     assert!(host.output().exists());
 }
+
+/// The networks the agent last logged for the Multus conf dir (what it
+/// reports as `multusConfNetworks`), if it logged any.
+fn logged_conf_networks(agent: &Agent) -> Option<String> {
+    agent
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|v| v["fields"]["message"] == "networks in the Multus conf dir")
+        .filter_map(|v| v["fields"]["networks"].as_str().map(str::to_owned))
+        .next_back()
+}
+
+#[test]
+fn multus_conf_dir_changes_are_seen_without_regenerating() {
+    let host = Host::new();
+    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    let agent = started(&host);
+    assert_eq!(logged_conf_networks(&agent), None, "empty at start");
+
+    write_renamed(
+        &host.multus_conf.join("20-macvlan.conf"),
+        r#"{"cniVersion":"0.3.1","name":"macvlan-conf","type":"macvlan"}"#,
+    );
+    write_renamed(
+        &host.multus_conf.join("10-bridge.conflist"),
+        r#"{"name":"bridge-net","plugins":[{"type":"bridge"}]}"#,
+    );
+    wait_for("both networks", || {
+        (logged_conf_networks(&agent).as_deref() == Some("bridge-net,macvlan-conf")).then_some(())
+    });
+    std::fs::remove_file(host.multus_conf.join("20-macvlan.conf")).unwrap();
+    wait_for("the removal", || {
+        (logged_conf_networks(&agent).as_deref() == Some("bridge-net")).then_some(())
+    });
+    agent.wait_ready(true);
+    // the Multus conf dir is only read: the generated config stays as it was
+    agent.assert_regenerations(1.0);
+}
+
+#[test]
+fn a_multus_conf_dir_created_later_is_watched() {
+    let host = Host::new();
+    std::fs::remove_dir_all(&host.multus_conf).unwrap();
+    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    let agent = started(&host);
+    std::fs::create_dir_all(&host.multus_conf).unwrap();
+    write_renamed(
+        &host.multus_conf.join("20-macvlan.json"),
+        r#"{"name":"macvlan-conf","type":"macvlan"}"#,
+    );
+    wait_for("the network of the new directory", || {
+        (logged_conf_networks(&agent).as_deref() == Some("macvlan-conf")).then_some(())
+    });
+    agent.assert_regenerations(1.0);
+}

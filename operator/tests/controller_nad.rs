@@ -135,4 +135,87 @@ mod controller {
         );
         silent(&mut handle).await;
     }
+
+    #[tokio::test]
+    async fn nad_without_config_is_checked_against_the_multus_conf_dirs() {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = Client::new(service, "default");
+        let recorder = Recorder::new(
+            client,
+            Reporter {
+                controller: "multus-operator".into(),
+                instance: None,
+            },
+        );
+        let registry = NadRegistry::default();
+        let metrics = Metrics::default();
+        // n1 and n2 report plugins; n3 has not reported yet (no plugins), so
+        // it is never named even though its conf dir lacks the file.
+        let plugins: BTreeMap<String, BTreeSet<String>> = ["n1", "n2"]
+            .iter()
+            .map(|n| ((*n).to_owned(), ["bridge".to_owned()].into()))
+            .collect();
+        let with_networks = |n2: &[&str]| {
+            Inventory::from(plugins.clone()).with_conf_networks(BTreeMap::from([
+                ("n1".to_owned(), ["macvlan".to_owned()].into()),
+                (
+                    "n2".to_owned(),
+                    n2.iter().map(|s| (*s).to_owned()).collect(),
+                ),
+                ("n3".to_owned(), BTreeSet::new()),
+            ]))
+        };
+        let mut file_ref = nad("");
+        file_ref.spec.config = None;
+
+        // The file is on every reporting node: valid, no event.
+        let present = with_networks(&["macvlan", "other"]);
+        assert!(!check(&file_ref, &present, &registry, &recorder, &metrics).await);
+        silent(&mut handle).await;
+        assert_eq!(registry.invalid_count(), 0);
+
+        // Gone from n2: Warning ConfigFileMissing naming n2 only.
+        let missing = with_networks(&["other"]);
+        let task = check(&file_ref, &missing, &registry, &recorder, &metrics);
+        let (changed, event) = tokio::join!(task, next_event(&mut handle));
+        assert!(changed);
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "ConfigFileMissing");
+        assert_eq!(event["regarding"]["name"], "macvlan");
+        let note = event["note"].as_str().unwrap();
+        assert!(
+            note.contains("no CNI config named \"macvlan\"")
+                && note.contains("(multusConfDir) of n2."),
+            "{note}"
+        );
+        assert!(!note.contains("n1") && !note.contains("n3"), "{note}");
+        assert_eq!(registry.invalid_count(), 1);
+        let pool_n2 = registry.invalid_for(&["n2".to_owned()].into());
+        assert_eq!(pool_n2.len(), 1);
+        assert_eq!(pool_n2[0].key, "ns1/macvlan");
+        assert_eq!(pool_n2[0].reason, "ConfigFileMissing");
+        assert!(registry.invalid_for(&["n1".to_owned()].into()).is_empty());
+        // Same again: no event, no change.
+        assert!(!check(&file_ref, &missing, &registry, &recorder, &metrics).await);
+        silent(&mut handle).await;
+
+        // Back on n2: Normal ConfigValid.
+        let task = check(&file_ref, &present, &registry, &recorder, &metrics);
+        let (changed, event) = tokio::join!(task, next_event(&mut handle));
+        assert!(changed);
+        assert_eq!(event["type"], "Normal");
+        assert_eq!(event["reason"], "ConfigValid");
+        assert!(
+            event["note"]
+                .as_str()
+                .unwrap()
+                .contains("all 2 reporting nodes")
+        );
+        assert_eq!(registry.invalid_count(), 0);
+        assert!(matches!(
+            registry.remove("ns1/macvlan"),
+            Some(Verdict::FileReference { nodes: 2, .. })
+        ));
+        silent(&mut handle).await;
+    }
 }

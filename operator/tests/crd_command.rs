@@ -70,11 +70,32 @@ fn crd_output_dir_writes_one_file_per_crd() {
 
 #[test]
 fn unwritable_output_dir_is_a_clear_error() {
+    // A directory below a regular file cannot be created, even by root.
+    let file = std::env::temp_dir().join(format!("multus-crd-file-{}", std::process::id()));
+    std::fs::write(&file, b"not a directory").unwrap();
+    let target = file.join("crds");
     let out = Command::new(env!("CARGO_BIN_EXE_multus-operator"))
-        .args(["crd", "--output-dir", "/nonexistent/dir"])
+        .args(["crd", "--output-dir"])
+        .arg(&target)
         .output()
         .unwrap();
+    std::fs::remove_file(&file).unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/nonexistent/dir"), "{stderr}");
+    assert!(stderr.contains(&*target.to_string_lossy()), "{stderr}");
+}
+
+#[test]
+fn output_dir_is_created_when_missing() {
+    let dir = std::env::temp_dir().join(format!("multus-crd-new-{}", std::process::id()));
+    let target = dir.join("a/b");
+    let status = Command::new(env!("CARGO_BIN_EXE_multus-operator"))
+        .args(["crd", "--output-dir"])
+        .arg(&target)
+        .status()
+        .unwrap();
+    let created = target.join("multusconfigs.multus.dev.yaml").is_file();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(status.success());
+    assert!(created);
 }

@@ -86,6 +86,9 @@ pub struct MultusNodeStateStatus {
     /// CNI plugin binaries found in the CNI bin dir.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cni_plugins: Vec<String>,
+    /// CNI network names of the configs found in the Multus conf dir.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub multus_conf_networks: Vec<String>,
     /// Config files skipped during election, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped_configs: Vec<SkippedConfig>,

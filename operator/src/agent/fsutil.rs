@@ -241,6 +241,40 @@ pub fn read_conf_dir(dir: &Path) -> Result<Listing, IoError> {
     Ok(listing)
 }
 
+/// The CNI network names of the configs in the Multus conf dir `dir`
+/// (where a NetworkAttachmentDefinition with an empty `spec.config` finds
+/// its config): the `name` of every `*.conf`, `*.conflist` and `*.json`
+/// regular file (or symlink to one) that parses as a CNI config, sorted and
+/// without duplicates. A missing directory has no networks; files that
+/// cannot be read or parsed, and configs without a name, are left out.
+pub fn list_conf_networks(dir: &Path) -> Result<Vec<String>, IoError> {
+    const EXTENSIONS: [&str; 3] = [".conf", ".conflist", ".json"];
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(IoError::new("list", dir, e)),
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| IoError::new("list", dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if is_temp_name(&name) || !EXTENSIONS.iter().any(|ext| name.ends_with(ext)) {
+            continue;
+        }
+        let Ok(Some(bytes)) = read_candidate(&entry.path()) else {
+            continue;
+        };
+        if let Ok(config) = multus_config::cni::netconf::NetworkConfig::parse(&bytes)
+            && let Some(network) = config.name().filter(|n| !n.is_empty())
+        {
+            names.insert(network.to_owned());
+        }
+    }
+    Ok(names.into_iter().collect())
+}
+
 /// Reads one candidate: `Ok(None)` when it is not a regular file (or vanished
 /// meanwhile), `Err(reason)` when it exists but cannot be read.
 fn read_candidate(path: &Path) -> Result<Option<Vec<u8>>, String> {
@@ -392,6 +426,46 @@ mod tests {
         let listing = read_conf_dir(dir.path()).unwrap();
         assert!(listing.files.is_empty());
         assert!(listing.unreadable[0].reason.contains("larger than"));
+    }
+
+    #[test]
+    fn conf_networks_are_the_names_of_the_parsable_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            list_conf_networks(&dir.path().join("missing"))
+                .unwrap()
+                .is_empty()
+        );
+        let d = dir.path();
+        fs::write(
+            d.join("10-macvlan.conf"),
+            r#"{"name":"macvlan-net","type":"macvlan"}"#,
+        )
+        .unwrap();
+        fs::write(
+            d.join("20-list.conflist"),
+            r#"{"name":"bridge-net","plugins":[{"type":"bridge"}]}"#,
+        )
+        .unwrap();
+        fs::write(
+            d.join("30-dup.json"),
+            r#"{"name":"macvlan-net","type":"ipvlan"}"#,
+        )
+        .unwrap();
+        fs::write(d.join("40-broken.conf"), "{").unwrap();
+        fs::write(d.join("50-untyped.conf"), r#"{"name":"untyped"}"#).unwrap();
+        fs::write(d.join("60-nameless.conf"), r#"{"type":"bridge"}"#).unwrap();
+        fs::write(d.join("70-other.txt"), r#"{"name":"txt","type":"bridge"}"#).unwrap();
+        fs::write(
+            d.join(".multus-agent.x.1-1.tmp"),
+            r#"{"name":"tmp","type":"bridge"}"#,
+        )
+        .unwrap();
+        fs::create_dir(d.join("80-dir.conf")).unwrap();
+        assert_eq!(
+            list_conf_networks(d).unwrap(),
+            ["bridge-net", "macvlan-net"]
+        );
     }
 
     #[test]

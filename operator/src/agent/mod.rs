@@ -3,7 +3,8 @@
 //! - writes the plugin's kubeconfig and keeps its token file fresh,
 //! - elects the primary CNI config and writes `00-multus.conf[list]`,
 //!   regenerating on every change of the conf dir (inotify),
-//! - reports what it did in `MultusNodeState/<node>`,
+//! - reports what it did in `MultusNodeState/<node>`, with the CNI
+//!   networks of the Multus conf dir (for NADs without `spec.config`),
 //! - serves `/healthz`, `/readyz` and `/metrics`.
 //!
 //! The rules are those of DESIGN.md "Node agent rules": never an empty or
@@ -43,7 +44,9 @@ use kubeconfig::{KubeconfigError, KubeconfigPaths, KubeconfigState};
 use manifest::{Area, Manifest, ManifestStore};
 use metrics::Shared;
 use node_state::{NodeStateError, NodeStateReporter};
-use watch::{DIRTY_ALL, DIRTY_CONF, DIRTY_CONFIG, DIRTY_TOKEN, DirWatcher, Signal};
+use watch::{
+    DIRTY_ALL, DIRTY_CONF, DIRTY_CONFIG, DIRTY_MULTUS_CONF, DIRTY_TOKEN, DirWatcher, Signal,
+};
 
 pub use uninstall::{UninstallReport, uninstall};
 
@@ -77,6 +80,10 @@ pub struct Settings {
     pub host_cni_conf_dir: PathBuf,
     /// The CNI bin dir as the agent sees it (`--cni-bin-dir`).
     pub cni_bin_dir: PathBuf,
+    /// The Multus conf dir as the agent sees it (`--multus-conf-dir`):
+    /// the configs of NetworkAttachmentDefinitions without `spec.config`.
+    /// Only read; a missing directory has no networks.
+    pub multus_conf_dir: PathBuf,
     /// The plugin binary to install; `None` = `multus` beside the agent.
     pub plugin_binary: Option<PathBuf>,
     /// The projected service-account directory.
@@ -237,6 +244,7 @@ struct Agent {
     conf: ConfState,
     plugin_version: Option<String>,
     cni_plugins: Vec<String>,
+    multus_conf_networks: Vec<String>,
     broken_primary: Option<(String, Instant)>,
     retry_at: Option<Instant>,
     status_tx: channel::Sender<Option<MultusNodeStateStatus>>,
@@ -273,6 +281,7 @@ impl Agent {
             conf: ConfState::default(),
             plugin_version: None,
             cni_plugins: Vec::new(),
+            multus_conf_networks: Vec::new(),
             broken_primary: None,
             retry_at: None,
             status_tx: channel::Sender::new(None),
@@ -448,9 +457,33 @@ impl Agent {
             self.shared.metrics.reconciles.inc();
             self.generate();
         }
+        if flags & DIRTY_MULTUS_CONF != 0 {
+            self.scan_multus_conf_dir();
+        }
         self.cni_plugins = install::list_cni_plugins(&self.settings.cni_bin_dir);
         self.store_manifest();
         self.publish();
+    }
+
+    /// Reads the CNI network names of the Multus conf dir; on an error the
+    /// last names are kept.
+    fn scan_multus_conf_dir(&mut self) {
+        match fsutil::list_conf_networks(&self.settings.multus_conf_dir) {
+            Ok(networks) => {
+                if networks != self.multus_conf_networks {
+                    tracing::info!(
+                        dir = %self.settings.multus_conf_dir.display(),
+                        networks = %networks.join(","),
+                        "networks in the Multus conf dir"
+                    );
+                }
+                self.multus_conf_networks = networks;
+            }
+            Err(err) => {
+                self.shared.metrics.errors.inc();
+                tracing::warn!(error = %err, "cannot read the Multus conf dir");
+            }
+        }
     }
 
     fn not_ready(&mut self, message: String) {
@@ -683,6 +716,7 @@ impl Agent {
             generated_config_hash: self.conf.hash.clone(),
             plugin_version: self.plugin_version.clone(),
             cni_plugins: self.cni_plugins.clone(),
+            multus_conf_networks: self.multus_conf_networks.clone(),
             skipped_configs: self
                 .conf
                 .skipped
@@ -730,6 +764,7 @@ fn watch_dirs(agent: &Agent, watcher: &mut DirWatcher) -> Result<(), AgentError>
     let mut dirs: Vec<(PathBuf, u8, bool)> = vec![
         (settings.cni_conf_dir.clone(), DIRTY_CONF, true),
         (settings.service_account_dir.clone(), DIRTY_TOKEN, false),
+        (settings.multus_conf_dir.clone(), DIRTY_MULTUS_CONF, false),
     ];
     if let Some(dir) = settings.config_file.as_ref().and_then(|f| f.parent()) {
         dirs.push((dir.to_path_buf(), DIRTY_CONFIG, true));
@@ -852,10 +887,22 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
                 agent.reconcile(DIRTY_ALL);
             }
             () = tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)), if retry_at.is_some() => {
-                agent.retry_at = None;
-                watch_retry_at = None;
-                let flags = watcher.retry() | DIRTY_CONF;
-                agent.reconcile(flags);
+                // Only a due agent retry regenerates; a due watch retry
+                // reconciles what the newly watched directories affect (a
+                // missing optional directory costs a `stat` per poll).
+                let now = Instant::now();
+                let mut flags = 0;
+                if agent.retry_at.is_some_and(|at| at <= now) {
+                    agent.retry_at = None;
+                    flags |= DIRTY_CONF;
+                }
+                if watch_retry_at.is_some_and(|at| at <= now) {
+                    watch_retry_at = None;
+                    flags |= watcher.retry();
+                }
+                if flags != 0 {
+                    agent.reconcile(flags);
+                }
             }
         }
     }
@@ -922,6 +969,7 @@ mod tests {
             cni_conf_dir: dir.join("net.d"),
             host_cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dir: dir.join("bin"),
+            multus_conf_dir: dir.join("multus.net.d"),
             plugin_binary: None,
             service_account_dir: dir.join("sa"),
             config_file: None,

@@ -152,6 +152,7 @@ mod tests {
             cni_conf_dir: dir.join("net.d"),
             host_cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dir: dir.join("bin"),
+            multus_conf_dir: dir.join("multus.net.d"),
             plugin_binary: Some(dir.join("src-multus")),
             service_account_dir: dir.join("sa"),
             config_file: None,

@@ -23,8 +23,11 @@ pub const DIRTY_CONF: u8 = 1;
 pub const DIRTY_CONFIG: u8 = 2;
 /// The service-account directory (token, CA) changed.
 pub const DIRTY_TOKEN: u8 = 4;
+/// Something in the Multus conf dir (configs of NADs without
+/// `spec.config`) changed.
+pub const DIRTY_MULTUS_CONF: u8 = 8;
 /// Everything.
-pub const DIRTY_ALL: u8 = DIRTY_CONF | DIRTY_CONFIG | DIRTY_TOKEN;
+pub const DIRTY_ALL: u8 = DIRTY_CONF | DIRTY_CONFIG | DIRTY_TOKEN | DIRTY_MULTUS_CONF;
 
 /// Quiet period after a completed change (close after write, rename,
 /// create, delete) before reconciling: coalesces a burst such as

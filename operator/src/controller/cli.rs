@@ -310,12 +310,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         ),
         writers.node_states,
         |s: &MultusNodeState| {
-            let plugins = s
+            let (plugins, networks) = s
                 .status
                 .as_ref()
-                .map(|st| st.cni_plugins.join(","))
+                .map(|st| (st.cni_plugins.join(","), st.multus_conf_networks.join(",")))
                 .unwrap_or_default();
-            format!("{}|{plugins}", node_state_digest(s))
+            format!("{}|{plugins}|{networks}", node_state_digest(s))
         },
         trigger_tx.clone(),
         move || {

@@ -167,7 +167,7 @@ impl NodeReport {
 pub struct InvalidNad {
     /// `namespace/name`.
     pub key: String,
-    /// `InvalidConfig` or `PluginMissing`.
+    /// `InvalidConfig`, `PluginMissing` or `ConfigFileMissing`.
     pub reason: String,
 }
 

@@ -5,11 +5,14 @@
 //! an object, `type` present (or a `plugins` list whose plugins are all
 //! typed), a known `cniVersion`. Then every plugin binary it needs (each
 //! plugin's `type` and `ipam.type`) is looked up in what the node agents
-//! report in `MultusNodeState.status.cniPlugins`. Problems become Warning
-//! Events on the NAD (`InvalidConfig`, `PluginMissing` naming the nodes);
-//! a NAD that turns valid again gets a Normal `ConfigValid` event. A NAD
-//! with an empty `spec.config` refers to a file in the nodes' Multus conf
-//! dir, which no node reports, so it is not checked.
+//! report in `MultusNodeState.status.cniPlugins`. A NAD with an empty
+//! `spec.config` refers to the config file in the nodes' Multus conf dir
+//! whose CNI `name` is the NAD's name: it is looked up in what the same
+//! nodes report in `MultusNodeState.status.multusConfNetworks`. Problems
+//! become Warning Events on the NAD (`InvalidConfig`, `PluginMissing` and
+//! `ConfigFileMissing` naming the nodes); a NAD that turns valid again gets
+//! a Normal `ConfigValid` event. Nodes that have not reported yet (no
+//! `cniPlugins`) are not compared against.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -33,22 +36,29 @@ use super::metrics::Metrics;
 pub const REASON_INVALID_CONFIG: &str = "InvalidConfig";
 /// Warning: a plugin binary is missing on some nodes.
 pub const REASON_PLUGIN_MISSING: &str = "PluginMissing";
+/// Warning: `spec.config` is empty and the config file it refers to is
+/// missing on some nodes.
+pub const REASON_CONFIG_FILE_MISSING: &str = "ConfigFileMissing";
 /// Normal: the NAD is valid again.
 pub const REASON_CONFIG_VALID: &str = "ConfigValid";
 
-/// Plugin binaries per node, from the nodes that report any, with a
-/// cache of which nodes lack a plugin: those lists are shared by every NAD
-/// that uses the plugin instead of being copied into each verdict (10,000
-/// NADs over 1,000 nodes would otherwise hold millions of node names).
+/// Plugin binaries per node, from the nodes that report any, and the CNI
+/// networks of those nodes' Multus conf dirs, with caches of which nodes
+/// lack a plugin or a network: those lists are shared by every NAD that
+/// uses the plugin (or network) instead of being copied into each verdict
+/// (10,000 NADs over 1,000 nodes would otherwise hold millions of node
+/// names).
 #[derive(Debug, Default)]
 pub struct Inventory {
     nodes: BTreeMap<String, BTreeSet<String>>,
+    conf_networks: BTreeMap<String, BTreeSet<String>>,
     lacking: Mutex<HashMap<String, Arc<[String]>>>,
+    lacking_networks: Mutex<HashMap<String, Arc<[String]>>>,
 }
 
 impl PartialEq for Inventory {
     fn eq(&self, other: &Self) -> bool {
-        self.nodes == other.nodes
+        self.nodes == other.nodes && self.conf_networks == other.conf_networks
     }
 }
 
@@ -56,17 +66,41 @@ impl Eq for Inventory {}
 
 impl Clone for Inventory {
     fn clone(&self) -> Self {
-        Self::from(self.nodes.clone())
+        Self::from(self.nodes.clone()).with_conf_networks(self.conf_networks.clone())
     }
 }
 
 impl From<BTreeMap<String, BTreeSet<String>>> for Inventory {
+    /// The inventory of nodes reporting these plugins and an empty Multus
+    /// conf dir.
     fn from(nodes: BTreeMap<String, BTreeSet<String>>) -> Self {
         Self {
             nodes,
+            conf_networks: BTreeMap::new(),
             lacking: Mutex::new(HashMap::new()),
+            lacking_networks: Mutex::new(HashMap::new()),
         }
     }
+}
+
+/// The sorted nodes of `nodes` whose set in `have` lacks `item`, cached.
+fn lacking_cached(
+    cache: &Mutex<HashMap<String, Arc<[String]>>>,
+    nodes: &BTreeMap<String, BTreeSet<String>>,
+    have: &BTreeMap<String, BTreeSet<String>>,
+    item: &str,
+) -> Arc<[String]> {
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = cache.get(item) {
+        return found.clone();
+    }
+    let list: Arc<[String]> = nodes
+        .keys()
+        .filter(|node| !have.get(*node).is_some_and(|set| set.contains(item)))
+        .cloned()
+        .collect();
+    cache.insert(item.to_owned(), list.clone());
+    list
 }
 
 impl Inventory {
@@ -92,40 +126,61 @@ impl Inventory {
 
     /// The reporting nodes without `plugin`, sorted.
     pub fn lacking(&self, plugin: &str) -> Arc<[String]> {
-        let mut cache = self.lacking.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(found) = cache.get(plugin) {
-            return found.clone();
-        }
-        let list: Arc<[String]> = self
-            .nodes
-            .iter()
-            .filter(|(_, have)| !have.contains(plugin))
-            .map(|(node, _)| node.clone())
-            .collect();
-        cache.insert(plugin.to_owned(), list.clone());
-        list
+        lacking_cached(&self.lacking, &self.nodes, &self.nodes, plugin)
+    }
+
+    /// Sets the CNI networks of each node's Multus conf dir (only those of
+    /// reporting nodes count).
+    pub fn with_conf_networks(mut self, networks: BTreeMap<String, BTreeSet<String>>) -> Self {
+        self.conf_networks = networks;
+        self.lacking_networks = Mutex::new(HashMap::new());
+        self
+    }
+
+    /// The CNI networks of the Multus conf dir of each node that reports any.
+    pub fn conf_networks(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.conf_networks
+    }
+
+    /// The reporting nodes without a config named `network` in their
+    /// Multus conf dir, sorted.
+    pub fn lacking_network(&self, network: &str) -> Arc<[String]> {
+        lacking_cached(
+            &self.lacking_networks,
+            &self.nodes,
+            &self.conf_networks,
+            network,
+        )
     }
 }
 
-/// The plugin inventory of the reporting nodes.
+/// The plugin and Multus conf dir inventory of the reporting nodes (those
+/// whose agent reported its plugins: a node that has not reported yet is
+/// not compared against).
 pub fn inventory<'a>(states: impl IntoIterator<Item = &'a MultusNodeState>) -> Inventory {
-    Inventory::from(
-        states
-            .into_iter()
-            .filter_map(|s| {
-                let plugins = &s.status.as_ref()?.cni_plugins;
-                (!plugins.is_empty()).then(|| {
-                    (
-                        s.metadata
-                            .name
-                            .clone()
-                            .unwrap_or_else(|| s.spec.node_name.clone()),
-                        plugins.iter().cloned().collect(),
-                    )
-                })
-            })
-            .collect::<BTreeMap<_, _>>(),
-    )
+    let mut plugins = BTreeMap::new();
+    let mut networks = BTreeMap::new();
+    for s in states {
+        let Some(status) = s.status.as_ref() else {
+            continue;
+        };
+        if status.cni_plugins.is_empty() {
+            continue;
+        }
+        let node = s
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_else(|| s.spec.node_name.clone());
+        if !status.multus_conf_networks.is_empty() {
+            networks.insert(
+                node.clone(),
+                status.multus_conf_networks.iter().cloned().collect(),
+            );
+        }
+        plugins.insert(node, status.cni_plugins.iter().cloned().collect());
+    }
+    Inventory::from(plugins).with_conf_networks(networks)
 }
 
 /// The outcome of validating one NAD.
@@ -138,19 +193,35 @@ pub enum Verdict {
         /// How many nodes reported their plugins.
         nodes: usize,
     },
-    /// `spec.config` is empty: the config is a file on the nodes, which
-    /// is not checked.
-    FileReference,
+    /// `spec.config` is empty and a config named `network` is in the
+    /// Multus conf dir of every reporting node.
+    FileReference {
+        /// The CNI network name looked up (the NAD's name).
+        network: String,
+        /// How many nodes reported.
+        nodes: usize,
+    },
     /// `spec.config` is not a usable CNI config.
     InvalidConfig(String),
     /// Plugins missing on some nodes: plugin → nodes.
     PluginMissing(BTreeMap<String, Arc<[String]>>),
+    /// `spec.config` is empty and no config named `network` is in the
+    /// Multus conf dir of `nodes`.
+    ConfigFileMissing {
+        /// The CNI network name looked up (the NAD's name).
+        network: String,
+        /// The reporting nodes without it.
+        nodes: Arc<[String]>,
+    },
 }
 
 impl Verdict {
     /// Whether the verdict counts as invalid.
     pub fn is_invalid(&self) -> bool {
-        matches!(self, Self::InvalidConfig(_) | Self::PluginMissing(_))
+        matches!(
+            self,
+            Self::InvalidConfig(_) | Self::PluginMissing(_) | Self::ConfigFileMissing { .. }
+        )
     }
 
     /// The Event reason of an invalid verdict.
@@ -158,6 +229,7 @@ impl Verdict {
         match self {
             Self::InvalidConfig(_) => Some(REASON_INVALID_CONFIG),
             Self::PluginMissing(_) => Some(REASON_PLUGIN_MISSING),
+            Self::ConfigFileMissing { .. } => Some(REASON_CONFIG_FILE_MISSING),
             _ => None,
         }
     }
@@ -171,22 +243,25 @@ impl Verdict {
     /// [`Verdict::affects`], remembering the answer per shared node list
     /// (NADs missing the same plugin share one list).
     fn affects_memo(&self, nodes: &BTreeSet<String>, memo: &mut HashMap<usize, bool>) -> bool {
+        let mut shared = |lacking: &Arc<[String]>| {
+            // The list's address identifies it while the verdict holds it.
+            let id = Arc::as_ptr(lacking).cast::<String>() as usize;
+            *memo
+                .entry(id)
+                .or_insert_with(|| lacking.iter().any(|n| nodes.contains(n)))
+        };
         match self {
             Self::InvalidConfig(_) => true,
-            Self::PluginMissing(missing) => missing.values().any(|lacking| {
-                // The list's address identifies it while the verdict holds it.
-                let id = Arc::as_ptr(lacking).cast::<String>() as usize;
-                *memo
-                    .entry(id)
-                    .or_insert_with(|| lacking.iter().any(|n| nodes.contains(n)))
-            }),
+            Self::PluginMissing(missing) => missing.values().any(shared),
+            Self::ConfigFileMissing { nodes: lacking, .. } => shared(lacking),
             _ => false,
         }
     }
 }
 
 /// Validates the NAD `namespace/name` with `spec.config` against the
-/// plugins the nodes report.
+/// plugins the nodes report; an empty `spec.config` against the networks
+/// of their Multus conf dirs.
 pub fn validate(
     namespace: &str,
     name: &str,
@@ -194,7 +269,18 @@ pub fn validate(
     inventory: &Inventory,
 ) -> Verdict {
     if config.is_none_or(|c| c.trim().is_empty()) {
-        return Verdict::FileReference;
+        let lacking = inventory.lacking_network(name);
+        return if lacking.is_empty() {
+            Verdict::FileReference {
+                network: name.to_owned(),
+                nodes: inventory.len(),
+            }
+        } else {
+            Verdict::ConfigFileMissing {
+                network: name.to_owned(),
+                nodes: lacking,
+            }
+        };
     }
     let resolved = match resolve_nad_config(namespace, name, config, &[], DEFAULT_NAD_VERSION) {
         Ok(resolved) => resolved,
@@ -275,6 +361,27 @@ pub fn event_for(previous: Option<&Verdict>, next: &Verdict) -> Option<NadEvent>
                      install the plugin into the CNI bin dir of those nodes (a plugin kept only \
                      in additionalBinDir is not seen by this check).",
                     parts.join("; ")
+                ),
+            })
+        }
+        Verdict::ConfigFileMissing { network, nodes } => Some(NadEvent {
+            warning: true,
+            reason: REASON_CONFIG_FILE_MISSING,
+            note: format!(
+                "spec.config is empty, and no CNI config named {network:?} is in the Multus conf \
+                 dir (multusConfDir) of {}. Pods on those nodes that request this network fail \
+                 to start; add a *.conf, *.conflist or *.json file with \"name\": {network:?} \
+                 to the Multus conf dir of those nodes, or set spec.config.",
+                name_list(nodes, NAMES_SHOWN)
+            ),
+        }),
+        Verdict::FileReference { network, nodes } if previous.is_some_and(Verdict::is_invalid) => {
+            Some(NadEvent {
+                warning: false,
+                reason: REASON_CONFIG_VALID,
+                note: format!(
+                    "spec.config is empty and a CNI config named {network:?} is in the Multus \
+                     conf dir of all {nodes} reporting nodes."
                 ),
             })
         }
@@ -528,17 +635,69 @@ mod tests {
         }
     }
 
+    fn networks(nodes: &[(&str, &[&str])]) -> BTreeMap<String, BTreeSet<String>> {
+        nodes
+            .iter()
+            .map(|(n, ns)| {
+                (
+                    (*n).to_owned(),
+                    ns.iter().map(|x| (*x).to_owned()).collect(),
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn empty_config_is_a_file_reference_and_not_checked() {
-        assert_eq!(
-            validate("ns", "n", None, &Inventory::new()),
-            Verdict::FileReference
-        );
+    fn empty_config_is_looked_up_in_the_reported_multus_conf_dirs() {
+        // No node reports yet: nothing to compare against, no false warning.
+        let file_ref = |nodes| Verdict::FileReference {
+            network: "n".into(),
+            nodes,
+        };
+        assert_eq!(validate("ns", "n", None, &Inventory::new()), file_ref(0));
         assert_eq!(
             validate("ns", "n", Some("  "), &Inventory::new()),
-            Verdict::FileReference
+            file_ref(0)
         );
-        assert!(!Verdict::FileReference.is_invalid());
+        assert!(!file_ref(0).is_invalid());
+
+        // n1 and n2 report plugins (n3 has not reported: not counted);
+        // only n1 has the config named "n".
+        let inventory = inv(&[("n1", &["bridge"]), ("n2", &["bridge"])])
+            .with_conf_networks(networks(&[("n1", &["n", "other"]), ("n3", &["x"])]));
+        let missing = validate("ns", "n", None, &inventory);
+        match &missing {
+            Verdict::ConfigFileMissing { network, nodes } => {
+                assert_eq!(network, "n");
+                assert_eq!(nodes[..], ["n2"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(missing.is_invalid());
+        assert_eq!(missing.reason(), Some("ConfigFileMissing"));
+        assert!(missing.affects(&["n2".to_owned()].into()));
+        assert!(!missing.affects(&["n1".to_owned()].into()));
+        // Present everywhere that reports: valid.
+        let everywhere = inv(&[("n1", &["bridge"]), ("n2", &["bridge"])])
+            .with_conf_networks(networks(&[("n1", &["n"]), ("n2", &["n"])]));
+        assert_eq!(validate("ns", "n", None, &everywhere), file_ref(2));
+        assert_eq!(everywhere.clone(), everywhere);
+        assert_ne!(everywhere, inventory);
+
+        let e = event_for(None, &missing).unwrap();
+        assert!(e.warning);
+        assert_eq!(e.reason, "ConfigFileMissing");
+        assert!(e.note.contains("no CNI config named \"n\""), "{}", e.note);
+        assert!(e.note.contains("multusConfDir) of n2."), "{}", e.note);
+        let fixed = event_for(Some(&missing), &file_ref(2)).unwrap();
+        assert!(!fixed.warning);
+        assert_eq!(fixed.reason, "ConfigValid");
+        assert!(
+            fixed.note.contains("all 2 reporting nodes"),
+            "{}",
+            fixed.note
+        );
+        assert_eq!(event_for(None, &file_ref(2)), None);
     }
 
     #[test]
@@ -642,10 +801,6 @@ mod tests {
                 multus_config: None,
             },
         );
-        a.status = Some(MultusNodeStateStatus {
-            cni_plugins: vec!["bridge".into()],
-            ..MultusNodeStateStatus::default()
-        });
         let b = MultusNodeState::new(
             "n2",
             MultusNodeStateSpec {
@@ -653,9 +808,30 @@ mod tests {
                 multus_config: None,
             },
         );
-        let i = inventory([&a, &b]);
+        let mut c = MultusNodeState::new(
+            "n3",
+            MultusNodeStateSpec {
+                node_name: "n3".into(),
+                multus_config: None,
+            },
+        );
+        // Networks without plugins: not a reporting node.
+        c.status = Some(MultusNodeStateStatus {
+            multus_conf_networks: vec!["x".into()],
+            ..MultusNodeStateStatus::default()
+        });
+        a.status = Some(MultusNodeStateStatus {
+            cni_plugins: vec!["bridge".into()],
+            multus_conf_networks: vec!["macvlan-conf".into()],
+            ..MultusNodeStateStatus::default()
+        });
+        let i = inventory([&a, &b, &c]);
         assert_eq!(i.len(), 1);
         assert!(i.nodes()["n1"].contains("bridge"));
+        assert_eq!(i.conf_networks().len(), 1);
+        assert!(i.conf_networks()["n1"].contains("macvlan-conf"));
+        assert!(i.lacking_network("macvlan-conf").is_empty());
+        assert_eq!(i.lacking_network("x")[..], ["n1"]);
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub const ANNOTATION_RENDERED_HASH: &str = "multus.dev/rendered-hash";
 pub const CONTAINER_CONF_DIR: &str = "/host/etc/cni/net.d";
 /// Where the host's CNI bin dir is mounted in the agent container.
 pub const CONTAINER_BIN_DIR: &str = "/host/opt/cni/bin";
+/// Where the host's Multus conf dir (`spec.multusConfDir`) is mounted,
+/// read-only, in the agent container: the agent reports the CNI networks of
+/// its configs, which NADs without `spec.config` refer to.
+pub const CONTAINER_MULTUS_CONF_DIR: &str = "/host/etc/cni/multus/net.d";
 /// Where the agent settings ConfigMap is mounted.
 pub const CONFIG_MOUNT_DIR: &str = "/etc/multus";
 /// Key (file name) of the agent settings in the ConfigMap.
@@ -460,6 +464,7 @@ pub fn agent_args(spec: &MultusConfigSpec) -> Vec<String> {
         format!("--cni-conf-dir={CONTAINER_CONF_DIR}"),
         format!("--host-cni-conf-dir={}", spec.cni_conf_dir()),
         format!("--cni-bin-dir={CONTAINER_BIN_DIR}"),
+        format!("--multus-conf-dir={CONTAINER_MULTUS_CONF_DIR}"),
         format!("--config={CONFIG_MOUNT_DIR}/{AGENT_CONFIG_KEY}"),
         format!("--metrics-address=0.0.0.0:{AGENT_PORT}"),
     ]
@@ -524,6 +529,7 @@ pub fn render(
     let mut volumes = vec![
         host_path_volume("cni-conf-dir", spec.cni_conf_dir()),
         host_path_volume("cni-bin-dir", spec.cni_bin_dir()),
+        host_path_volume("multus-conf-dir", spec.multus_conf_dir()),
         host_path_volume("cache-dir", spec.cache_dir()),
         host_path_volume("run-multus", RUN_MULTUS_DIR),
         Volume {
@@ -539,6 +545,7 @@ pub fn render(
     let mut mounts = vec![
         mount("cni-conf-dir", CONTAINER_CONF_DIR, false),
         mount("cni-bin-dir", CONTAINER_BIN_DIR, false),
+        mount("multus-conf-dir", CONTAINER_MULTUS_CONF_DIR, true),
         mount("cache-dir", spec.cache_dir(), false),
         mount("run-multus", RUN_MULTUS_DIR, false),
         mount("agent-config", CONFIG_MOUNT_DIR, true),
@@ -989,6 +996,46 @@ mod tests {
         assert!(is_within("/a/b/c", "/a/b"));
         assert!(is_within("/a/b", "/a/b/"));
         assert!(!is_within("/a/bc", "/a/b"));
+    }
+
+    #[test]
+    fn the_multus_conf_dir_is_mounted_read_only_for_the_agent_to_report() {
+        let children = render(
+            &config(MultusConfigSpec {
+                multus_conf_dir: Some("/etc/k/multus".into()),
+                ..MultusConfigSpec::default()
+            }),
+            &settings(),
+            &[],
+        )
+        .unwrap();
+        let pod = pod_spec(&children);
+        let volume = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "multus-conf-dir")
+            .unwrap();
+        assert_eq!(volume.host_path.as_ref().unwrap().path, "/etc/k/multus");
+        let c = &pod.containers[0];
+        let m = c
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "multus-conf-dir")
+            .unwrap();
+        assert_eq!(
+            (m.mount_path.as_str(), m.read_only),
+            ("/host/etc/cni/multus/net.d", Some(true))
+        );
+        assert!(
+            c.args
+                .as_ref()
+                .unwrap()
+                .contains(&"--multus-conf-dir=/host/etc/cni/multus/net.d".to_owned())
+        );
     }
 
     #[test]

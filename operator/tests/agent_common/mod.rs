@@ -55,6 +55,8 @@ pub struct Host {
     pub root: tempfile::TempDir,
     pub conf: PathBuf,
     pub bin: PathBuf,
+    /// The Multus conf dir (configs of NADs without `spec.config`).
+    pub multus_conf: PathBuf,
     pub sa: PathBuf,
     pub plugin: PathBuf,
     generation: u32,
@@ -67,9 +69,11 @@ impl Host {
         let root = tempfile::tempdir().unwrap();
         let conf = root.path().join("host/etc/cni/net.d");
         let bin = root.path().join("host/opt/cni/bin");
+        let multus_conf = root.path().join("host/etc/cni/multus/net.d");
         let sa = root.path().join("serviceaccount");
         std::fs::create_dir_all(&conf).unwrap();
         std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&multus_conf).unwrap();
         std::fs::create_dir_all(&sa).unwrap();
         let plugin = root.path().join("image/multus");
         std::fs::create_dir_all(plugin.parent().unwrap()).unwrap();
@@ -79,6 +83,7 @@ impl Host {
             root,
             conf,
             bin,
+            multus_conf,
             sa,
             plugin,
             generation: 0,
@@ -144,6 +149,8 @@ impl Host {
             .arg(&self.conf)
             .arg("--cni-bin-dir")
             .arg(&self.bin)
+            .arg("--multus-conf-dir")
+            .arg(&self.multus_conf)
             .arg("--service-account-dir")
             .arg(&self.sa)
             .arg("--plugin-binary")
