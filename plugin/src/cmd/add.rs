@@ -114,19 +114,6 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     }
 
     if let (Some(client), Some(pod)) = (&client, &pod) {
-        for a in attachments.iter().filter(|a| !a.is_cluster_network) {
-            if let Some(result) = result100(a) {
-                let ips: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
-                client
-                    .record_event(
-                        pod,
-                        EventType::Normal,
-                        "AddedInterface",
-                        &crate::k8s::added_interface_message(&a.ifname, &ips, &a.name),
-                    )
-                    .await;
-            }
-        }
         if !conf.is_system_namespace(&identity.namespace) {
             let statuses = network_statuses(&attachments);
             if let Err(e) = client
@@ -137,6 +124,24 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
                 return Err(rollback(env, conf, &cache, &attachments, e).await);
             }
         }
+        // Only once nothing can roll back any more; best effort, concurrent.
+        let messages: Vec<String> = attachments
+            .iter()
+            .filter(|a| !a.is_cluster_network)
+            .filter_map(|a| {
+                let result = result100(a)?;
+                let ips: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
+                Some(crate::k8s::added_interface_message(
+                    &a.ifname, &ips, &a.name,
+                ))
+            })
+            .collect();
+        futures::future::join_all(
+            messages.iter().map(|message| {
+                client.record_event(pod, EventType::Normal, "AddedInterface", message)
+            }),
+        )
+        .await;
     }
 
     let cluster = attachments
