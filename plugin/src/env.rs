@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use multus_config::cni::args::CniArgs;
+pub use multus_config::npwg::interface_name_problem;
 
 use crate::command::Command;
 use crate::error::{PluginError, Result};
@@ -34,24 +35,6 @@ pub fn valid_container_id(id: &str) -> bool {
         && id.len() <= 256
 }
 
-/// Why `name` is not a valid Linux interface name, if it is not.
-pub fn interface_name_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("is empty")
-    } else if name.len() > 15 {
-        Some("is longer than 15 bytes")
-    } else if name == "." || name == ".." {
-        Some("is . or ..")
-    } else if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
-    {
-        Some("contains '/', ':' or whitespace")
-    } else {
-        None
-    }
-}
-
 impl CniEnv {
     /// Reads and validates the environment through `lookup` (the process
     /// environment in production, a map in tests).
@@ -71,7 +54,9 @@ impl CniEnv {
         }
         let ifname = get("CNI_IFNAME").unwrap_or_default();
         if needs_container && let Some(problem) = interface_name_problem(&ifname) {
-            return Err(PluginError::Env(format!("CNI_IFNAME {ifname:?} {problem}")));
+            return Err(PluginError::Env(format!(
+                "CNI_IFNAME {ifname:?} is invalid: {problem}"
+            )));
         }
         let netns = get("CNI_NETNS").map(PathBuf::from);
         if matches!(command, Command::Add | Command::Check) && netns.is_none() {

@@ -517,7 +517,7 @@ fn check_interface_names(attachments: &[Attachment]) -> Result<()> {
     for a in attachments {
         if let Some(problem) = interface_name_problem(&a.ifname) {
             return Err(PluginError::Annotation(format!(
-                "{}: interface name {:?} {problem}",
+                "{}: interface name {:?} is invalid: {problem}",
                 a.name, a.ifname
             )));
         }

@@ -17,7 +17,8 @@ pub use nad::{
     ResolvedConfig, resolve_nad_config,
 };
 pub use selection::{
-    AnnotationError, NetworkSelectionElement, parse_hardware_addr, parse_networks_annotation,
+    AnnotationError, NetworkSelectionElement, interface_name_problem, parse_hardware_addr,
+    parse_networks_annotation,
 };
 pub use status::{
     DeviceInfo, DeviceType, MemifDevice, NetworkStatus, PciDevice, StatusError, VdpaDevice,

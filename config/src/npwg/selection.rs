@@ -624,12 +624,12 @@ pub(crate) fn dns1123_label_problem(s: &str) -> Option<&'static str> {
 const MAX_IFNAME: usize = 15;
 
 /// Why the kernel would refuse `name` as an interface name, or `None`.
-pub(crate) fn interface_name_problem(name: &str) -> Option<String> {
+pub fn interface_name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         Some("it is empty".to_owned())
     } else if name.len() > MAX_IFNAME {
         Some(format!(
-            "it is {} bytes long, the limit is {MAX_IFNAME}",
+            "it is {} bytes long, the limit is {MAX_IFNAME} bytes",
             name.len()
         ))
     } else if name == "." || name == ".." {
@@ -816,7 +816,7 @@ mod tests {
         assert_eq!(
             msg,
             "annotation k8s.v1.cni.cncf.io/networks: item \"a@abcdefghijklmnop\": interface name \
-             \"abcdefghijklmnop\" is invalid: it is 16 bytes long, the limit is 15"
+             \"abcdefghijklmnop\" is invalid: it is 16 bytes long, the limit is 15 bytes"
         );
         // Bytes, not characters: 8 two-byte characters are 16 bytes.
         assert!(err("a@éééééééé").contains("16 bytes long"));

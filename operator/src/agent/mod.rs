@@ -961,11 +961,10 @@ pub async fn run_once_with_client(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(dir: &Path) -> Settings {
-        Settings {
+impl Settings {
+    /// Settings rooted in a temporary directory, without API access.
+    pub(crate) fn for_test(dir: &Path) -> Self {
+        Self {
             cni_conf_dir: dir.join("net.d"),
             host_cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
             cni_bin_dir: dir.join("bin"),
@@ -977,8 +976,17 @@ mod tests {
             node_name: None,
             multus_config_name: None,
             kube: false,
-            metrics_address: "127.0.0.1:0".parse().unwrap(),
+            metrics_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(dir: &Path) -> Settings {
+        Settings::for_test(dir)
     }
 
     #[test]

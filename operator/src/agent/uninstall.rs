@@ -149,18 +149,8 @@ mod tests {
 
     fn settings(dir: &Path) -> Settings {
         Settings {
-            cni_conf_dir: dir.join("net.d"),
-            host_cni_conf_dir: PathBuf::from("/etc/cni/net.d"),
-            cni_bin_dir: dir.join("bin"),
-            multus_conf_dir: dir.join("multus.net.d"),
             plugin_binary: Some(dir.join("src-multus")),
-            service_account_dir: dir.join("sa"),
-            config_file: None,
-            api_server: None,
-            node_name: None,
-            multus_config_name: None,
-            kube: false,
-            metrics_address: "127.0.0.1:0".parse().unwrap(),
+            ..Settings::for_test(dir)
         }
     }
 

@@ -252,36 +252,44 @@ async fn apply_children(
 fn owned_objects(ctx: &Context, config: &str, uid: &str) -> Vec<ObjectKey> {
     let s = &ctx.stores;
     let mut keys = Vec::new();
-    keys.extend(
-        s.daemon_sets
-            .state()
-            .iter()
-            .filter(|o| owned(o.as_ref(), config, uid))
-            .map(|o| ObjectKey::of(Kind::DaemonSet, &o.metadata)),
+    collect_owned(&mut keys, &s.daemon_sets, Kind::DaemonSet, config, uid);
+    collect_owned(&mut keys, &s.config_maps, Kind::ConfigMap, config, uid);
+    collect_owned(
+        &mut keys,
+        &s.service_accounts,
+        Kind::ServiceAccount,
+        config,
+        uid,
     );
-    keys.extend(
-        s.config_maps
-            .state()
-            .iter()
-            .filter(|o| owned(o.as_ref(), config, uid))
-            .map(|o| ObjectKey::of(Kind::ConfigMap, &o.metadata)),
-    );
-    keys.extend(
-        s.service_accounts
-            .state()
-            .iter()
-            .filter(|o| owned(o.as_ref(), config, uid))
-            .map(|o| ObjectKey::of(Kind::ServiceAccount, &o.metadata)),
-    );
-    keys.extend(
-        s.bindings
-            .state()
-            .iter()
-            .filter(|o| owned(o.as_ref(), config, uid))
-            .map(|o| ObjectKey::of(Kind::ClusterRoleBinding, &o.metadata)),
+    collect_owned(
+        &mut keys,
+        &s.bindings,
+        Kind::ClusterRoleBinding,
+        config,
+        uid,
     );
     keys.sort();
     keys
+}
+
+/// Adds the keys of the objects of `store` owned by the MultusConfig.
+fn collect_owned<K>(
+    keys: &mut Vec<ObjectKey>,
+    store: &Store<K>,
+    kind: Kind,
+    config: &str,
+    uid: &str,
+) where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    keys.extend(
+        store
+            .state()
+            .iter()
+            .filter(|o| owned(o.as_ref(), config, uid))
+            .map(|o| ObjectKey::of(kind, o.meta())),
+    );
 }
 
 /// Deletes one object (gone already is fine), only if its uid matches.
