@@ -9,8 +9,9 @@ use kube::CustomResourceExt;
 pub use multus_config::{MultusConfig, MultusConfigSpec, MultusConfigStatus};
 pub use node_state::{MultusNodeState, MultusNodeStateSpec, MultusNodeStateStatus};
 
-/// The upstream-compatible NetworkAttachmentDefinition CRD, written by hand
-/// (it is shared with other projects, so it is never generated or changed).
+/// The NetworkAttachmentDefinition CRD exactly as upstream Multus ships it
+/// (it is shared with other projects, so it is never generated or changed;
+/// the controller creates it only when absent).
 pub const NAD_CRD_YAML: &str =
     include_str!("../../../crds/network-attachment-definitions.k8s.cni.cncf.io.yaml");
 
@@ -230,7 +231,7 @@ mod tests {
         assert_eq!(crd.spec.names.plural, "network-attachment-definitions");
         assert_eq!(
             crd.spec.names.short_names,
-            Some(vec!["net-attach-def".to_owned()])
+            Some(vec!["nad".to_owned(), "net-attach-def".to_owned()])
         );
         let schema = schema_of(&crd);
         assert_eq!(
