@@ -9,10 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -ne 0 ]; then echo "demo: run as root (it creates a network namespace)" >&2; exit 1; fi
-if [ ! -x /usr/lib/cni/bridge ]; then
-  echo "== installing containernetworking-plugins"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq containernetworking-plugins iproute2
-fi
+./scripts/install-prereqs.sh --no-helm   # CNI plugins, iproute2, python3
 
 echo "== building multus-operator and multus"
 cargo build --quiet --locked -p multus-operator -p multus-plugin

@@ -4,6 +4,8 @@
 # iproute2, python3 (image builder), unzip, and a real `helm` binary
 # (scripts/install-helm.sh). Idempotent: installs only what is missing.
 # Needs root (or sudo) for the packages.
+#   install-prereqs.sh               everything the test suite needs
+#   install-prereqs.sh --no-helm     only the packages (the demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +16,11 @@ pkgs=()
 command -v ip >/dev/null || pkgs+=(iproute2)
 command -v python3 >/dev/null || pkgs+=(python3)
 command -v unzip >/dev/null || pkgs+=(unzip)
-command -v npm >/dev/null || pkgs+=(npm)
+with_helm=true
+[ "${1:-}" = "--no-helm" ] && with_helm=false
+if $with_helm && ! helm version --short 2>/dev/null | grep -q '^v4\.'; then
+  command -v npm >/dev/null || pkgs+=(npm)
+fi
 if [ "${#pkgs[@]}" -gt 0 ]; then
   if ! command -v apt-get >/dev/null; then
     echo "install-prereqs: missing ${pkgs[*]} and no apt-get; install them by hand" >&2
@@ -25,4 +31,4 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 
-./scripts/install-helm.sh
+if $with_helm; then ./scripts/install-helm.sh; fi

@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # The project's whole test suite: formatting, lints, every test of the
-# workspace. README.md names this script; .ci/run runs it after installing
-# the system packages the tests need.
+# workspace. README.md names this script; .ci/run runs it with a local
+# cluster for the end-to-end tests. Installs what the tests need first
+# (scripts/install-prereqs.sh: CNI plugins, iproute2, python3, helm).
+# Set MULTUS_E2E_KUBECONFIG (and MULTUS_E2E_IMAGE) to run the end-to-end
+# tests against a cluster; without it they are skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== prerequisites"
+./scripts/install-prereqs.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

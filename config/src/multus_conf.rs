@@ -396,7 +396,7 @@ mod tests {
     #[test]
     fn reads_the_calico_fixture_output() {
         let conf = MultusNetConf::parse(include_bytes!(
-            "../../../shared/fixtures/net.d-calico/expected-00-multus.conf"
+            "../../tests/fixtures/net.d-calico/expected-00-multus.conf"
         ))
         .unwrap();
         assert_eq!(conf.log_level, LogLevel::Verbose);

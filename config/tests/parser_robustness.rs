@@ -99,10 +99,9 @@ fn fuzz(name: &str, seed: u64, corpus: &[&[u8]], mut target: impl FnMut(&[u8])) 
     }
 }
 
-const CALICO: &[u8] = include_bytes!("../../../shared/fixtures/net.d-calico/10-calico.conflist");
-const EXPECTED: &[u8] =
-    include_bytes!("../../../shared/fixtures/net.d-calico/expected-00-multus.conf");
-const STATUS: &[u8] = include_bytes!("../../../shared/fixtures/pods/expected-network-status.json");
+const CALICO: &[u8] = include_bytes!("../../tests/fixtures/net.d-calico/10-calico.conflist");
+const EXPECTED: &[u8] = include_bytes!("../../tests/fixtures/net.d-calico/expected-00-multus.conf");
+const STATUS: &[u8] = include_bytes!("../../tests/fixtures/pods/expected-network-status.json");
 const MACVLAN: &[u8] = br#"{"cniVersion":"0.3.0","type":"macvlan","master":"eth0","ipam":{"type":"host-local","subnet":"192.168.1.0/24"}}"#;
 
 #[test]

@@ -9,10 +9,9 @@ use multus_e2e::workspace_root;
 #[test]
 fn nad_crd_is_the_npwg_crd() {
     let ours: serde_json::Value = serde_yaml::from_str(NAD_CRD_YAML).unwrap();
-    let upstream = std::fs::read_to_string(
-        workspace_root().join("tests/fixtures/upstream/nad-crd.yaml"),
-    )
-    .unwrap();
+    let upstream =
+        std::fs::read_to_string(workspace_root().join("tests/fixtures/upstream/nad-crd.yaml"))
+            .unwrap();
     let upstream: serde_json::Value = serde_yaml::from_str(&upstream).unwrap();
     assert_eq!(ours, upstream);
     // The values that differed before and made Helm 4's apply conflict.
@@ -28,5 +27,9 @@ fn nad_crd_is_the_npwg_crd() {
         ours["spec"]["names"]["shortNames"],
         serde_json::json!(["nad", "net-attach-def"])
     );
-    assert!(ours["spec"]["versions"][0].get("additionalPrinterColumns").is_none());
+    assert!(
+        ours["spec"]["versions"][0]
+            .get("additionalPrinterColumns")
+            .is_none()
+    );
 }

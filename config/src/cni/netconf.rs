@@ -761,10 +761,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const CALICO: &str =
-        include_str!("../../../../shared/fixtures/net.d-calico/10-calico.conflist");
+    const CALICO: &str = include_str!("../../../tests/fixtures/net.d-calico/10-calico.conflist");
     const EXPECTED_MULTUS: &str =
-        include_str!("../../../../shared/fixtures/net.d-calico/expected-00-multus.conf");
+        include_str!("../../../tests/fixtures/net.d-calico/expected-00-multus.conf");
 
     /// Parses, re-serialises, and checks value equality, key order (at every
     /// level) and byte equality of the compact form.

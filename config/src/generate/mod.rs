@@ -1,7 +1,7 @@
 //! Turns the files of a CNI conf dir into `00-multus.conf[list]`.
 //!
 //! Pure: the caller lists the directory (regular files and symlinks only) and
-//! writes the result. Rules (DESIGN.md "Node agent rules"):
+//! writes the result. Rules (docs/architecture.md, "Node agent rules"):
 //! - candidates are `*.conf` and `*.conflist`, in byte-wise name order;
 //! - our own output and any config of type `multus`/`multus-shim` are skipped
 //!   (a Multus config elected as primary would nest Multus in itself);

@@ -3,9 +3,9 @@ use serde_json::{Value, json};
 use super::*;
 use crate::multus_conf::{LogLevel, MultusNetConf};
 
-const CALICO: &str = include_str!("../../../../shared/fixtures/net.d-calico/10-calico.conflist");
+const CALICO: &str = include_str!("../../../tests/fixtures/net.d-calico/10-calico.conflist");
 const CALICO_EXPECTED: &str =
-    include_str!("../../../../shared/fixtures/net.d-calico/expected-00-multus.conf");
+    include_str!("../../../tests/fixtures/net.d-calico/expected-00-multus.conf");
 
 const FLANNEL: &str = r#"{
   "name": "cbr0",

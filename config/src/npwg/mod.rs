@@ -2,7 +2,7 @@
 //!
 //! Everything here follows the Kubernetes Network Plumbing Working Group's
 //! multi-network specification as upstream Multus implements it, with the
-//! departures listed in `DESIGN.md` (stricter annotation parsing, the
+//! departures listed in docs/architecture.md (stricter annotation parsing, the
 //! `default-route` key in network-status). All functions are pure: callers
 //! pass in annotation text, NAD fields and directory listings.
 

@@ -306,9 +306,9 @@ mod tests {
     use kube::Resource;
     use serde_json::json;
 
-    const MACVLAN_CONF: &str = include_str!("../../../../shared/fixtures/nads/macvlan-conf.yaml");
+    const MACVLAN_CONF: &str = include_str!("../../../tests/fixtures/nads/macvlan-conf.yaml");
     const MACVLAN_NO_VERSION: &str =
-        include_str!("../../../../shared/fixtures/nads/macvlan-no-version.yaml");
+        include_str!("../../../tests/fixtures/nads/macvlan-no-version.yaml");
 
     fn file(name: &str, text: &str) -> ConfFile {
         ConfFile {

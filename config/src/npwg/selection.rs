@@ -793,7 +793,7 @@ mod tests {
 
     #[test]
     fn samplepod_fixture_annotation_parses_to_two_attachments() {
-        let pod = include_str!("../../../../shared/fixtures/pods/samplepod-two-macvlan.yaml");
+        let pod = include_str!("../../../tests/fixtures/pods/samplepod-two-macvlan.yaml");
         let pod: serde_yaml::Value = serde_yaml::from_str(pod).unwrap();
         let annotation = pod["metadata"]["annotations"][NETWORKS_ANNOTATION]
             .as_str()

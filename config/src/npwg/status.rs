@@ -338,7 +338,7 @@ mod tests {
     use serde_json::json;
 
     const EXPECTED: &str =
-        include_str!("../../../../shared/fixtures/pods/expected-network-status.json");
+        include_str!("../../../tests/fixtures/pods/expected-network-status.json");
 
     #[test]
     fn fixture_parses_and_round_trips() {

@@ -7,7 +7,7 @@
 //!   networks of the Multus conf dir (for NADs without `spec.config`),
 //! - serves `/healthz`, `/readyz` and `/metrics`.
 //!
-//! The rules are those of DESIGN.md "Node agent rules": never an empty or
+//! The rules are those of docs/architecture.md, "Node agent rules": never an empty or
 //! partial file, no rewrite when nothing changed, keep the last good config
 //! when the primary disappears, leave the config in place on shutdown and
 //! remove only what we installed on uninstall.

@@ -21,7 +21,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub const CALICO_DIR: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/fixtures/net.d-calico"
+    "/../tests/fixtures/net.d-calico"
 );
 
 pub fn calico() -> String {
