@@ -56,7 +56,8 @@ fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bo
     }
 }
 
-fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
+/// Whether one required node-selector term selects `node`.
+pub fn term_matches(term: &NodeSelectorTerm, node: &NodeInfo) -> bool {
     let expressions = term.match_expressions.as_deref().unwrap_or_default();
     let fields = term.match_fields.as_deref().unwrap_or_default();
     if expressions.is_empty() && fields.is_empty() {

@@ -363,8 +363,12 @@ pub fn default_tolerations() -> Vec<Toleration> {
 }
 
 /// The spec's affinity, with the nodes in `excluded` (node-pool
-/// conflicts) removed through a `metadata.name NotIn` field requirement
-/// in every required node-selector term.
+/// conflicts) removed from every required node-selector term through
+/// `metadata.name NotIn [node]` field requirements, one per node:
+/// Kubernetes allows exactly one value in a `matchFields` `In`/`NotIn`
+/// requirement, and the requirements of a term all have to hold. Each
+/// excluded node costs about 60 bytes of DaemonSet, so hundreds of
+/// conflicting nodes stay far below the object size limit.
 pub fn affinity_excluding(affinity: Option<&Affinity>, excluded: &[String]) -> Option<Affinity> {
     if excluded.is_empty() {
         return affinity.cloned();
@@ -372,11 +376,14 @@ pub fn affinity_excluding(affinity: Option<&Affinity>, excluded: &[String]) -> O
     let mut names = excluded.to_vec();
     names.sort();
     names.dedup();
-    let requirement = NodeSelectorRequirement {
-        key: "metadata.name".to_owned(),
-        operator: "NotIn".to_owned(),
-        values: Some(names),
-    };
+    let requirements: Vec<NodeSelectorRequirement> = names
+        .into_iter()
+        .map(|name| NodeSelectorRequirement {
+            key: "metadata.name".to_owned(),
+            operator: "NotIn".to_owned(),
+            values: Some(vec![name]),
+        })
+        .collect();
     let mut affinity = affinity.cloned().unwrap_or_default();
     let node_affinity = affinity
         .node_affinity
@@ -392,7 +399,7 @@ pub fn affinity_excluding(affinity: Option<&Affinity>, excluded: &[String]) -> O
     for term in &mut required.node_selector_terms {
         term.match_fields
             .get_or_insert_with(Vec::new)
-            .push(requirement.clone());
+            .extend(requirements.iter().cloned());
     }
     Some(affinity)
 }
@@ -925,13 +932,20 @@ mod tests {
             .unwrap()
             .node_selector_terms;
         assert_eq!(terms.len(), 1);
-        let field = &terms[0].match_fields.as_ref().unwrap()[0];
-        assert_eq!(field.key, "metadata.name");
-        assert_eq!(field.operator, "NotIn");
-        assert_eq!(
-            field.values.as_deref(),
-            Some(&["n1".to_owned(), "n2".to_owned()][..])
-        );
+        // One single-value requirement per node (the API server refuses
+        // more than one value in a matchFields NotIn), sorted, deduplicated.
+        let fields = terms[0].match_fields.as_ref().unwrap();
+        let excluded: Vec<&str> = fields
+            .iter()
+            .map(|f| {
+                assert_eq!(f.key, "metadata.name");
+                assert_eq!(f.operator, "NotIn");
+                let values = f.values.as_deref().unwrap();
+                assert_eq!(values.len(), 1, "{f:?}");
+                values[0].as_str()
+            })
+            .collect();
+        assert_eq!(excluded, ["n1", "n2"]);
 
         let user = Affinity {
             node_affinity: Some(NodeAffinity {
@@ -964,6 +978,51 @@ mod tests {
             assert_eq!(term.match_fields.as_ref().unwrap().len(), 1);
         }
         assert_eq!(terms[0].match_expressions.as_ref().unwrap()[0].key, "zone");
+    }
+
+    #[test]
+    fn hundreds_of_excluded_nodes_stay_valid_and_small() {
+        let excluded: Vec<String> = (0..500).map(|i| format!("worker-{i:04}")).collect();
+        let affinity = affinity_excluding(None, &excluded).unwrap();
+        let fields = affinity
+            .node_affinity
+            .as_ref()
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .as_ref()
+            .unwrap()
+            .node_selector_terms[0]
+            .match_fields
+            .clone()
+            .unwrap();
+        assert_eq!(fields.len(), 500);
+        assert!(fields.iter().all(|f| f.values.as_ref().unwrap().len() == 1));
+        let bytes = serde_json::to_vec(&affinity).unwrap().len();
+        assert!(bytes < 64 * 1024, "{bytes} bytes for 500 excluded nodes");
+        // The pool logic (the scheduler's rule) keeps every excluded node
+        // out and every other node in.
+        let term = &affinity
+            .node_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .node_selector_terms[0];
+        let node = |name: &str| crate::controller::pools::NodeInfo {
+            name: name.to_owned(),
+            labels: BTreeMap::new(),
+        };
+        assert!(!crate::controller::pools::term_matches(
+            term,
+            &node("worker-0000")
+        ));
+        assert!(!crate::controller::pools::term_matches(
+            term,
+            &node("worker-0499")
+        ));
+        assert!(crate::controller::pools::term_matches(
+            term,
+            &node("worker-0500")
+        ));
     }
 
     #[test]
