@@ -103,7 +103,11 @@ impl Cache {
     /// Writes the attachments of a container atomically.
     pub fn save(&self, container_id: &str, attachments: &[Attachment]) -> Result<()> {
         let path = self.path(container_id)?;
-        let entries: Vec<Entry> = attachments.iter().map(to_entry).collect();
+        let entries: Vec<Entry> = attachments
+            .iter()
+            .enumerate()
+            .map(|(index, a)| to_entry(index, a))
+            .collect();
         let bytes = serde_json::to_vec(&entries).map_err(|e| {
             PluginError::Cache(format!("cannot encode cache {}: {e}", path.display()))
         })?;
@@ -173,7 +177,7 @@ impl Cache {
     }
 }
 
-fn to_entry(a: &Attachment) -> Entry {
+fn to_entry(index: usize, a: &Attachment) -> Entry {
     let value = a.config.to_value();
     let (conf, conf_list) = if a.config.is_list() {
         (Value::Object(Map::new()), value)
@@ -187,7 +191,10 @@ fn to_entry(a: &Attachment) -> Entry {
         filter_v4: false,
         filter_v6: false,
         bytes: base64::engine::general_purpose::STANDARD.encode(a.config.to_bytes()),
-        ifname_request: (!a.is_cluster_network).then(|| a.ifname.clone()),
+        // Upstream takes the first entry for the cluster network on the
+        // runtime's interface and names the others by this field, so every
+        // entry but a first cluster network carries its interface.
+        ifname_request: (!a.is_cluster_network || index > 0).then(|| a.ifname.clone()),
         ours: Some(OurEntry {
             attachment: a.name.clone(),
             ifname: a.ifname.clone(),
@@ -224,15 +231,13 @@ fn parse_cache(
             },
             None => {
                 from_upstream = true;
-                // Upstream: the first delegate is the cluster network on the
-                // runtime's interface; others use their request or net<i>.
-                let ifname = if index == 0 {
-                    runtime_ifname.to_owned()
-                } else {
-                    entry
-                        .ifname_request
-                        .filter(|s| !s.is_empty())
-                        .unwrap_or_else(|| format!("net{index}"))
+                // Upstream: an entry's interface is its request; without
+                // one the first delegate (the cluster network) is on the
+                // runtime's interface and the others on net<i>.
+                let ifname = match entry.ifname_request.filter(|s| !s.is_empty()) {
+                    Some(requested) => requested,
+                    None if index == 0 => runtime_ifname.to_owned(),
+                    None => format!("net{index}"),
                 };
                 Attachment {
                     name: if entry.name.is_empty() {
@@ -403,6 +408,44 @@ mod tests {
         let decoded: Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(decoded["master"], Value::Null);
         assert_eq!(decoded["type"], "macvlan");
+    }
+
+    #[test]
+    fn a_cluster_network_after_other_delegates_keeps_its_interface_for_upstream() {
+        // masterplugin on the second inline delegate: upstream reading our
+        // cache must still find every interface.
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let conf = |name: &str| json!({"cniVersion":"1.0.0","name":name,"type":"bridge"});
+        let a = [
+            attachment("a", "net1", conf("a"), false),
+            attachment("b", "eth0", conf("b"), true),
+            attachment("c", "net2", conf("c"), false),
+        ];
+        cache.save("c5", &a).unwrap();
+        let mut raw: Value =
+            serde_json::from_slice(&fs::read(dir.path().join("c5")).unwrap()).unwrap();
+        let requests: Vec<&Value> = raw
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["ifnameRequest"])
+            .collect();
+        assert_eq!(requests, [&json!("net1"), &json!("eth0"), &json!("net2")]);
+        // Read back as upstream would have left it (no multusRs).
+        for e in raw.as_array_mut().unwrap() {
+            e.as_object_mut().unwrap().remove("multusRs");
+        }
+        let parsed = parse_cache(raw.to_string().as_bytes(), "eth0", "").unwrap();
+        let ifnames: Vec<&str> = parsed
+            .attachments
+            .iter()
+            .map(|a| a.ifname.as_str())
+            .collect();
+        assert_eq!(ifnames, ["net1", "eth0", "net2"]);
+        // Ours round-trip unchanged, the cluster flag included.
+        let loaded = cache.load("c5", "eth0", "").unwrap().unwrap();
+        assert_eq!(loaded.attachments, a);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Which networks a pod gets, in order, on which interfaces: the cluster
 //! network (inline delegate, `clusterNetwork`, or the pod's
-//! default-network annotation), then `defaultNetworks`, then one attachment
-//! per element of the networks annotation.
+//! default-network annotation) and every other inline delegate, then
+//! `defaultNetworks`, then one attachment per element of the networks
+//! annotation.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -246,84 +247,225 @@ pub struct MissingNad {
 /// The planned attachments, or the reason there are none.
 #[derive(Debug)]
 pub struct Plan {
-    /// In ADD order; the first is the cluster network.
+    /// In ADD order. Exactly one is the cluster network (on `CNI_IFNAME`,
+    /// its result is returned); it is the first unless an inline delegate
+    /// other than the first sets `masterplugin`.
     pub attachments: Vec<Attachment>,
 }
 
-/// Plans the attachments of an ADD (or a DEL without cache).
+/// The legacy per-delegate key marking the inline delegate whose result is
+/// returned and which gets `CNI_IFNAME`.
+pub const MASTERPLUGIN_KEY: &str = "masterplugin";
+
+/// One entry of the config's inline `delegates`, as planned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InlineDelegate {
+    /// Its CNI network name (or a stand-in naming its position).
+    pub name: String,
+    /// Its config.
+    pub config: NetworkConfig,
+    /// Its interface: `CNI_IFNAME` for the cluster network, else
+    /// `net1`, `net2`, ... in list order.
+    pub ifname: String,
+    /// Whether it is the cluster network (`masterplugin`, else the first).
+    pub is_cluster_network: bool,
+}
+
+/// The config's inline `delegates`, every one of them, in list order (the
+/// order they are ADDed in). The entry with `masterplugin: true` (at most
+/// one), else the first, is the cluster network on `runtime_ifname`; the
+/// others get `net1`, `net2`, ... in list order.
+pub fn inline_delegates(conf: &MultusNetConf, runtime_ifname: &str) -> Result<Vec<InlineDelegate>> {
+    let mut master = None;
+    for (index, value) in conf.delegates.iter().enumerate() {
+        match value.get(MASTERPLUGIN_KEY) {
+            None | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => {
+                if let Some(first) = master {
+                    return Err(PluginError::Config(format!(
+                        "delegates[{first}] and delegates[{index}] both set \"{MASTERPLUGIN_KEY}\": true; at most one delegate can be the cluster network"
+                    )));
+                }
+                master = Some(index);
+            }
+            Some(other) => {
+                return Err(PluginError::Config(format!(
+                    "delegates[{index}].{MASTERPLUGIN_KEY} must be true or false, not {other}"
+                )));
+            }
+        }
+    }
+    let master = master.unwrap_or(0);
+    let version = default_version(conf);
+    let mut next_net = 1;
+    conf.delegates
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let mut config = NetworkConfig::from_value(value.clone())
+                .map_err(|e| PluginError::Config(format!("delegates[{index}]: {e}")))?;
+            config.set_cni_version_if_missing(version);
+            let is_cluster_network = index == master;
+            let name = match config.name() {
+                Some(name) if !name.is_empty() => name.to_owned(),
+                _ if is_cluster_network => "cluster-network".to_owned(),
+                _ => format!("delegates[{index}]"),
+            };
+            let ifname = if is_cluster_network {
+                runtime_ifname.to_owned()
+            } else {
+                next_net += 1;
+                format!("net{}", next_net - 1)
+            };
+            Ok(InlineDelegate {
+                name,
+                config,
+                ifname,
+                is_cluster_network,
+            })
+        })
+        .collect()
+}
+
+/// What every attachment starts from: the runtime's capability arguments
+/// and the delegates' `CNI_ARGS`.
+struct Common {
+    identity: PodIdentity,
+    runtime_caps: Map<String, Value>,
+    base_args: CniArgs,
+}
+
+impl Common {
+    fn new(input: &PlanInput<'_>) -> Self {
+        let identity = PodIdentity::from_args(&input.env.args);
+        let base_args = CniArgs::for_delegate(
+            PodArgs {
+                namespace: &identity.namespace,
+                name: &identity.name,
+                infra_container_id: &input.env.container_id,
+                uid: &identity.uid,
+            },
+            &input.env.args,
+        );
+        Self {
+            runtime_caps: input.conf.runtime_config.clone().unwrap_or_default(),
+            base_args,
+            identity,
+        }
+    }
+
+    fn attachment(
+        &self,
+        name: String,
+        config: NetworkConfig,
+        ifname: String,
+        is_cluster_network: bool,
+    ) -> Attachment {
+        Attachment {
+            name,
+            config,
+            ifname,
+            capability_args: self.runtime_caps.clone(),
+            cni_args: self.base_args.to_string(),
+            is_cluster_network,
+            default_route: None,
+            result: None,
+        }
+    }
+}
+
+/// The cluster network and the other inline delegates, in ADD order.
+///
+/// Without `clusterNetwork`: every inline delegate (see
+/// [`inline_delegates`]). With it, `delegates` is ignored (as upstream
+/// does) and the cluster network is the only one. The pod's
+/// default-network annotation replaces the cluster network only; the other
+/// inline delegates stay.
+async fn cluster_and_delegates(
+    input: &PlanInput<'_>,
+    nads: &impl NadSource,
+    nad_cache: &mut HashMap<(String, String), Option<NetworkAttachmentDefinition>>,
+    common: &Common,
+) -> Result<Vec<Attachment>> {
+    let conf = input.conf;
+    let cluster_network = conf
+        .cluster_network
+        .as_deref()
+        .filter(|s| !s.trim().is_empty());
+    let mut attachments: Vec<Attachment> = match cluster_network {
+        Some(_) => {
+            if !conf.delegates.is_empty() {
+                tracing::debug!(
+                    "clusterNetwork is set: the {} inline delegates are ignored",
+                    conf.delegates.len()
+                );
+            }
+            Vec::new()
+        }
+        None => inline_delegates(conf, &input.env.ifname)?
+            .into_iter()
+            .map(|d| common.attachment(d.name, d.config, d.ifname, d.is_cluster_network))
+            .collect(),
+    };
+    let replacement = if let Some(text) = annotation(input.pod, DEFAULT_NETWORK_ANNOTATION) {
+        let element = parse_default_network_annotation(text, &conf.multus_namespace)
+            .map_err(|e| PluginError::Annotation(e.to_string()))?;
+        check_namespace(conf, &common.identity, &element)?;
+        Some(resolve_reference(&element.name, &element.namespace, input, nads, nad_cache).await?)
+    } else if let Some(reference) = cluster_network {
+        Some(resolve_reference(reference, &conf.multus_namespace, input, nads, nad_cache).await?)
+    } else {
+        None
+    };
+    if let Some((name, config)) = replacement {
+        match attachments.iter_mut().find(|a| a.is_cluster_network) {
+            Some(cluster) => {
+                cluster.name = name;
+                cluster.config = config;
+            }
+            None => attachments.insert(
+                0,
+                common.attachment(name, config, input.env.ifname.clone(), true),
+            ),
+        }
+    }
+    if !attachments.iter().any(|a| a.is_cluster_network) {
+        return Err(PluginError::Config(
+            "no cluster network: set clusterNetwork or delegates".into(),
+        ));
+    }
+    Ok(attachments)
+}
+
+/// Plans only what the Multus config attaches to every pod whatever its
+/// annotations: the cluster network and the other inline delegates (no
+/// `defaultNetworks`, no annotation networks). DEL without a cache falls
+/// back to it when the pod's attachments cannot be re-derived.
+pub async fn plan_static(input: &PlanInput<'_>, nads: &impl NadSource) -> Result<Plan> {
+    let common = Common::new(input);
+    let attachments = cluster_and_delegates(input, nads, &mut HashMap::new(), &common).await?;
+    check_interface_names(&attachments)?;
+    Ok(Plan { attachments })
+}
+
+/// Plans the attachments of an ADD (or a DEL without cache): the cluster
+/// network and the other inline delegates, then `defaultNetworks`, then the
+/// networks annotation; interfaces `net<k>` continue the numbering.
 pub async fn plan(
     input: &PlanInput<'_>,
     nads: &impl NadSource,
 ) -> std::result::Result<Plan, (PluginError, Option<MissingNad>)> {
     let conf = input.conf;
-    let identity = PodIdentity::from_args(&input.env.args);
+    let common = Common::new(input);
+    let identity = &common.identity;
+    let runtime_caps = &common.runtime_caps;
+    let base_args = &common.base_args;
     let mut nad_cache = HashMap::new();
-    let runtime_caps: Map<String, Value> = conf.runtime_config.clone().unwrap_or_default();
-    let base_args = CniArgs::for_delegate(
-        PodArgs {
-            namespace: &identity.namespace,
-            name: &identity.name,
-            infra_container_id: &input.env.container_id,
-            uid: &identity.uid,
-        },
-        &input.env.args,
-    );
 
-    // 1. The cluster network.
-    let (cluster_name, cluster_config) = if let Some(text) =
-        annotation(input.pod, DEFAULT_NETWORK_ANNOTATION)
-    {
-        let element = parse_default_network_annotation(text, &conf.multus_namespace)
-            .map_err(|e| (PluginError::Annotation(e.to_string()), None))?;
-        check_namespace(conf, &identity, &element).map_err(|e| (e, None))?;
-        resolve_reference(
-            &element.name,
-            &element.namespace,
-            input,
-            nads,
-            &mut nad_cache,
-        )
+    // 1. The cluster network and the other inline delegates.
+    let mut attachments = cluster_and_delegates(input, nads, &mut nad_cache, &common)
         .await
-        .map_err(|e| (e, None))?
-    } else if let Some(reference) = conf
-        .cluster_network
-        .as_deref()
-        .filter(|s| !s.trim().is_empty())
-    {
-        resolve_reference(
-            reference,
-            &conf.multus_namespace,
-            input,
-            nads,
-            &mut nad_cache,
-        )
-        .await
-        .map_err(|e| (e, None))?
-    } else {
-        let value = conf.delegates.first().cloned().ok_or_else(|| {
-            (
-                PluginError::Config("no cluster network: set clusterNetwork or delegates".into()),
-                None,
-            )
-        })?;
-        let mut config = NetworkConfig::from_value(value)
-            .map_err(|e| (PluginError::Config(format!("delegates[0]: {e}")), None))?;
-        config.set_cni_version_if_missing(default_version(conf));
-        (
-            config.name().unwrap_or("cluster-network").to_owned(),
-            config,
-        )
-    };
-    let mut attachments = vec![Attachment {
-        name: cluster_name,
-        config: cluster_config,
-        ifname: input.env.ifname.clone(),
-        capability_args: runtime_caps.clone(),
-        cni_args: base_args.to_string(),
-        is_cluster_network: true,
-        default_route: None,
-        result: None,
-    }];
+        .map_err(|e| (e, None))?;
 
     // 2. defaultNetworks, except for system namespaces.
     let system_pod = identity.is_known() && conf.is_system_namespace(&identity.namespace);
@@ -339,16 +481,7 @@ pub async fn plan(
             .await
             .map_err(|e| (e, None))?;
             let ifname = format!("net{}", attachments.len());
-            attachments.push(Attachment {
-                name,
-                config,
-                ifname,
-                capability_args: runtime_caps.clone(),
-                cni_args: base_args.to_string(),
-                is_cluster_network: false,
-                default_route: None,
-                result: None,
-            });
+            attachments.push(common.attachment(name, config, ifname, false));
         }
     }
 
@@ -357,7 +490,7 @@ pub async fn plan(
         let elements = parse_networks_annotation(text, &identity.namespace)
             .map_err(|e| (PluginError::Annotation(e.to_string()), None))?;
         for element in elements {
-            check_namespace(conf, &identity, &element).map_err(|e| (e, None))?;
+            check_namespace(conf, identity, &element).map_err(|e| (e, None))?;
             let nad = lookup_nad(&element.namespace, &element.name, nads, &mut nad_cache)
                 .await
                 .map_err(|e| (e, None))?;

@@ -145,7 +145,8 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     }
 
     let cluster = attachments
-        .first()
+        .iter()
+        .find(|a| a.is_cluster_network)
         .and_then(|a| a.result.clone())
         .ok_or_else(|| PluginError::Config("no cluster network result".into()))?;
     let bytes = CniResult::from_value(cluster, None)

@@ -7,10 +7,10 @@ use crate::attachment::Attachment;
 use crate::cache::Cache;
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
-use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, plan};
+use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, plan, plan_static};
 
-/// Runs DEL. Idempotent: a second DEL finds no cache and only DELs the
-/// cluster network again, which plugins accept.
+/// Runs DEL. Idempotent: a second DEL finds no cache and DELs again what
+/// it can re-derive, which plugins accept.
 pub async fn del(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     let cache = Cache::new(&conf.cni_dir);
     let cached = cache.load(&env.container_id, &env.ifname, &env.args.to_string())?;
@@ -33,20 +33,20 @@ pub async fn del(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
 }
 
 /// Without a cache: the pod's attachments from the API when it can tell us,
-/// else only the cluster network (known from the config).
+/// else what the config alone names (cluster network, inline delegates).
 async fn rederive(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<Attachment>> {
     let identity = PodIdentity::from_args(&env.args);
     let client = match connect(conf).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(error = %e, "no API access for DEL; releasing the cluster network only");
+            tracing::warn!(error = %e, "no API access for DEL; releasing what the config names");
             None
         }
     };
     let pod = match fetch_pod(client.as_ref(), &identity).await {
         Ok(pod) => pod,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the pod for DEL; releasing the cluster network only");
+            tracing::warn!(error = %e, "cannot read the pod for DEL; releasing what the config names");
             None
         }
     };
@@ -65,13 +65,13 @@ async fn rederive(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<Attachment>>
         Ok(p) => Ok(p.attachments),
         Err((error, _)) => {
             // The pod's annotations no longer resolve (NAD deleted, ...):
-            // release what we can name for sure, the cluster network.
-            tracing::warn!(%error, "cannot re-derive the pod's attachments; releasing the cluster network only");
-            let cluster_only = PlanInput { pod: None, ..input };
-            plan(&cluster_only, &NoNads)
+            // release what we can name for sure, the cluster network and
+            // the other inline delegates of the config.
+            tracing::warn!(%error, "cannot re-derive the pod's attachments; releasing the cluster network and inline delegates only");
+            let static_only = PlanInput { pod: None, ..input };
+            plan_static(&static_only, &NoNads)
                 .await
-                .map(|p| p.attachments.into_iter().take(1).collect())
-                .map_err(|(e, _)| e)
+                .map(|p| p.attachments)
         }
     }
 }

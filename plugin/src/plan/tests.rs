@@ -262,3 +262,199 @@ async fn cluster_network_reference_resolves_files_by_name() {
     let (err, _) = run_plan(&c, None, &Nads::default()).await.unwrap_err();
     assert!(err.to_string().contains("\"nothing\""), "{err}");
 }
+
+fn bridge(name: &str) -> serde_json::Value {
+    json!({"cniVersion": "1.0.0", "name": name, "type": "bridge"})
+}
+
+fn summary(plan: &Plan) -> Vec<(&str, &str, bool)> {
+    plan.attachments
+        .iter()
+        .map(|a| (a.name.as_str(), a.ifname.as_str(), a.is_cluster_network))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_inline_delegate_is_attached_in_order() {
+    let c = conf(json!({"delegates": [bridge("sriov"), bridge("ptp"), bridge("flannel")]}));
+    let plan = run_plan(&c, None, &Nads::default()).await.unwrap();
+    assert_eq!(
+        summary(&plan),
+        [
+            ("sriov", "eth0", true),
+            ("ptp", "net1", false),
+            ("flannel", "net2", false)
+        ]
+    );
+    // Every delegate gets the same CNI_ARGS and runtime capabilities.
+    assert!(
+        plan.attachments
+            .iter()
+            .all(|a| a.cni_args == plan.attachments[0].cni_args)
+    );
+    assert_eq!(plan.attachments[2].config.plugin_types(), ["bridge"]);
+}
+
+#[tokio::test]
+async fn masterplugin_picks_the_cluster_network_and_keeps_the_list_order() {
+    let mut second = bridge("b");
+    second["masterplugin"] = json!(true);
+    let mut first = bridge("a");
+    first["masterplugin"] = json!(false);
+    let c = conf(json!({"delegates": [first, second, bridge("c")]}));
+    let plan = run_plan(&c, None, &Nads::default()).await.unwrap();
+    assert_eq!(
+        summary(&plan),
+        [
+            ("a", "net1", false),
+            ("b", "eth0", true),
+            ("c", "net2", false)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn masterplugin_must_be_a_single_boolean() {
+    let mut a = bridge("a");
+    a["masterplugin"] = json!(true);
+    let mut b = bridge("b");
+    b["masterplugin"] = json!(true);
+    let c = conf(json!({"delegates": [a, bridge("x"), b]}));
+    let (err, _) = run_plan(&c, None, &Nads::default()).await.unwrap_err();
+    assert_eq!(err.to_cni_error().code, 7, "{err}");
+    assert!(err.to_string().contains("delegates[0]"), "{err}");
+    assert!(err.to_string().contains("delegates[2]"), "{err}");
+    let mut d = bridge("d");
+    d["masterplugin"] = json!("yes");
+    let c = conf(json!({"delegates": [bridge("a"), d]}));
+    let (err, _) = run_plan(&c, None, &Nads::default()).await.unwrap_err();
+    assert_eq!(err.to_cni_error().code, 7, "{err}");
+    assert!(
+        err.to_string().contains("delegates[1].masterplugin"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn nameless_delegates_are_named_by_position() {
+    let c = conf(json!({"delegates": [
+        {"cniVersion": "1.0.0", "type": "bridge"},
+        {"type": "ptp"}
+    ]}));
+    let plan = run_plan(&c, None, &Nads::default()).await.unwrap();
+    assert_eq!(
+        summary(&plan),
+        [
+            ("cluster-network", "eth0", true),
+            ("delegates[1]", "net1", false)
+        ]
+    );
+    // The Multus config's version is filled in where a delegate has none.
+    assert_eq!(plan.attachments[1].config.cni_version_str(), Some("1.0.0"));
+    let c = conf(json!({"delegates": [bridge("a"), {"cniVersion": "1.0.0"}]}));
+    let (err, _) = run_plan(&c, None, &Nads::default()).await.unwrap_err();
+    assert!(err.to_string().contains("delegates[1]"), "{err}");
+}
+
+#[tokio::test]
+async fn inline_delegates_come_before_default_networks_and_annotation_networks() {
+    let mut master = bridge("b");
+    master["masterplugin"] = json!(true);
+    let c = conf(json!({
+        "delegates": [bridge("a"), master, bridge("c")],
+        "defaultNetworks": ["mon"]
+    }));
+    let nads = Nads::default()
+        .with("kube-system", "mon", Some(MACVLAN))
+        .with("default", "macvlan", Some(MACVLAN));
+    let p = pod("default", &[(NETWORKS_ANNOTATION, "macvlan,macvlan@data0")]);
+    let plan = run_plan(&c, Some(&p), &nads).await.unwrap();
+    assert_eq!(
+        summary(&plan),
+        [
+            ("a", "net1", false),
+            ("b", "eth0", true),
+            ("c", "net2", false),
+            ("kube-system/mon", "net3", false),
+            ("default/macvlan", "net4", false),
+            ("default/macvlan", "data0", false)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_annotation_network_cannot_take_an_inline_delegates_interface() {
+    let c = conf(json!({"delegates": [bridge("a"), bridge("b")]}));
+    let nads = Nads::default().with("default", "macvlan", Some(MACVLAN));
+    let p = pod("default", &[(NETWORKS_ANNOTATION, "macvlan@net1")]);
+    let (err, _) = run_plan(&c, Some(&p), &nads).await.unwrap_err();
+    assert!(err.to_string().contains("\"net1\""), "{err}");
+    assert!(err.to_string().contains("b"), "{err}");
+}
+
+#[tokio::test]
+async fn default_network_annotation_replaces_only_the_cluster_network() {
+    let mut master = bridge("b");
+    master["masterplugin"] = json!(true);
+    let c = conf(json!({"delegates": [bridge("a"), master, bridge("c")]}));
+    let nads = Nads::default().with(
+        "kube-system",
+        "alt",
+        Some(r#"{"cniVersion":"1.0.0","type":"ptp"}"#),
+    );
+    let p = pod("default", &[(DEFAULT_NETWORK_ANNOTATION, "alt")]);
+    let plan = run_plan(&c, Some(&p), &nads).await.unwrap();
+    assert_eq!(
+        summary(&plan),
+        [
+            ("a", "net1", false),
+            ("kube-system/alt", "eth0", true),
+            ("c", "net2", false)
+        ]
+    );
+    assert_eq!(plan.attachments[1].config.plugin_types(), ["ptp"]);
+}
+
+#[tokio::test]
+async fn cluster_network_setting_ignores_inline_delegates() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("10-pod.conf"),
+        r#"{"cniVersion":"0.4.0","name":"podnet","type":"bridge"}"#,
+    )
+    .unwrap();
+    let c = conf(json!({
+        "clusterNetwork": "podnet", "confDir": dir.path(),
+        "delegates": [bridge("a"), bridge("b")]
+    }));
+    let plan = run_plan(&c, None, &Nads::default()).await.unwrap();
+    assert_eq!(summary(&plan), [("podnet", "eth0", true)]);
+}
+
+#[tokio::test]
+async fn static_plan_has_the_inline_delegates_only() {
+    let c = conf(json!({
+        "delegates": [bridge("a"), bridge("b")],
+        "defaultNetworks": ["mon"]
+    }));
+    let env = env("default");
+    let dir = ConfDir::new(&c.conf_dir);
+    let p = pod("default", &[(NETWORKS_ANNOTATION, "ghost")]);
+    let input = PlanInput {
+        conf: &c,
+        env: &env,
+        pod: Some(&p),
+        conf_dir: &dir,
+    };
+    // `mon` and `ghost` cannot be resolved; the static plan does not need them.
+    assert!(plan(&input, &Nads::default()).await.is_err());
+    let plan = plan_static(&input, &Nads::default()).await.unwrap();
+    assert_eq!(summary(&plan), [("a", "eth0", true), ("b", "net1", false)]);
+}
+
+#[test]
+fn inline_delegates_without_any_is_an_empty_list() {
+    let mut c = conf(json!({"clusterNetwork": "x"}));
+    c.delegates.clear();
+    assert!(inline_delegates(&c, "eth0").unwrap().is_empty());
+}
