@@ -350,3 +350,111 @@ fn unreachable_api_server_fails_add_as_retryable_and_del_still_works() {
     let del = multus("DEL", "c3", Some(&sb.netns_path()), &conf);
     assert!(del.success, "{}", String::from_utf8_lossy(&del.stdout));
 }
+
+#[test]
+fn inline_delegates_come_before_the_annotation_networks() {
+    if !multus_e2e::root_or_skip("inline_delegates_come_before_the_annotation_networks") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let data = sb.path("ipam");
+    let (br0, br1, br2) = (sb.bridge(), sb.bridge(), sb.bridge());
+    let extra = bridge_conf("extra", &br2, "10.96.3.0/24", &data);
+    let api: Shared = Arc::new(Mutex::new(Api {
+        pod: json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pod-c5", "namespace": "default", "uid": "uid-c5",
+                "annotations": {"k8s.v1.cni.cncf.io/networks": "extra,extra@data0"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}
+        }),
+        nads: vec![(
+            "default".into(),
+            "extra".into(),
+            nad("default", "extra", &extra),
+        )],
+        requests: Vec::new(),
+    }));
+    let (addr, stop) = serve(api.clone());
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": write_kubeconfig(&sb, addr), "cniDir": sb.path("cache"),
+        "confDir": sb.path("none"),
+        "delegates": [
+            bridge_conf("cluster", &br0, "10.96.1.0/24", &data),
+            bridge_conf("static", &br1, "10.96.2.0/24", &data)
+        ]
+    });
+    let netns = sb.netns_path();
+    let add = multus("ADD", "c5", Some(&netns), &conf);
+    assert!(
+        add.success,
+        "ADD failed: {}\n{}",
+        String::from_utf8_lossy(&add.stdout),
+        add.stderr
+    );
+    let result = add.json();
+    let eth0 = sb.addresses("eth0").unwrap();
+    assert!(eth0[0].starts_with("10.96.1."), "{eth0:?}");
+    assert_eq!(result["ips"][0]["address"], eth0[0].as_str(), "{result}");
+    let net1 = sb.addresses("net1").expect("the static delegate on net1");
+    assert!(net1[0].starts_with("10.96.2."), "{net1:?}");
+    let net2 = sb
+        .addresses("net2")
+        .expect("the annotation network on net2");
+    assert!(net2[0].starts_with("10.96.3."), "{net2:?}");
+    assert!(sb.addresses("data0").unwrap()[0].starts_with("10.96.3."));
+
+    let requests = api.lock().unwrap().requests.clone();
+    let patch = requests
+        .iter()
+        .find(|(m, p, _)| m == "PATCH" && p.ends_with("/status"))
+        .expect("a status update");
+    let body: Value = serde_json::from_str(&patch.2).unwrap();
+    let status: Vec<Value> = serde_json::from_str(
+        body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let summary: Vec<_> = status
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["interface"].as_str().unwrap(),
+                s["default"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("cluster", "eth0", true),
+            ("static", "net1", false),
+            ("default/extra", "net2", false),
+            ("default/extra", "data0", false)
+        ]
+    );
+    assert_eq!(
+        requests
+            .iter()
+            .filter(|(m, p, _)| m == "POST" && p.ends_with("/events"))
+            .count(),
+        3,
+        "an AddedInterface event per attachment but the cluster network"
+    );
+
+    // DEL from the cache, API gone: every interface and IP released.
+    stop.send(()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let del = multus("DEL", "c5", Some(&netns), &conf);
+    assert!(
+        del.success,
+        "DEL failed: {}\n{}",
+        String::from_utf8_lossy(&del.stdout),
+        del.stderr
+    );
+    assert_eq!(sb.links(), ["lo"]);
+    assert!(allocations(&data).is_empty(), "every IP released");
+    assert!(!sb.path("cache/c5").exists());
+}

@@ -145,9 +145,14 @@ impl Outcome {
     }
 }
 
-/// Runs `multus` with a CNI command, as a runtime: CNI_* env, config on
-/// stdin, no Kubernetes environment.
-pub fn multus(command: &str, container_id: &str, netns: Option<&Path>, config: &Value) -> Outcome {
+/// Starts `multus` with a CNI command, as a runtime: CNI_* env, config on
+/// stdin (written and closed), no Kubernetes environment. The caller waits.
+pub fn spawn_multus(
+    command: &str,
+    container_id: &str,
+    netns: Option<&Path>,
+    config: &Value,
+) -> std::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_multus"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -172,7 +177,15 @@ pub fn multus(command: &str, container_id: &str, netns: Option<&Path>, config: &
         .unwrap()
         .write_all(config.to_string().as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child
+}
+
+/// Runs `multus` with a CNI command, as a runtime: CNI_* env, config on
+/// stdin, no Kubernetes environment.
+pub fn multus(command: &str, container_id: &str, netns: Option<&Path>, config: &Value) -> Outcome {
+    let out = spawn_multus(command, container_id, netns, config)
+        .wait_with_output()
+        .unwrap();
     Outcome {
         success: out.status.success(),
         stdout: out.stdout,
