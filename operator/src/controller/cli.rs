@@ -33,7 +33,7 @@ use super::nad::{self, Inventory, NadRegistry};
 use super::rbac::AGENT_CLUSTER_ROLE;
 use super::reconcile::{error_policy, node_state_digest, reconcile};
 use super::render::{ImageRef, LABEL_MANAGED_BY, MANAGED_BY_VALUE, OperandSettings};
-use super::{REPORTER, crds};
+use super::{REPORTER, crds, server_version};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -249,12 +249,38 @@ async fn either(
     }
 }
 
+/// Refuses a server older than [`server_version::MIN_KUBERNETES`], after
+/// saying so on every MultusConfig. An unreadable version is logged and
+/// accepted (some distributions rewrite it).
+async fn require_supported_server(client: &Client) -> anyhow::Result<()> {
+    let info = client
+        .apiserver_version()
+        .await
+        .context("cannot read the API server's version (GET /version)")?;
+    match server_version::check(&info) {
+        Ok((major, minor)) => {
+            tracing::info!(version = %info.git_version, "Kubernetes {major}.{minor} is supported");
+            Ok(())
+        }
+        Err(error @ server_version::VersionError::TooOld { .. }) => {
+            tracing::error!(%error, "refusing to start");
+            server_version::report_unsupported(client, &error).await;
+            Err(error.into())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "going on; unsupported releases may fail later");
+            Ok(())
+        }
+    }
+}
+
 /// Runs the controller until a shutdown signal.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     let client = Client::try_default()
         .await
         .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    require_supported_server(&client).await?;
     if args.skip_crd_apply {
         tracing::info!("not applying CRDs (--skip-crd-apply)");
     } else {

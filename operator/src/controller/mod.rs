@@ -17,8 +17,8 @@
 //!
 //! The I/O lives in [`reconcile`] (one reconcile per MultusConfig through
 //! kube-runtime's `Controller`, with the finalizer helper and server-side
-//! apply under one field manager), [`nad`]'s watcher, [`crds`], [`http`] and
-//! [`cli`].
+//! apply under one field manager), [`nad`]'s watcher, [`crds`], [`http`],
+//! [`server_version`] (the supported Kubernetes releases) and [`cli`].
 
 pub mod cli;
 pub mod conditions;
@@ -33,6 +33,7 @@ pub mod prune;
 pub mod rbac;
 pub mod reconcile;
 pub mod render;
+pub mod server_version;
 pub mod uninstall;
 pub mod validate;
 
