@@ -116,7 +116,8 @@ pub struct MultusNetConf {
     /// Path of the kubeconfig; absent means in-cluster config or no API access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<String>,
-    /// Inline delegate configs; the first is the cluster network.
+    /// Inline delegate configs, all attached (without `clusterNetwork`): the
+    /// one with `"masterplugin": true`, else the first, is the cluster network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub delegates: Vec<Value>,
     /// Cluster network as NAD name, CNI network name, directory or file path;
