@@ -7,7 +7,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use multus_config::{MultusConfig, MultusConfigSpec, MultusConfigStatus};
-pub use node_state::{MultusNodeState, MultusNodeStateSpec, MultusNodeStateStatus};
+pub use node_state::{
+    CredentialSource, MultusNodeState, MultusNodeStateSpec, MultusNodeStateStatus, PluginCredential,
+};
 
 /// The NetworkAttachmentDefinition CRD exactly as upstream Multus ships it
 /// (it is shared with other projects, so it is never generated or changed;
@@ -154,6 +156,10 @@ mod tests {
         assert!(ns.contains(&("Primary".into(), ".status.primaryConfigFile".into())));
         assert!(ns.contains(&("Ready".into(), ".status.ready".into())));
         assert!(ns.contains(&("Version".into(), ".status.pluginVersion".into())));
+        assert!(ns.contains(&(
+            "Token-Expires".into(),
+            ".status.pluginCredential.expiresAt".into()
+        )));
     }
 
     #[test]
@@ -190,6 +196,15 @@ mod tests {
             spec["progressDeadlineSeconds"]["maximum"].as_f64(),
             Some(86400.0)
         );
+        assert_eq!(
+            spec["pluginTokenExpirationSeconds"]["minimum"].as_f64(),
+            Some(600.0),
+            "the API server issues no shorter token"
+        );
+        assert_eq!(
+            spec["pluginTokenExpirationSeconds"]["maximum"].as_f64(),
+            Some(2_592_000.0)
+        );
         assert_eq!(spec["cniConfDir"]["pattern"], "^/.*");
         assert_eq!(
             spec["updateStrategy"]["properties"]["maxUnavailable"]["x-kubernetes-int-or-string"],
@@ -216,6 +231,48 @@ mod tests {
         ] {
             assert!(status.get(key).is_some(), "status.{key} missing");
         }
+    }
+
+    #[test]
+    fn node_state_reports_the_plugin_credential() {
+        let schema = schema_of(&MultusNodeState::crd());
+        let credential = &schema["properties"]["status"]["properties"]["pluginCredential"];
+        let sources: Vec<_> = credential["properties"]["source"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(sources, ["TokenRequest", "AgentToken"]);
+        for key in [
+            "serviceAccount",
+            "issuedAt",
+            "expiresAt",
+            "since",
+            "message",
+        ] {
+            assert!(
+                credential["properties"].get(key).is_some(),
+                "pluginCredential.{key} missing"
+            );
+        }
+        let status: MultusNodeStateStatus = serde_json::from_value(serde_json::json!({
+            "ready": true,
+            "pluginCredential": {
+                "serviceAccount": "multus-plugin-default",
+                "source": "TokenRequest",
+                "expiresAt": "2026-01-02T00:00:00Z"
+            }
+        }))
+        .unwrap();
+        let credential = status.plugin_credential.unwrap();
+        assert_eq!(credential.source, CredentialSource::TokenRequest);
+        assert_eq!(credential.source.as_str(), "TokenRequest");
+        assert!(credential.since.is_none());
+        assert_eq!(
+            MultusConfigSpec::default().plugin_token_expiration_seconds(),
+            86_400
+        );
     }
 
     #[test]

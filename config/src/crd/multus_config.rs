@@ -29,6 +29,12 @@ pub const DEFAULT_MAX_UNAVAILABLE: &str = "10%";
 pub const DEFAULT_CNI_CONF_DIR: &str = "/etc/cni/net.d";
 /// Default seconds a rollout may make no progress before it is Degraded.
 pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: u32 = 600;
+/// Default lifetime in seconds of the plugin's API token.
+pub const DEFAULT_PLUGIN_TOKEN_EXPIRATION_SECONDS: u32 = 86_400;
+/// Shortest plugin token lifetime the API server issues (TokenRequest).
+pub const MIN_PLUGIN_TOKEN_EXPIRATION_SECONDS: u32 = 600;
+/// Longest plugin token lifetime a MultusConfig may ask for (30 days).
+pub const MAX_PLUGIN_TOKEN_EXPIRATION_SECONDS: u32 = 2_592_000;
 /// `primaryConfigFile` value that elects the primary automatically.
 pub const PRIMARY_CONFIG_AUTO: &str = "auto";
 
@@ -99,6 +105,14 @@ pub struct MultusConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 30, max = 86400))]
     pub progress_deadline_seconds: Option<u32>,
+    /// Lifetime in seconds of the API token the node agent requests for the
+    /// plugin's own ServiceAccount. The agent refreshes it at half its
+    /// life, so pods keep starting on a node whose agent is down for at
+    /// least half of this. The API server may issue shorter tokens
+    /// (`--service-account-max-token-expiration`). Default: 86400 (24 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 600, max = 2_592_000))]
+    pub plugin_token_expiration_seconds: Option<u32>,
     /// Host directory of CNI configs (where 00-multus.conf is written).
     /// Default: /etc/cni/net.d.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -366,6 +380,12 @@ impl MultusConfigSpec {
     pub fn progress_deadline_seconds(&self) -> u32 {
         self.progress_deadline_seconds
             .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    }
+
+    /// Plugin token lifetime in seconds, defaulted.
+    pub fn plugin_token_expiration_seconds(&self) -> u32 {
+        self.plugin_token_expiration_seconds
+            .unwrap_or(DEFAULT_PLUGIN_TOKEN_EXPIRATION_SECONDS)
     }
 
     /// Host CNI config dir, defaulted.

@@ -38,6 +38,19 @@ use serde::{Deserialize, Serialize};
         description = "Version of the installed multus plugin"
     ),
     printcolumn(
+        name = "Token-Expires",
+        type_ = "string",
+        json_path = ".status.pluginCredential.expiresAt",
+        description = "When the plugin's API token expires (the agent refreshes it at half its life)"
+    ),
+    printcolumn(
+        name = "Credential",
+        type_ = "string",
+        json_path = ".status.pluginCredential.source",
+        description = "Where the plugin's API token comes from",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Message",
         type_ = "string",
         json_path = ".status.message",
@@ -95,6 +108,57 @@ pub struct MultusNodeStateStatus {
     /// When the Multus config was last (re)generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_generated: Option<Time>,
+    /// The API credential the plugin on this node uses (the token file its
+    /// kubeconfig names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_credential: Option<PluginCredential>,
+}
+
+/// Where the plugin's API token comes from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum CredentialSource {
+    /// A token of the plugin's own ServiceAccount (`multus-plugin-<mc>`),
+    /// obtained by the agent with the TokenRequest API. It does not depend
+    /// on the agent pod: the plugin keeps working while the agent is down,
+    /// until the token expires.
+    TokenRequest,
+    /// A copy of the agent's own projected token: the fallback while no
+    /// plugin token can be had. It is invalidated when the agent pod goes.
+    AgentToken,
+}
+
+impl CredentialSource {
+    /// The source as the API spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::TokenRequest => "TokenRequest",
+            Self::AgentToken => "AgentToken",
+        }
+    }
+}
+
+/// The plugin's API credential on a node.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginCredential {
+    /// The ServiceAccount the token belongs to (`multus-plugin-<mc>`, or
+    /// the agent's own on the fallback).
+    pub service_account: String,
+    /// Where the token comes from.
+    pub source: CredentialSource,
+    /// When the token was issued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<Time>,
+    /// When the token expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// Since when the plugin uses a token of this source (for the fallback:
+    /// since when no plugin token could be had).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// Why the agent uses the fallback, or why the last refresh failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// A config file that was not elected, and why.

@@ -731,6 +731,7 @@ impl Agent {
                 .last_generated
                 .and_then(|t| k8s_openapi::jiff::Timestamp::try_from(t).ok())
                 .map(Time),
+            plugin_credential: None,
         }
     }
 
