@@ -14,9 +14,7 @@ mod controller {
     use std::time::{Duration, Instant};
 
     use http::{Method, Request, Response};
-    use k8s_openapi::api::apps::v1::DaemonSet;
-    use k8s_openapi::api::core::v1::{ConfigMap, Node, ServiceAccount};
-    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    use k8s_openapi::api::core::v1::Node;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_openapi::jiff::Timestamp;
     use kube::Client;
@@ -210,6 +208,7 @@ mod controller {
                         namespace: "multus-system".into(),
                         default_image: ImageRef::builtin(),
                         agent_cluster_role: "multus-node-agent".into(),
+                        plugin_cluster_role: "multus-plugin".into(),
                     },
                     role_check_interval: Duration::from_secs(300),
                 },
@@ -231,25 +230,8 @@ mod controller {
         reconcile(Arc::new(mc.clone()), ctx.clone()).await.unwrap();
         let first = started.elapsed();
         for body in served.lock().await.drain(..) {
-            match body["kind"].as_str() {
-                Some("ServiceAccount") => put(
-                    &mut writers.service_accounts,
-                    serde_json::from_value::<ServiceAccount>(body).unwrap(),
-                ),
-                Some("ClusterRoleBinding") => put(
-                    &mut writers.bindings,
-                    serde_json::from_value::<ClusterRoleBinding>(body).unwrap(),
-                ),
-                Some("ConfigMap") => put(
-                    &mut writers.config_maps,
-                    serde_json::from_value::<ConfigMap>(body).unwrap(),
-                ),
-                Some("DaemonSet") => put(
-                    &mut writers.daemon_sets,
-                    serde_json::from_value::<DaemonSet>(body).unwrap(),
-                ),
-                _ => {}
-            }
+            // Applied operands go into their caches (status patches do not).
+            let _ = writers.put_operand(body);
         }
         let mut latencies = Vec::new();
         for _ in 0..100 {

@@ -11,8 +11,7 @@ mod controller {
 
     use http::{Method, Request, Response};
     use k8s_openapi::api::apps::v1::DaemonSet;
-    use k8s_openapi::api::core::v1::{ConfigMap, Node, ServiceAccount};
-    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    use k8s_openapi::api::core::v1::{ConfigMap, Node};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_openapi::jiff::Timestamp;
     use kube::client::Body;
@@ -93,6 +92,35 @@ mod controller {
             call
         }
 
+        /// The applies of the identities and their rights, in order: the
+        /// agents' ServiceAccount and ClusterRoleBinding, the plugin's
+        /// ServiceAccount and ClusterRoleBinding, the agents' Role and
+        /// RoleBinding. Returns the served objects.
+        async fn expect_identities(&mut self) -> Vec<Value> {
+            let mut served_objects = Vec::new();
+            for path in [
+                SA_PATH,
+                CRB_PATH,
+                PLUGIN_SA_PATH,
+                PLUGIN_CRB_PATH,
+                AGENT_ROLE_PATH,
+                AGENT_RB_PATH,
+            ] {
+                let call = self.expect(Method::PATCH, path, ok_echo).await;
+                assert!(!call.query.contains("dryRun"), "{path}: {}", call.query);
+                assert!(call.query.contains("fieldManager=multus-operator"));
+                served_objects.push(served(&call, "1"));
+            }
+            served_objects
+        }
+
+        /// The checks of the chart's agent and plugin ClusterRoles, both present.
+        async fn expect_roles(&mut self) {
+            self.expect(Method::GET, ROLE_PATH, |_| (200, role())).await;
+            self.expect(Method::GET, PLUGIN_ROLE_PATH, |_| (200, role()))
+                .await;
+        }
+
         /// Asserts that no further request comes.
         async fn silent(&mut self) {
             if let Ok(Some((request, _))) =
@@ -120,6 +148,7 @@ mod controller {
                 namespace: NS.to_owned(),
                 default_image: ImageRef::parse("ghcr.io/multus-rs/multus:v0.1.0").unwrap(),
                 agent_cluster_role: "multus-node-agent".to_owned(),
+                plugin_cluster_role: "multus-plugin".to_owned(),
             },
             role_check_interval: Duration::from_secs(300),
         };
@@ -270,20 +299,27 @@ mod controller {
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/multus-agent-default";
     const CM_PREFIX: &str = "/api/v1/namespaces/multus-system/configmaps/";
     const ROLE_PATH: &str = "/apis/rbac.authorization.k8s.io/v1/clusterroles/multus-node-agent";
+    const PLUGIN_ROLE_PATH: &str = "/apis/rbac.authorization.k8s.io/v1/clusterroles/multus-plugin";
+    const PLUGIN_SA_PATH: &str =
+        "/api/v1/namespaces/multus-system/serviceaccounts/multus-plugin-default";
+    const PLUGIN_CRB_PATH: &str =
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/multus-plugin-default";
+    const AGENT_ROLE_PATH: &str =
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/multus-system/roles/multus-agent-default";
+    const AGENT_RB_PATH: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/multus-system/rolebindings/multus-agent-default";
     const MC_STATUS_PATH: &str = "/apis/multus.dev/v1alpha1/multusconfigs/default/status";
     const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
     /// What the first apply of `default` leaves behind, to feed later passes.
     struct Applied {
-        sa: Value,
-        crb: Value,
+        identities: Vec<Value>,
         cm: Value,
         ds: Value,
         status: Value,
     }
 
-    /// Plays the first apply: dry run, four applies, role check, status and
-    /// the RollingOut event.
+    /// Plays the first apply: dry run, eight applies, role checks, status
+    /// and the RollingOut event.
     async fn first_apply(h: &mut Harness, mc: &MultusConfig) -> Applied {
         let task = tokio::spawn(reconcile(Arc::new(mc.clone()), h.ctx.clone()));
         let api = &mut h.api;
@@ -293,10 +329,13 @@ mod controller {
         assert!(dry.query.contains("dryRun=All"), "{}", dry.query);
         assert!(dry.query.contains("fieldManager=multus-operator"));
         assert!(dry.query.contains("force=true"));
-        let sa = api.expect(Method::PATCH, SA_PATH, ok_echo).await;
-        assert!(!sa.query.contains("dryRun"));
-        let crb = api.expect(Method::PATCH, CRB_PATH, ok_echo).await;
-        assert_eq!(crb.body["roleRef"]["name"], "multus-node-agent");
+        let identities = api.expect_identities().await;
+        assert_eq!(identities[1]["roleRef"]["name"], "multus-node-agent");
+        assert_eq!(identities[3]["roleRef"]["name"], "multus-plugin");
+        assert_eq!(
+            identities[4]["rules"][0]["resourceNames"],
+            json!(["multus-plugin-default"])
+        );
         let cm_call = {
             let next = api.handle.next_request().await.expect("a ConfigMap apply");
             let (request, send) = next;
@@ -320,7 +359,7 @@ mod controller {
         let ds = api
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 1, 2, 0, 0)))
             .await;
-        api.expect(Method::GET, ROLE_PATH, |_| (200, role())).await;
+        api.expect_roles().await;
         let status = api.expect(Method::PATCH, MC_STATUS_PATH, status_echo).await;
         assert!(status.query.contains("fieldManager=multus-operator"));
         assert!(status.query.contains("force=true"));
@@ -332,8 +371,7 @@ mod controller {
         assert_eq!(action, Action::requeue(Duration::from_secs(15)));
         api.silent().await;
         Applied {
-            sa: served(&sa, "1"),
-            crb: served(&crb, "1"),
+            identities,
             cm: cm_call,
             ds: served_ds(&ds, 1, 2, 0, 0),
             status: status.body,
@@ -341,22 +379,9 @@ mod controller {
     }
 
     fn feed(h: &mut Harness, applied: &Applied) {
-        put(
-            &mut h.writers.service_accounts,
-            serde_json::from_value::<ServiceAccount>(applied.sa.clone()).unwrap(),
-        );
-        put(
-            &mut h.writers.bindings,
-            serde_json::from_value::<ClusterRoleBinding>(applied.crb.clone()).unwrap(),
-        );
-        put(
-            &mut h.writers.config_maps,
-            serde_json::from_value::<ConfigMap>(applied.cm.clone()).unwrap(),
-        );
-        put(
-            &mut h.writers.daemon_sets,
-            serde_json::from_value::<DaemonSet>(applied.ds.clone()).unwrap(),
-        );
+        for object in applied.identities.iter().chain([&applied.cm, &applied.ds]) {
+            h.writers.put_operand(object.clone()).unwrap();
+        }
     }
 
     fn with_status(mut mc: MultusConfig, status: &Value) -> MultusConfig {
@@ -470,8 +495,7 @@ mod controller {
         let mc = with_status(mc, &applied.status);
         let task = tokio::spawn(reconcile(Arc::new(mc), h.ctx.clone()));
         // Same rendering (no dry run), applied again over the edit.
-        h.api.expect(Method::PATCH, SA_PATH, ok_echo).await;
-        h.api.expect(Method::PATCH, CRB_PATH, ok_echo).await;
+        h.api.expect_identities().await;
         let cm_path = format!(
             "{CM_PREFIX}{}",
             applied.cm["metadata"]["name"].as_str().unwrap()
@@ -504,8 +528,7 @@ mod controller {
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 2, 2, 0, 0)))
             .await;
         assert!(dry.query.contains("dryRun=All"));
-        h.api.expect(Method::PATCH, SA_PATH, ok_echo).await;
-        h.api.expect(Method::PATCH, CRB_PATH, ok_echo).await;
+        h.api.expect_identities().await;
         let next = h.api.handle.next_request().await.unwrap();
         let new_cm_path = next.0.uri().path().to_owned();
         assert!(new_cm_path.starts_with(CM_PREFIX) && !new_cm_path.ends_with(&old_cm));
@@ -641,8 +664,7 @@ mod controller {
             terms[0]["matchFields"][0],
             json!({"key": "metadata.name", "operator": "NotIn", "values": ["n1"]})
         );
-        h.api.expect(Method::PATCH, SA_PATH, ok_echo).await;
-        h.api.expect(Method::PATCH, CRB_PATH, ok_echo).await;
+        h.api.expect_identities().await;
         let (request, send) = h.api.handle.next_request().await.unwrap();
         assert!(request.uri().path().starts_with(CM_PREFIX));
         let body: Value =
@@ -653,9 +675,7 @@ mod controller {
         h.api
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 1, 1, 1, 1)))
             .await;
-        h.api
-            .expect(Method::GET, ROLE_PATH, |_| (200, role()))
-            .await;
+        h.api.expect_roles().await;
         let status = h
             .api
             .expect(Method::PATCH, MC_STATUS_PATH, status_echo)
@@ -693,9 +713,7 @@ mod controller {
             },
         );
         let task = tokio::spawn(reconcile(Arc::new(mc), h.ctx.clone()));
-        h.api
-            .expect(Method::GET, ROLE_PATH, |_| (200, role()))
-            .await;
+        h.api.expect_roles().await;
         let status = h
             .api
             .expect(Method::PATCH, MC_STATUS_PATH, status_echo)
@@ -733,9 +751,7 @@ mod controller {
             .await;
         assert!(dry.query.contains("dryRun=All"));
         // Nothing else is applied.
-        h.api
-            .expect(Method::GET, ROLE_PATH, |_| (200, role()))
-            .await;
+        h.api.expect_roles().await;
         let status = h
             .api
             .expect(Method::PATCH, MC_STATUS_PATH, status_echo)
@@ -764,8 +780,7 @@ mod controller {
         h.api
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 1, 1, 1, 1)))
             .await;
-        h.api.expect(Method::PATCH, SA_PATH, ok_echo).await;
-        h.api.expect(Method::PATCH, CRB_PATH, ok_echo).await;
+        h.api.expect_identities().await;
         let (request, send) = h.api.handle.next_request().await.unwrap();
         let body: Value =
             serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
@@ -777,6 +792,9 @@ mod controller {
             .await;
         h.api
             .expect(Method::GET, ROLE_PATH, |_| (404, not_found()))
+            .await;
+        h.api
+            .expect(Method::GET, PLUGIN_ROLE_PATH, |_| (200, role()))
             .await;
         let status = h
             .api
@@ -814,9 +832,7 @@ mod controller {
                 )
             })
             .await;
-        h.api
-            .expect(Method::GET, ROLE_PATH, |_| (200, role()))
-            .await;
+        h.api.expect_roles().await;
         let status = h
             .api
             .expect(Method::PATCH, MC_STATUS_PATH, status_echo)
@@ -986,12 +1002,22 @@ mod controller {
         h.api
             .expect(Method::DELETE, &cm_path, |_| (200, deleted()))
             .await;
-        h.api
-            .expect(Method::DELETE, SA_PATH, |_| (200, deleted()))
-            .await;
-        h.api
-            .expect(Method::DELETE, CRB_PATH, |_| (404, not_found()))
-            .await;
+        // Then the identities; deleting the plugin's ServiceAccount revokes
+        // every token the agents requested for it.
+        for (path, code) in [
+            (SA_PATH, 200),
+            (PLUGIN_SA_PATH, 200),
+            (CRB_PATH, 404),
+            (PLUGIN_CRB_PATH, 200),
+            (AGENT_ROLE_PATH, 200),
+            (AGENT_RB_PATH, 200),
+        ] {
+            h.api
+                .expect(Method::DELETE, path, |_| {
+                    (code, if code == 200 { deleted() } else { not_found() })
+                })
+                .await;
+        }
         for n in ["n1", "n2"] {
             h.api
                 .expect(
@@ -1143,8 +1169,7 @@ mod controller {
         // Progressing condition's transition (T0 + 60).
         let task = tokio::spawn(reconcile(Arc::new(mc), later));
         // The new context re-applies once (no applied digest in memory) ...
-        h.api.expect(Method::PATCH, SA_PATH, ok_echo).await;
-        h.api.expect(Method::PATCH, CRB_PATH, ok_echo).await;
+        h.api.expect_identities().await;
         let cm_path = format!(
             "{CM_PREFIX}{}",
             applied.cm["metadata"]["name"].as_str().unwrap()
@@ -1153,9 +1178,7 @@ mod controller {
         h.api
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 1, 2, 0, 0)))
             .await;
-        h.api
-            .expect(Method::GET, ROLE_PATH, |_| (200, role()))
-            .await;
+        h.api.expect_roles().await;
         let status = h
             .api
             .expect(Method::PATCH, MC_STATUS_PATH, status_echo)

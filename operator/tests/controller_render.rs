@@ -22,6 +22,7 @@ mod controller {
             namespace: "multus-system".to_owned(),
             default_image: ImageRef::parse("ghcr.io/multus-rs/multus:v0.1.0").unwrap(),
             agent_cluster_role: "multus-node-agent".to_owned(),
+            plugin_cluster_role: "multus-plugin".to_owned(),
         }
     }
 
@@ -112,6 +113,7 @@ mod controller {
             service_account,
             cluster_role_binding,
             config_hash,
+            ..
         } = render(&default_config(), &settings(), &[]).unwrap();
         let spec = daemon_set.spec.as_ref().unwrap();
         let p = pod(&daemon_set);

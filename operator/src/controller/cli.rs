@@ -12,10 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
@@ -26,11 +25,12 @@ use kube::{Client, Resource, ResourceExt};
 use multus_config::crd::{MultusConfig, MultusNodeState};
 use tokio::sync::{mpsc, watch};
 
-use super::context::{Context, Settings, Stores};
+use super::context::{Context, Settings, StoreWriters, Stores};
 use super::http::{self, Health};
 use super::metrics::Metrics;
 use super::nad::{self, Inventory, NadRegistry};
-use super::rbac::AGENT_CLUSTER_ROLE;
+use super::operand::{Kind, KindVisitor, Operand};
+use super::rbac::{AGENT_CLUSTER_ROLE, PLUGIN_CLUSTER_ROLE};
 use super::reconcile::{error_policy, node_state_digest, reconcile};
 use super::render::{ImageRef, LABEL_MANAGED_BY, MANAGED_BY_VALUE, OperandSettings};
 use super::{REPORTER, crds, server_version};
@@ -57,6 +57,10 @@ pub struct ControllerArgs {
     /// The chart's ClusterRole bound to each MultusConfig's agents.
     #[arg(long, value_name = "NAME", default_value = AGENT_CLUSTER_ROLE)]
     pub agent_cluster_role: String,
+    /// The chart's ClusterRole bound to each MultusConfig's plugin
+    /// ServiceAccount.
+    #[arg(long, value_name = "NAME", default_value = PLUGIN_CLUSTER_ROLE)]
+    pub plugin_cluster_role: String,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:8080")]
     pub metrics_address: SocketAddr,
@@ -95,6 +99,7 @@ impl ControllerArgs {
                 namespace: self.namespace.clone(),
                 default_image,
                 agent_cluster_role: self.agent_cluster_role.clone(),
+                plugin_cluster_role: self.plugin_cluster_role.clone(),
             },
             role_check_interval: Duration::from_secs(300),
         })
@@ -168,7 +173,7 @@ async fn mirror<K, S>(
     digest: impl Fn(&K) -> String,
     trigger: mpsc::Sender<()>,
     on_change: impl Fn(),
-    what: &'static str,
+    what: impl std::fmt::Display,
 ) where
     K: Resource + Clone + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone,
@@ -191,7 +196,7 @@ async fn mirror<K, S>(
             Ok(watcher::Event::InitDone) => true,
             Ok(watcher::Event::Init) => false,
             Err(e) => {
-                tracing::warn!(error = %e, what, "watch failed; retrying");
+                tracing::warn!(error = %e, what = %what, "watch failed; retrying");
                 false
             }
         };
@@ -220,6 +225,45 @@ where
         .wait_until_ready()
         .await
         .with_context(|| format!("the {what} cache stopped before it was filled"))
+}
+
+/// Starts the watch that fills an operand kind's cache (our objects only,
+/// by label; in the operator's namespace for namespaced kinds) and
+/// triggers a reconcile of every MultusConfig when one of them changes.
+struct MirrorOperand<'a> {
+    client: &'a Client,
+    namespace: &'a str,
+    writers: &'a mut StoreWriters,
+    trigger: &'a mpsc::Sender<()>,
+}
+
+impl KindVisitor for MirrorOperand<'_> {
+    type Output = ();
+
+    fn visit<K: Operand>(self) {
+        let writer = std::mem::take(K::writer(self.writers));
+        tokio::spawn(mirror(
+            watcher(K::api(self.client.clone(), self.namespace), owned_config()),
+            writer,
+            resource_version,
+            self.trigger.clone(),
+            || {},
+            K::KIND.name(),
+        ));
+    }
+}
+
+/// Waits until an operand kind's cache is filled.
+struct WaitOperand<'a> {
+    stores: &'a Stores,
+}
+
+impl<'a> KindVisitor for WaitOperand<'a> {
+    type Output = BoxFuture<'a, anyhow::Result<()>>;
+
+    fn visit<K: Operand>(self) -> Self::Output {
+        Box::pin(async move { wait_ready(K::store(self.stores), &K::KIND.name()).await })
+    }
 }
 
 /// Seconds a leader's lease stays valid without renewal.
@@ -312,7 +356,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     ));
 
     let ns = settings.operands.namespace.clone();
-    let (mut stores, writers) = Stores::detached();
+    let (mut stores, mut writers) = Stores::detached();
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     let (inventory_tx, inventory_rx) = watch::channel(Arc::new(Inventory::new()));
 
@@ -322,7 +366,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     );
     tokio::spawn(mirror(
         nodes,
-        writers.nodes,
+        std::mem::take(&mut writers.nodes),
         |n| format!("{:?}", n.metadata.labels),
         trigger_tx.clone(),
         || {},
@@ -334,7 +378,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             Api::<MultusNodeState>::all(client.clone()),
             watcher::Config::default(),
         ),
-        writers.node_states,
+        std::mem::take(&mut writers.node_states),
         |s: &MultusNodeState| {
             let (plugins, networks) = s
                 .status
@@ -356,50 +400,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         },
         "MultusNodeStates",
     ));
-    tokio::spawn(mirror(
-        watcher(
-            Api::<DaemonSet>::namespaced(client.clone(), &ns),
-            owned_config(),
-        ),
-        writers.daemon_sets,
-        resource_version,
-        trigger_tx.clone(),
-        || {},
-        "DaemonSets",
-    ));
-    tokio::spawn(mirror(
-        watcher(
-            Api::<ConfigMap>::namespaced(client.clone(), &ns),
-            owned_config(),
-        ),
-        writers.config_maps,
-        resource_version,
-        trigger_tx.clone(),
-        || {},
-        "ConfigMaps",
-    ));
-    tokio::spawn(mirror(
-        watcher(
-            Api::<ServiceAccount>::namespaced(client.clone(), &ns),
-            owned_config(),
-        ),
-        writers.service_accounts,
-        resource_version,
-        trigger_tx.clone(),
-        || {},
-        "ServiceAccounts",
-    ));
-    tokio::spawn(mirror(
-        watcher(
-            Api::<ClusterRoleBinding>::all(client.clone()),
-            owned_config(),
-        ),
-        writers.bindings,
-        resource_version,
-        trigger_tx.clone(),
-        || {},
-        "ClusterRoleBindings",
-    ));
+    for kind in Kind::ALL {
+        kind.visit(MirrorOperand {
+            client: &client,
+            namespace: &ns,
+            writers: &mut writers,
+            trigger: &trigger_tx,
+        });
+    }
 
     let controller = Controller::new(
         Api::<MultusConfig>::all(client.clone()),
@@ -415,10 +423,10 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let filled = async {
         wait_ready(&stores.nodes, "node").await?;
         wait_ready(&stores.node_states, "MultusNodeState").await?;
-        wait_ready(&stores.daemon_sets, "DaemonSet").await?;
-        wait_ready(&stores.config_maps, "ConfigMap").await?;
-        wait_ready(&stores.service_accounts, "ServiceAccount").await?;
-        wait_ready(&stores.bindings, "ClusterRoleBinding").await
+        for kind in Kind::ALL {
+            kind.visit(WaitOperand { stores: &stores }).await?;
+        }
+        Ok::<(), anyhow::Error>(())
     };
     tokio::select! {
         result = filled => result?,
@@ -549,6 +557,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use k8s_openapi::api::core::v1::ConfigMap;
 
     #[derive(Debug, Parser)]
     struct Wrapper {
@@ -574,6 +583,7 @@ mod tests {
             "registry.local/multus@sha256:0123"
         );
         assert_eq!(s.operands.agent_cluster_role, "multus-node-agent");
+        assert_eq!(s.operands.plugin_cluster_role, "multus-plugin");
         assert!(w.args.no_leader_election);
         assert_eq!(w.args.lease_name, "multus-operator");
         let bad = Wrapper::try_parse_from(["x", "--agent-image", " "]).unwrap();

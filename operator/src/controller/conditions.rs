@@ -29,6 +29,8 @@ pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
 /// The chart's agent ClusterRole is missing.
 pub const REASON_ROLE_MISSING: &str = "AgentClusterRoleMissing";
+/// The chart's plugin ClusterRole is missing.
+pub const REASON_PLUGIN_ROLE_MISSING: &str = "PluginClusterRoleMissing";
 /// Nodes are also selected by an older MultusConfig.
 pub const REASON_CONFLICT: &str = "NodeSelectorConflict";
 /// The DaemonSet does not exist yet.
@@ -200,6 +202,8 @@ pub struct Observation<'a> {
     pub apply_error: Option<&'a str>,
     /// The agent ClusterRole's name when it does not exist.
     pub missing_role: Option<&'a str>,
+    /// The plugin ClusterRole's name when it does not exist.
+    pub missing_plugin_role: Option<&'a str>,
     /// The DaemonSet's rollout, `None` when there is no DaemonSet.
     pub rollout: Option<Rollout>,
     /// The agents' reports of this MultusConfig's nodes.
@@ -424,9 +428,18 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
         issues.push((
             REASON_ROLE_MISSING,
             format!(
-                "ClusterRole {role} does not exist, so the node agents cannot report and the \
-                 plugin cannot read pods or NetworkAttachmentDefinitions. Install or upgrade \
-                 the Helm chart, which ships it."
+                "ClusterRole {role} does not exist, so the node agents cannot report their \
+                 nodes' state. Install or upgrade the Helm chart, which ships it."
+            ),
+        ));
+    }
+    if let Some(role) = obs.missing_plugin_role {
+        issues.push((
+            REASON_PLUGIN_ROLE_MISSING,
+            format!(
+                "ClusterRole {role} does not exist, so the multus plugin cannot read pods or \
+                 NetworkAttachmentDefinitions and pods with extra networks fail to start. \
+                 Install or upgrade the Helm chart, which ships it."
             ),
         ));
     }
@@ -618,16 +631,23 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
         ));
     }
 
-    let ready = match (obs.apply_error, obs.missing_role) {
+    let missing_role = obs
+        .missing_role
+        .map(|role| (REASON_ROLE_MISSING, role))
+        .or_else(|| {
+            obs.missing_plugin_role
+                .map(|role| (REASON_PLUGIN_ROLE_MISSING, role))
+        });
+    let ready = match (obs.apply_error, missing_role) {
         (Some(_), _) if obs.spec_problems.is_empty() && obs.rollout.is_some() => Verdict::new(
             false,
             REASON_APPLY_FAILED,
             "The operands could not be applied, so the nodes may run an outdated agent; see the \
              Degraded condition.",
         ),
-        (_, Some(role)) if obs.spec_problems.is_empty() => Verdict::new(
+        (_, Some((reason, role))) if obs.spec_problems.is_empty() => Verdict::new(
             false,
-            REASON_ROLE_MISSING,
+            reason,
             format!("ClusterRole {role} is missing; see the Degraded condition."),
         ),
         _ => ready,
@@ -819,6 +839,7 @@ mod tests {
             spec_problems: &[],
             apply_error: None,
             missing_role: None,
+            missing_plugin_role: None,
             rollout,
             nodes,
             conflicts: &[],
@@ -1063,6 +1084,26 @@ mod tests {
                 .starts_with("ClusterRole multus-node-agent does not exist")
         );
         assert!(a.degraded.message.contains("Helm chart"));
+        let mut o = obs(Some(rollout(1, 1, 1, 0)), &[]);
+        o.missing_plugin_role = Some("multus-plugin");
+        let a = assess(&o);
+        assert_eq!(a.ready.reason, "PluginClusterRoleMissing");
+        assert_eq!(a.degraded.reason, "PluginClusterRoleMissing");
+        assert!(
+            a.degraded
+                .message
+                .starts_with("ClusterRole multus-plugin does not exist, so the multus plugin")
+        );
+        o.missing_role = Some("multus-node-agent");
+        let a = assess(&o);
+        assert_eq!(a.ready.reason, "AgentClusterRoleMissing");
+        assert!(
+            a.degraded
+                .message
+                .contains(" Also: ClusterRole multus-plugin does not exist"),
+            "both are named: {}",
+            a.degraded.message
+        );
     }
 
     #[test]

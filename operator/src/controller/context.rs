@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, ServiceAccount};
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::core::PartialObjectMeta;
@@ -22,6 +22,7 @@ use super::REPORTER;
 use super::conditions::ProgressMark;
 use super::metrics::Metrics;
 use super::nad::NadRegistry;
+use super::operand::{Kind, KindVisitor, Operand};
 use super::render::OperandSettings;
 
 /// Operator settings (from the command line).
@@ -50,6 +51,10 @@ pub struct Stores {
     pub service_accounts: Store<ServiceAccount>,
     /// Our ClusterRoleBindings.
     pub bindings: Store<ClusterRoleBinding>,
+    /// Our Roles.
+    pub roles: Store<Role>,
+    /// Our RoleBindings.
+    pub role_bindings: Store<RoleBinding>,
 }
 
 impl fmt::Debug for Stores {
@@ -80,6 +85,43 @@ pub struct StoreWriters {
     pub service_accounts: Writer<ServiceAccount>,
     /// ClusterRoleBindings.
     pub bindings: Writer<ClusterRoleBinding>,
+    /// Roles.
+    pub roles: Writer<Role>,
+    /// RoleBindings.
+    pub role_bindings: Writer<RoleBinding>,
+}
+
+impl StoreWriters {
+    /// Puts an operand given as JSON into its cache (its `kind` picks the
+    /// cache); for tests and benchmarks that play the API server.
+    pub fn put_operand(&mut self, object: serde_json::Value) -> Result<Kind, serde_json::Error> {
+        struct Put<'a> {
+            writers: &'a mut StoreWriters,
+            object: serde_json::Value,
+        }
+        impl KindVisitor for Put<'_> {
+            type Output = Result<(), serde_json::Error>;
+            fn visit<K: Operand>(self) -> Self::Output {
+                put(
+                    K::writer(self.writers),
+                    serde_json::from_value::<K>(self.object)?,
+                );
+                Ok(())
+            }
+        }
+        let kind = object
+            .get("kind")
+            .and_then(serde_json::Value::as_str)
+            .and_then(Kind::from_name)
+            .ok_or_else(|| {
+                <serde_json::Error as serde::de::Error>::custom("not a kind the controller creates")
+            })?;
+        kind.visit(Put {
+            writers: self,
+            object,
+        })?;
+        Ok(kind)
+    }
 }
 
 impl fmt::Debug for StoreWriters {
@@ -117,6 +159,8 @@ impl Stores {
             config_maps: Writer::default(),
             service_accounts: Writer::default(),
             bindings: Writer::default(),
+            roles: Writer::default(),
+            role_bindings: Writer::default(),
         };
         let stores = Self {
             configs: writers.configs.as_reader(),
@@ -126,6 +170,8 @@ impl Stores {
             config_maps: writers.config_maps.as_reader(),
             service_accounts: writers.service_accounts.as_reader(),
             bindings: writers.bindings.as_reader(),
+            roles: writers.roles.as_reader(),
+            role_bindings: writers.role_bindings.as_reader(),
         };
         (stores, writers)
     }

@@ -1,6 +1,8 @@
 //! `multus-operator controller`: reconciles every `MultusConfig` into the
-//! node-agent operands (ServiceAccount, ClusterRoleBinding, ConfigMap,
-//! DaemonSet), reports their state in the MultusConfig's status, validates
+//! node-agent operands (the agents' and the plugin's ServiceAccounts and
+//! ClusterRoleBindings, the agents' token Role and RoleBinding, ConfigMap,
+//! DaemonSet; [`operand`] is the table of their kinds), reports their state
+//! in the MultusConfig's status, validates
 //! NetworkAttachmentDefinitions and removes Multus from the nodes when a
 //! MultusConfig is deleted.
 //!
@@ -28,6 +30,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod nad;
+pub mod operand;
 pub mod pools;
 pub mod prune;
 pub mod rbac;

@@ -9,31 +9,8 @@ use std::fmt;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+pub use super::operand::Kind;
 use super::render::{Children, LABEL_CONFIG, LABEL_MANAGED_BY, MANAGED_BY_VALUE};
-
-/// Kinds of objects the controller creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Kind {
-    /// apps/v1 DaemonSet.
-    DaemonSet,
-    /// v1 ConfigMap.
-    ConfigMap,
-    /// v1 ServiceAccount.
-    ServiceAccount,
-    /// rbac/v1 ClusterRoleBinding.
-    ClusterRoleBinding,
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::DaemonSet => "DaemonSet",
-            Self::ConfigMap => "ConfigMap",
-            Self::ServiceAccount => "ServiceAccount",
-            Self::ClusterRoleBinding => "ClusterRoleBinding",
-        })
-    }
-}
 
 /// One object, by kind and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -91,17 +68,13 @@ pub fn is_owned(meta: &ObjectMeta, config: &str, uid: &str) -> bool {
     labelled && owned
 }
 
-/// The keys of rendered children.
+/// The keys of rendered children, in apply order.
 pub fn desired_keys(children: &Children) -> Vec<ObjectKey> {
-    vec![
-        ObjectKey::of(Kind::ServiceAccount, &children.service_account.metadata),
-        ObjectKey::of(
-            Kind::ClusterRoleBinding,
-            &children.cluster_role_binding.metadata,
-        ),
-        ObjectKey::of(Kind::ConfigMap, &children.config_map.metadata),
-        ObjectKey::of(Kind::DaemonSet, &children.daemon_set.metadata),
-    ]
+    children
+        .metas()
+        .into_iter()
+        .map(|(kind, meta)| ObjectKey::of(kind, meta))
+        .collect()
 }
 
 /// The objects of `existing` (ours) to delete given the `desired` set:
@@ -184,11 +157,25 @@ mod tests {
             namespace: "ns".into(),
             default_image: ImageRef::builtin(),
             agent_cluster_role: "r".into(),
+            plugin_cluster_role: "p".into(),
         };
         let children = render(&mc, &settings, &[]).unwrap();
-        let keys = desired_keys(&children);
-        assert_eq!(keys.len(), 4);
-        assert_eq!(keys[1].to_string(), "ClusterRoleBinding multus-agent-a");
-        assert_eq!(keys[3].to_string(), "DaemonSet ns/multus-agent-a");
+        let keys: Vec<String> = desired_keys(&children)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "ServiceAccount ns/multus-agent-a",
+                "ClusterRoleBinding multus-agent-a",
+                "ServiceAccount ns/multus-plugin-a",
+                "ClusterRoleBinding multus-plugin-a",
+                "Role ns/multus-agent-a",
+                "RoleBinding ns/multus-agent-a",
+                "ConfigMap ns/multus-agent-a-908a490ce5",
+                "DaemonSet ns/multus-agent-a",
+            ]
+        );
     }
 }

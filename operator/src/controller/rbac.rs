@@ -3,19 +3,28 @@
 //! and the Helm chart ships these roles.
 //!
 //! Decision (docs/rbac.md): the chart ships the node agent's ClusterRole
-//! [`AGENT_CLUSTER_ROLE`] with fixed rules; the controller never writes a
-//! role. Per MultusConfig it creates a ServiceAccount and a
-//! ClusterRoleBinding of that SA to the chart's role, which Kubernetes only
-//! allows because the controller holds `bind` on exactly that ClusterRole
-//! (by `resourceNames`). The controller therefore does not hold the
-//! plugin's rights (pods/status patch on every pod) itself.
+//! [`AGENT_CLUSTER_ROLE`] and the plugin's ClusterRole
+//! [`PLUGIN_CLUSTER_ROLE`] with fixed rules; the controller never writes a
+//! ClusterRole. Per MultusConfig it creates a ServiceAccount for the agents
+//! and one for the plugin, and a ClusterRoleBinding of each to its chart
+//! role, which Kubernetes only allows because the controller holds `bind`
+//! on exactly those two ClusterRoles (by `resourceNames`). The controller
+//! therefore does not hold the plugin's rights (pods/status patch on every
+//! pod) itself.
+//!
+//! The plugin's identity is its own (issue 11): the agent requests tokens
+//! for the plugin's ServiceAccount (TokenRequest), allowed by a Role per
+//! MultusConfig ([`agent_token_rules`]) limited to that one ServiceAccount,
+//! so the plugin's token outlives the agent pod.
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use multus_config::crd::generated_crds;
 
-/// The chart's ClusterRole for node agents and the plugin on the host.
+/// The chart's ClusterRole for the node agents.
 pub const AGENT_CLUSTER_ROLE: &str = "multus-node-agent";
+/// The chart's ClusterRole for the `multus` plugin on the hosts.
+pub const PLUGIN_CLUSTER_ROLE: &str = "multus-plugin";
 /// The chart's ClusterRole for the controller.
 pub const CONTROLLER_CLUSTER_ROLE: &str = "multus-operator";
 /// Name of the NAD CRD (created by the controller only when absent).
@@ -69,11 +78,11 @@ impl DocumentedRule {
     }
 }
 
-/// Rules of [`AGENT_CLUSTER_ROLE`]: what the `multus` plugin needs (it runs
-/// on the host with the agent's identity, through the kubeconfig the
-/// agent writes) plus the agent's own MultusNodeState. Nothing else: a
-/// node's token is readable by root on that node.
-pub fn node_agent_rules() -> Vec<DocumentedRule> {
+/// Rules of [`PLUGIN_CLUSTER_ROLE`]: exactly what the `multus` plugin
+/// uses. Its token sits on every node's disk (readable by root there), so
+/// nothing else: no right that would let a stolen token reach beyond pods'
+/// network annotations.
+pub fn plugin_rules() -> Vec<DocumentedRule> {
     vec![
         DocumentedRule::new(
             "",
@@ -100,6 +109,12 @@ pub fn node_agent_rules() -> Vec<DocumentedRule> {
             &["create"],
             "plugin: records AddedInterface / NoNetworkFound events on the pod (core/v1)",
         ),
+    ]
+}
+
+/// Rules of [`AGENT_CLUSTER_ROLE`]: the agent's own MultusNodeState.
+pub fn node_agent_rules() -> Vec<DocumentedRule> {
+    vec![
         DocumentedRule::new(
             "multus.dev",
             &["multusnodestates"],
@@ -115,8 +130,29 @@ pub fn node_agent_rules() -> Vec<DocumentedRule> {
     ]
 }
 
-/// Cluster-wide rules of [`CONTROLLER_CLUSTER_ROLE`].
-pub fn controller_cluster_rules(agent_cluster_role: &str) -> Vec<DocumentedRule> {
+/// Rules of the Role `multus-agent-<mc>` the controller creates in its
+/// namespace for each MultusConfig's agents: tokens for that
+/// MultusConfig's plugin ServiceAccount `plugin_service_account`, and
+/// nothing else.
+pub fn agent_token_rules(plugin_service_account: &str) -> Vec<DocumentedRule> {
+    vec![
+        DocumentedRule::new(
+            "",
+            &["serviceaccounts/token"],
+            &["create"],
+            "agent: requests the plugin's token (TokenRequest API) for the plugin's \
+             ServiceAccount of its MultusConfig only",
+        )
+        .named([plugin_service_account.to_owned()]),
+    ]
+}
+
+/// Cluster-wide rules of [`CONTROLLER_CLUSTER_ROLE`], which may bind the
+/// agent and plugin ClusterRoles named here (and no other role).
+pub fn controller_cluster_rules(
+    agent_cluster_role: &str,
+    plugin_cluster_role: &str,
+) -> Vec<DocumentedRule> {
     let mut crd_names: Vec<String> = generated_crds()
         .iter()
         .filter_map(|c| c.metadata.name.clone())
@@ -172,17 +208,21 @@ pub fn controller_cluster_rules(agent_cluster_role: &str) -> Vec<DocumentedRule>
             "rbac.authorization.k8s.io",
             &["clusterrolebindings"],
             &["list", "watch", "create", "patch", "delete"],
-            "one binding per MultusConfig of its agent ServiceAccount to the agent role; \
-             create cannot be limited by name",
+            "per MultusConfig, one binding of its agent ServiceAccount to the agent role and \
+             one of its plugin ServiceAccount to the plugin role; create cannot be limited by \
+             name",
         ),
         DocumentedRule::new(
             "rbac.authorization.k8s.io",
             &["clusterroles"],
             &["get", "bind"],
-            "bind: allowed to bind only the chart's agent role without holding its rights; \
-             get: reports a missing role on the MultusConfig",
+            "bind: allowed to bind only the chart's agent and plugin roles without holding \
+             their rights; get: reports a missing role on the MultusConfig",
         )
-        .named([agent_cluster_role.to_owned()]),
+        .named([
+            agent_cluster_role.to_owned(),
+            plugin_cluster_role.to_owned(),
+        ]),
         DocumentedRule::new(
             "apiextensions.k8s.io",
             &["customresourcedefinitions"],
@@ -221,7 +261,23 @@ pub fn controller_namespace_rules() -> Vec<DocumentedRule> {
             "",
             &["serviceaccounts"],
             &["list", "watch", "create", "patch", "delete"],
-            "the agents' ServiceAccounts",
+            "the agents' and the plugin's ServiceAccounts (deleting a plugin ServiceAccount \
+             revokes every token issued for it)",
+        ),
+        DocumentedRule::new(
+            "rbac.authorization.k8s.io",
+            &["roles", "rolebindings"],
+            &["list", "watch", "create", "patch", "delete"],
+            "per MultusConfig, the agents' Role allowing them to request the plugin's token, \
+             and its RoleBinding",
+        ),
+        DocumentedRule::new(
+            "",
+            &["serviceaccounts/token"],
+            &["create"],
+            "never used itself: Kubernetes lets the controller create a Role granting the \
+             agents `create serviceaccounts/token` only if the controller holds that right \
+             (escalation prevention); see \"The plugin's own identity\"",
         ),
         DocumentedRule::new(
             "",
@@ -239,32 +295,48 @@ pub fn controller_namespace_rules() -> Vec<DocumentedRule> {
     ]
 }
 
-fn rules(docs: &[DocumentedRule]) -> Vec<PolicyRule> {
+/// The rules of `docs` as Kubernetes takes them.
+pub fn policy_rules(docs: &[DocumentedRule]) -> Vec<PolicyRule> {
     docs.iter().map(DocumentedRule::policy_rule).collect()
+}
+
+fn cluster_role(name: &str, docs: &[DocumentedRule]) -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(policy_rules(docs)),
+        aggregation_rule: None,
+    }
 }
 
 /// The agent ClusterRole as the chart ships it.
 pub fn node_agent_cluster_role(name: &str) -> ClusterRole {
-    ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        rules: Some(rules(&node_agent_rules())),
-        aggregation_rule: None,
-    }
+    cluster_role(name, &node_agent_rules())
+}
+
+/// The plugin ClusterRole as the chart ships it.
+pub fn plugin_cluster_role(name: &str) -> ClusterRole {
+    cluster_role(name, &plugin_rules())
+}
+
+/// The controller's ClusterRole as the chart ships it, when the plugin
+/// ClusterRole has its default name [`PLUGIN_CLUSTER_ROLE`].
+pub fn controller_cluster_role(name: &str, agent_cluster_role: &str) -> ClusterRole {
+    controller_cluster_role_with(name, agent_cluster_role, PLUGIN_CLUSTER_ROLE)
 }
 
 /// The controller's ClusterRole as the chart ships it.
-pub fn controller_cluster_role(name: &str, agent_cluster_role: &str) -> ClusterRole {
-    ClusterRole {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            ..ObjectMeta::default()
-        },
-        rules: Some(rules(&controller_cluster_rules(agent_cluster_role))),
-        aggregation_rule: None,
-    }
+pub fn controller_cluster_role_with(
+    name: &str,
+    agent_cluster_role: &str,
+    plugin_cluster_role: &str,
+) -> ClusterRole {
+    cluster_role(
+        name,
+        &controller_cluster_rules(agent_cluster_role, plugin_cluster_role),
+    )
 }
 
 /// The controller's Role in `namespace` as the chart ships it.
@@ -275,7 +347,7 @@ pub fn controller_role(name: &str, namespace: &str) -> Role {
             namespace: Some(namespace.to_owned()),
             ..ObjectMeta::default()
         },
-        rules: Some(rules(&controller_namespace_rules())),
+        rules: Some(policy_rules(&controller_namespace_rules())),
     }
 }
 
@@ -320,8 +392,8 @@ mod tests {
     }
 
     #[test]
-    fn agent_role_is_exactly_what_plugin_and_agent_use() {
-        let docs = node_agent_rules();
+    fn plugin_role_is_exactly_what_the_plugin_uses() {
+        let docs = plugin_rules();
         assert!(grants(&docs, "", "pods", "get"));
         assert!(grants(&docs, "", "pods/status", "patch"));
         assert!(grants(
@@ -331,13 +403,7 @@ mod tests {
             "get"
         ));
         assert!(grants(&docs, "", "events", "create"));
-        assert!(grants(&docs, "multus.dev", "multusnodestates", "patch"));
-        assert!(grants(
-            &docs,
-            "multus.dev",
-            "multusnodestates/status",
-            "patch"
-        ));
+        assert_eq!(docs.len(), 4);
         // What upstream grants and nobody needs.
         for (group, resource, verb) in [
             ("", "pods", "update"),
@@ -345,6 +411,7 @@ mod tests {
             ("", "pods/status", "update"),
             ("k8s.cni.cncf.io", "network-attachment-definitions", "list"),
             ("", "events", "update"),
+            ("multus.dev", "multusnodestates", "patch"),
         ] {
             assert!(!grants(&docs, group, resource, verb), "{resource} {verb}");
         }
@@ -354,14 +421,36 @@ mod tests {
     }
 
     #[test]
-    fn controller_binds_only_the_agent_role_and_never_writes_roles() {
-        let cluster = controller_cluster_rules("multus-node-agent");
+    fn agent_roles_hold_only_the_node_state_and_one_token_request() {
+        let docs = node_agent_rules();
+        assert!(grants(&docs, "multus.dev", "multusnodestates", "patch"));
+        assert!(grants(
+            &docs,
+            "multus.dev",
+            "multusnodestates/status",
+            "patch"
+        ));
+        assert_eq!(docs.len(), 2, "the plugin's rules moved to the plugin role");
+        assert!(!grants(&docs, "", "pods", "get"));
+        let token = agent_token_rules("multus-plugin-default");
+        assert_eq!(token.len(), 1);
+        assert_eq!(token[0].resources, ["serviceaccounts/token"]);
+        assert_eq!(token[0].verbs, ["create"]);
+        assert_eq!(token[0].resource_names, ["multus-plugin-default"]);
+    }
+
+    #[test]
+    fn controller_binds_only_the_chart_roles_and_never_writes_cluster_roles() {
+        let cluster = controller_cluster_rules("multus-node-agent", "multus-plugin");
         let bind: Vec<_> = cluster
             .iter()
             .filter(|d| d.verbs.contains(&"bind") || d.verbs.contains(&"escalate"))
             .collect();
         assert_eq!(bind.len(), 1);
-        assert_eq!(bind[0].resource_names, ["multus-node-agent"]);
+        assert_eq!(
+            bind[0].resource_names,
+            ["multus-node-agent", "multus-plugin"]
+        );
         assert!(!bind[0].verbs.contains(&"escalate"));
         assert!(!grants(
             &cluster,
@@ -380,6 +469,24 @@ mod tests {
         assert!(!grants(&cluster, "", "pods", "get"));
         let ns = controller_namespace_rules();
         assert!(grants(&ns, "apps", "daemonsets", "patch"));
+        // The agents' token Role: the controller must hold what it grants.
+        for verb in ["list", "watch", "create", "patch", "delete"] {
+            assert!(grants(&ns, "rbac.authorization.k8s.io", "roles", verb));
+            assert!(grants(
+                &ns,
+                "rbac.authorization.k8s.io",
+                "rolebindings",
+                verb
+            ));
+        }
+        assert!(grants(&ns, "", "serviceaccounts/token", "create"));
+        assert!(!grants(
+            &ns,
+            "rbac.authorization.k8s.io",
+            "roles",
+            "escalate"
+        ));
+        assert!(!grants(&ns, "rbac.authorization.k8s.io", "roles", "bind"));
         let role = controller_role("multus-operator", "multus-system");
         assert_eq!(role.rules.unwrap().len(), ns.len());
         let crd = cluster
@@ -395,22 +502,29 @@ mod tests {
 
     #[test]
     fn policy_rules_carry_resource_names_only_when_limited() {
-        let role = controller_cluster_role("multus-operator", "x");
+        let role = controller_cluster_role_with("multus-operator", "x", "y");
         let rules = role.rules.unwrap();
         assert!(
             rules
                 .iter()
-                .any(|r| r.resource_names.as_deref() == Some(&["x".to_owned()][..]))
+                .any(|r| r.resource_names.as_deref() == Some(&["x".to_owned(), "y".to_owned()][..]))
         );
         assert!(rules.iter().filter(|r| r.resource_names.is_none()).count() > 5);
+        assert_eq!(
+            controller_cluster_role("multus-operator", "x"),
+            controller_cluster_role_with("multus-operator", "x", PLUGIN_CLUSTER_ROLE)
+        );
         let agent = node_agent_cluster_role(AGENT_CLUSTER_ROLE);
         assert_eq!(agent.metadata.name.as_deref(), Some("multus-node-agent"));
+        let plugin = plugin_cluster_role(PLUGIN_CLUSTER_ROLE);
+        assert_eq!(plugin.metadata.name.as_deref(), Some("multus-plugin"));
+        assert_eq!(plugin.rules.unwrap().len(), plugin_rules().len());
     }
 
     #[test]
     fn markdown_lists_every_rule() {
-        let table = markdown_table(&node_agent_rules());
-        assert_eq!(table.lines().count(), 2 + node_agent_rules().len());
+        let table = markdown_table(&plugin_rules());
+        assert_eq!(table.lines().count(), 2 + plugin_rules().len());
         assert!(table.contains("| `\"\"` | pods/status | patch | all |"));
     }
 }

@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
@@ -19,8 +20,8 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
-use kube::runtime::reflector::Store;
-use kube::{Resource, ResourceExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
 use multus_config::crd::multus_config::CONDITION_PROGRESSING;
 use multus_config::crd::{MultusConfig, MultusNodeState};
 use multus_config::generate::hex_sha256;
@@ -29,12 +30,14 @@ use serde_json::json;
 use super::conditions::{
     self, Assessment, NodeReport, Observation, Phase, Rollout, Severity, StateEvent,
 };
-use super::context::Context;
+use super::context::{Context, Stores};
 use super::nad::truncate_note;
+use super::operand::{KindVisitor, Operand};
 use super::pools::{self, NodeInfo};
 use super::prune::{self, Kind, ObjectKey};
 use super::render::{
-    self, ANNOTATION_RENDERED_HASH, Children, LABEL_CONFIG, LABEL_MODE, MODE_UNINSTALL, agent_name,
+    self, ANNOTATION_RENDERED_HASH, ChildVisitor, Children, LABEL_CONFIG, LABEL_MODE,
+    MODE_UNINSTALL, agent_name,
 };
 use super::uninstall;
 use super::validate::{SpecProblem, validate};
@@ -116,11 +119,9 @@ fn node_infos(store: &Store<PartialObjectMeta<Node>>) -> Vec<NodeInfo> {
         .collect()
 }
 
-/// Versions of the live children: resourceVersion of the ServiceAccount,
-/// ClusterRoleBinding and ConfigMap, generation of the DaemonSet (its
-/// status changes all the time, its generation only with its spec).
+/// Versions of the live children, in apply order (see [`live_version`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct LiveVersions([String; 4]);
+struct LiveVersions(Vec<String>);
 
 fn version_of(meta: Option<&ObjectMeta>) -> String {
     meta.and_then(|m| m.resource_version.clone())
@@ -132,49 +133,44 @@ fn generation_of(meta: Option<&ObjectMeta>) -> String {
         .map_or_else(|| "absent".to_owned(), |g| g.to_string())
 }
 
+/// The version of a live child: the DaemonSet's generation (its status
+/// changes all the time, its generation only with its spec), every other
+/// object's resourceVersion.
+fn live_version(kind: Kind, meta: Option<&ObjectMeta>) -> String {
+    if kind == Kind::DaemonSet {
+        generation_of(meta)
+    } else {
+        version_of(meta)
+    }
+}
+
 /// The versions of the children's live objects in the caches.
 fn cached_versions(children: &Children, ctx: &Context) -> LiveVersions {
-    use kube::runtime::reflector::ObjectRef;
-    let ns = ctx.settings.operands.namespace.as_str();
-    let s = &ctx.stores;
-    LiveVersions([
-        version_of(
-            s.service_accounts
-                .get(&ObjectRef::new(&children.service_account.name_any()).within(ns))
-                .as_deref()
-                .map(|o| &o.metadata),
-        ),
-        version_of(
-            s.bindings
-                .get(&ObjectRef::new(&children.cluster_role_binding.name_any()))
-                .as_deref()
-                .map(|o| &o.metadata),
-        ),
-        version_of(
-            s.config_maps
-                .get(&ObjectRef::new(&children.config_map.name_any()).within(ns))
-                .as_deref()
-                .map(|o| &o.metadata),
-        ),
-        generation_of(
-            s.daemon_set(ns, &children.daemon_set.name_any())
-                .as_deref()
-                .map(|o| &o.metadata),
-        ),
-    ])
+    struct Cached<'s> {
+        stores: &'s Stores,
+        versions: Vec<String>,
+    }
+    impl ChildVisitor<'_> for Cached<'_> {
+        fn child<K: Operand>(&mut self, object: &K) {
+            let live = K::store(self.stores).get(&ObjectRef::from_obj(object));
+            self.versions
+                .push(live_version(K::KIND, live.as_deref().map(Resource::meta)));
+        }
+    }
+    let mut cached = Cached {
+        stores: &ctx.stores,
+        versions: Vec::new(),
+    };
+    children.visit(&mut cached);
+    LiveVersions(cached.versions)
 }
 
 /// A digest of what was rendered and the live objects it was applied
 /// over: while neither changes, applying again would change nothing, so
 /// the apply is skipped (a no-op reconcile writes nothing).
 fn applied_digest(children: &Children, versions: &LiveVersions) -> Result<String, Error> {
-    let rendered = serde_json::to_vec(&json!([
-        children.service_account,
-        children.cluster_role_binding,
-        children.config_map,
-        children.daemon_set,
-    ]))
-    .map_err(render::RenderError::from)?;
+    let documents = children.documents().map_err(render::RenderError::from)?;
+    let rendered = serde_json::to_vec(&documents).map_err(render::RenderError::from)?;
     Ok(format!(
         "{}|{}",
         hex_sha256(&rendered),
@@ -182,10 +178,32 @@ fn applied_digest(children: &Children, versions: &LiveVersions) -> Result<String
     ))
 }
 
-/// Applies the children; returns the DaemonSet as the API server has it
-/// and the versions of what was applied. A changed DaemonSet is first
-/// validated with a server-side dry run, so that a spec the API server
-/// rejects changes nothing.
+/// Server-side apply of one object given as JSON; returns its metadata as
+/// the API server has it.
+struct ApplyOne<'a> {
+    client: Client,
+    namespace: &'a str,
+    name: &'a str,
+    body: &'a serde_json::Value,
+}
+
+impl<'a> KindVisitor for ApplyOne<'a> {
+    type Output = BoxFuture<'a, Result<ObjectMeta, kube::Error>>;
+
+    fn visit<K: Operand>(self) -> Self::Output {
+        Box::pin(async move {
+            let applied: K = K::api(self.client, self.namespace)
+                .patch(self.name, &apply_params(), &Patch::Apply(self.body))
+                .await?;
+            Ok(applied.meta().clone())
+        })
+    }
+}
+
+/// Applies the children in order; returns the DaemonSet as the API server
+/// has it and the versions of what was applied. A changed DaemonSet is
+/// first validated with a server-side dry run, so that a spec the API
+/// server rejects changes nothing.
 async fn apply_children(
     ctx: &Context,
     children: &Children,
@@ -213,83 +231,87 @@ async fn apply_children(
             .await
             .map_err(|e| Error::api("validate", format!("DaemonSet {ns}/{ds_name}"), e))?;
     }
-    let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let sa_name = children.service_account.name_any();
-    let sa = sa_api
-        .patch(&sa_name, &params, &Patch::Apply(&children.service_account))
-        .await
-        .map_err(|e| Error::api("apply", format!("ServiceAccount {ns}/{sa_name}"), e))?;
-    let crb_api: Api<ClusterRoleBinding> = Api::all(client.clone());
-    let crb_name = children.cluster_role_binding.name_any();
-    let crb = crb_api
-        .patch(
-            &crb_name,
-            &params,
-            &Patch::Apply(&children.cluster_role_binding),
-        )
-        .await
-        .map_err(|e| Error::api("apply", format!("ClusterRoleBinding {crb_name}"), e))?;
-    let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let cm_name = children.config_map.name_any();
-    let cm = cm_api
-        .patch(&cm_name, &params, &Patch::Apply(&children.config_map))
-        .await
-        .map_err(|e| Error::api("apply", format!("ConfigMap {ns}/{cm_name}"), e))?;
-    let ds = ds_api
-        .patch(&ds_name, &params, &Patch::Apply(&children.daemon_set))
-        .await
-        .map_err(|e| Error::api("apply", format!("DaemonSet {ns}/{ds_name}"), e))?;
-    let versions = LiveVersions([
-        version_of(Some(&sa.metadata)),
-        version_of(Some(&crb.metadata)),
-        version_of(Some(&cm.metadata)),
-        generation_of(Some(&ds.metadata)),
-    ]);
-    Ok((ds, versions))
+    let documents = children.documents().map_err(render::RenderError::from)?;
+    let mut versions = Vec::new();
+    let mut applied_ds = None;
+    for ((kind, meta), body) in children.metas().into_iter().zip(&documents) {
+        let key = ObjectKey::of(kind, meta);
+        if kind == Kind::DaemonSet {
+            // Typed, for its rollout status.
+            let ds = ds_api
+                .patch(&ds_name, &params, &Patch::Apply(&children.daemon_set))
+                .await
+                .map_err(|e| Error::api("apply", key.to_string(), e))?;
+            versions.push(live_version(kind, Some(&ds.metadata)));
+            applied_ds = Some(ds);
+            continue;
+        }
+        let applied = kind
+            .visit(ApplyOne {
+                client: client.clone(),
+                namespace: ns,
+                name: &key.name,
+                body,
+            })
+            .await
+            .map_err(|e| Error::api("apply", key.to_string(), e))?;
+        versions.push(live_version(kind, Some(&applied)));
+    }
+    let ds = applied_ds.ok_or(Error::Incomplete("DaemonSet among the rendered operands"))?;
+    Ok((ds, LiveVersions(versions)))
 }
 
-/// Our objects of a MultusConfig, from the caches.
+/// Our objects of a MultusConfig, from the caches, sorted (deletion order).
 fn owned_objects(ctx: &Context, config: &str, uid: &str) -> Vec<ObjectKey> {
-    let s = &ctx.stores;
-    let mut keys = Vec::new();
-    collect_owned(&mut keys, &s.daemon_sets, Kind::DaemonSet, config, uid);
-    collect_owned(&mut keys, &s.config_maps, Kind::ConfigMap, config, uid);
-    collect_owned(
-        &mut keys,
-        &s.service_accounts,
-        Kind::ServiceAccount,
-        config,
-        uid,
-    );
-    collect_owned(
-        &mut keys,
-        &s.bindings,
-        Kind::ClusterRoleBinding,
-        config,
-        uid,
-    );
+    struct Owned<'a> {
+        stores: &'a Stores,
+        config: &'a str,
+        uid: &'a str,
+    }
+    impl KindVisitor for Owned<'_> {
+        type Output = Vec<ObjectKey>;
+        fn visit<K: Operand>(self) -> Vec<ObjectKey> {
+            K::store(self.stores)
+                .state()
+                .iter()
+                .filter(|o| owned(o.as_ref(), self.config, self.uid))
+                .map(|o| ObjectKey::of(K::KIND, o.meta()))
+                .collect()
+        }
+    }
+    let mut keys: Vec<ObjectKey> = Kind::ALL
+        .into_iter()
+        .flat_map(|kind| {
+            kind.visit(Owned {
+                stores: &ctx.stores,
+                config,
+                uid,
+            })
+        })
+        .collect();
     keys.sort();
     keys
 }
 
-/// Adds the keys of the objects of `store` owned by the MultusConfig.
-fn collect_owned<K>(
-    keys: &mut Vec<ObjectKey>,
-    store: &Store<K>,
-    kind: Kind,
-    config: &str,
-    uid: &str,
-) where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    keys.extend(
-        store
-            .state()
-            .iter()
-            .filter(|o| owned(o.as_ref(), config, uid))
-            .map(|o| ObjectKey::of(kind, o.meta())),
-    );
+/// Deletes one object of the kind it visits.
+struct DeleteOne<'a> {
+    client: Client,
+    key: &'a ObjectKey,
+    params: &'a DeleteParams,
+}
+
+impl<'a> KindVisitor for DeleteOne<'a> {
+    type Output = BoxFuture<'a, Result<(), kube::Error>>;
+
+    fn visit<K: Operand>(self) -> Self::Output {
+        Box::pin(async move {
+            let ns = self.key.namespace.as_deref().unwrap_or_default();
+            K::api(self.client, ns)
+                .delete(&self.key.name, self.params)
+                .await
+                .map(drop)
+        })
+    }
 }
 
 /// Deletes one object (gone already is fine), only if its uid matches.
@@ -301,26 +323,14 @@ async fn delete(ctx: &Context, key: &ObjectKey) -> Result<(), Error> {
         }),
         ..DeleteParams::background()
     };
-    let client = ctx.client.clone();
-    let ns = key.namespace.as_deref().unwrap_or_default();
-    let result = match key.kind {
-        Kind::DaemonSet => Api::<DaemonSet>::namespaced(client, ns)
-            .delete(&key.name, &params)
-            .await
-            .map(drop),
-        Kind::ConfigMap => Api::<ConfigMap>::namespaced(client, ns)
-            .delete(&key.name, &params)
-            .await
-            .map(drop),
-        Kind::ServiceAccount => Api::<ServiceAccount>::namespaced(client, ns)
-            .delete(&key.name, &params)
-            .await
-            .map(drop),
-        Kind::ClusterRoleBinding => Api::<ClusterRoleBinding>::all(client)
-            .delete(&key.name, &params)
-            .await
-            .map(drop),
-    };
+    let result = key
+        .kind
+        .visit(DeleteOne {
+            client: ctx.client.clone(),
+            key,
+            params: &params,
+        })
+        .await;
     match result {
         Ok(()) => Ok(()),
         Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
@@ -395,29 +405,40 @@ async fn publish_status(
     Ok(())
 }
 
-/// Whether the agent ClusterRole is missing (`Some(name)`); `None` when it
+/// The chart's ClusterRoles that do not exist; `None` for a role that
 /// exists or cannot be checked.
-async fn missing_agent_role(ctx: &Context, now: Timestamp) -> Option<String> {
-    if ctx.role_recently_seen(now) {
-        return None;
-    }
-    let role = &ctx.settings.operands.agent_cluster_role;
-    match Api::<ClusterRole>::all(ctx.client.clone())
-        .get_opt(role)
-        .await
-    {
-        Ok(Some(_)) => {
-            ctx.set_role_seen(Some(now));
-            None
-        }
-        Ok(None) => {
-            ctx.set_role_seen(None);
-            Some(role.clone())
-        }
+#[derive(Debug, Default)]
+struct MissingRoles {
+    agent: Option<String>,
+    plugin: Option<String>,
+}
+
+/// Whether a ClusterRole exists; `None` when it cannot be checked.
+async fn role_exists(api: &Api<ClusterRole>, role: &str) -> Option<bool> {
+    match api.get_opt(role).await {
+        Ok(found) => Some(found.is_some()),
         Err(e) => {
-            tracing::debug!(role, error = %e, "cannot check the agent ClusterRole");
+            tracing::debug!(role, error = %e, "cannot check a ClusterRole");
             None
         }
+    }
+}
+
+/// Checks the chart's agent and plugin ClusterRoles (at most once per
+/// `role_check_interval` while both exist).
+async fn missing_roles(ctx: &Context, now: Timestamp) -> MissingRoles {
+    if ctx.role_recently_seen(now) {
+        return MissingRoles::default();
+    }
+    let api = Api::<ClusterRole>::all(ctx.client.clone());
+    let names = &ctx.settings.operands;
+    let agent = role_exists(&api, &names.agent_cluster_role).await;
+    let plugin = role_exists(&api, &names.plugin_cluster_role).await;
+    let both = agent == Some(true) && plugin == Some(true);
+    ctx.set_role_seen(both.then_some(now));
+    MissingRoles {
+        agent: (agent == Some(false)).then(|| names.agent_cluster_role.clone()),
+        plugin: (plugin == Some(false)).then(|| names.plugin_cluster_role.clone()),
     }
 }
 
@@ -582,7 +603,7 @@ async fn apply(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
         }
     }
 
-    let missing_role = missing_agent_role(ctx, now).await;
+    let missing = missing_roles(ctx, now).await;
     collect_node_states(ctx, name, &nodes).await;
     let selected: Option<BTreeSet<String>> = (!nodes.is_empty()).then(|| {
         nodes
@@ -609,7 +630,8 @@ async fn apply(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
         namespace: &ns,
         spec_problems: &problems,
         apply_error: apply_text.as_deref(),
-        missing_role: missing_role.as_deref(),
+        missing_role: missing.agent.as_deref(),
+        missing_plugin_role: missing.plugin.as_deref(),
         rollout,
         nodes: &reports,
         conflicts: &conflicts,
@@ -704,6 +726,7 @@ async fn cleanup(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> 
                         spec_problems: &[],
                         apply_error: None,
                         missing_role: None,
+                        missing_plugin_role: None,
                         rollout: Some(Rollout::of(&ds)),
                         nodes: &[],
                         conflicts: &[],

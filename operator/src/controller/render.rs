@@ -1,7 +1,10 @@
 //! The operand objects of one MultusConfig, as pure functions: the node
-//! agent's ServiceAccount, the ClusterRoleBinding that grants it the
-//! chart's `multus-node-agent` ClusterRole, the ConfigMap with the agent's
-//! settings and the node-agent DaemonSet.
+//! agent's ServiceAccount and the ClusterRoleBinding that grants it the
+//! chart's `multus-node-agent` ClusterRole; the plugin's ServiceAccount and
+//! the ClusterRoleBinding that grants it the chart's `multus-plugin`
+//! ClusterRole; the agent's Role and RoleBinding allowing it to request the
+//! plugin's tokens; the ConfigMap with the agent's settings and the
+//! node-agent DaemonSet.
 //!
 //! Every object carries the common labels ([`common_labels`]) and a
 //! controller owner reference to the MultusConfig. The ConfigMap is
@@ -25,13 +28,16 @@ use k8s_openapi::api::core::v1::{
     Probe, ProjectedVolumeSource, ResourceRequirements, SecurityContext, ServiceAccount,
     ServiceAccountTokenProjection, Toleration, Volume, VolumeMount, VolumeProjection,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
 use multus_config::crd::{MultusConfig, MultusConfigSpec};
 use multus_config::generate::{GeneratorOptions, hex_sha256};
+
+use super::operand::{Kind, Operand};
+use super::rbac::{agent_token_rules, policy_rules};
 
 /// `app.kubernetes.io/name` of every object we create.
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
@@ -174,6 +180,8 @@ pub struct OperandSettings {
     pub default_image: ImageRef,
     /// The chart's ClusterRole the agents are bound to.
     pub agent_cluster_role: String,
+    /// The chart's ClusterRole the plugin's ServiceAccount is bound to.
+    pub plugin_cluster_role: String,
 }
 
 /// Why a MultusConfig could not be rendered.
@@ -195,8 +203,17 @@ pub enum RenderError {
 pub struct Children {
     /// The agents' identity.
     pub service_account: ServiceAccount,
-    /// Grants the agents (and the plugin on the host) the chart's role.
+    /// Grants the agents the chart's agent role.
     pub cluster_role_binding: ClusterRoleBinding,
+    /// The plugin's identity on the hosts (tokens requested by the agents).
+    pub plugin_service_account: ServiceAccount,
+    /// Grants the plugin the chart's plugin role (and the agents too, for
+    /// the fallback in which the plugin uses the agent's own token).
+    pub plugin_cluster_role_binding: ClusterRoleBinding,
+    /// Lets the agents request tokens for the plugin's ServiceAccount only.
+    pub agent_role: Role,
+    /// Binds [`Children::agent_role`] to the agents' ServiceAccount.
+    pub agent_role_binding: RoleBinding,
     /// The agent settings (`agent.yaml`), immutable, named by hash.
     pub config_map: ConfigMap,
     /// The node agents.
@@ -205,27 +222,91 @@ pub struct Children {
     pub config_hash: String,
 }
 
+/// Something done with each object of [`Children`] (see
+/// [`Children::visit`]).
+pub trait ChildVisitor<'a> {
+    /// Does it for one object.
+    fn child<K: Operand>(&mut self, object: &'a K);
+}
+
 impl Children {
-    /// All four objects as one multi-document YAML stream, in apply order.
-    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
-        let mut out = String::new();
-        for doc in [
-            serde_yaml::to_string(&self.service_account)?,
-            serde_yaml::to_string(&self.cluster_role_binding)?,
-            serde_yaml::to_string(&self.config_map)?,
-            serde_yaml::to_string(&self.daemon_set)?,
-        ] {
-            out.push_str("---\n");
-            out.push_str(&doc);
+    /// Calls `visitor` with every object, in apply order: the identities
+    /// and their rights, the settings, the DaemonSet last (so its pods
+    /// start with everything they need in place).
+    pub fn visit<'a>(&'a self, visitor: &mut impl ChildVisitor<'a>) {
+        visitor.child(&self.service_account);
+        visitor.child(&self.cluster_role_binding);
+        visitor.child(&self.plugin_service_account);
+        visitor.child(&self.plugin_cluster_role_binding);
+        visitor.child(&self.agent_role);
+        visitor.child(&self.agent_role_binding);
+        visitor.child(&self.config_map);
+        visitor.child(&self.daemon_set);
+    }
+
+    /// Kind and metadata of every object, in apply order.
+    pub fn metas(&self) -> Vec<(Kind, &ObjectMeta)> {
+        struct Metas<'a>(Vec<(Kind, &'a ObjectMeta)>);
+        impl<'a> ChildVisitor<'a> for Metas<'a> {
+            fn child<K: Operand>(&mut self, object: &'a K) {
+                self.0.push((K::KIND, object.meta()));
+            }
         }
-        Ok(out)
+        let mut metas = Metas(Vec::new());
+        self.visit(&mut metas);
+        metas.0
+    }
+
+    /// Every object as JSON, in apply order.
+    pub fn documents(&self) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        struct Documents(Result<Vec<serde_json::Value>, serde_json::Error>);
+        impl ChildVisitor<'_> for Documents {
+            fn child<K: Operand>(&mut self, object: &K) {
+                if let Ok(docs) = &mut self.0 {
+                    match serde_json::to_value(object) {
+                        Ok(doc) => docs.push(doc),
+                        Err(e) => self.0 = Err(e),
+                    }
+                }
+            }
+        }
+        let mut documents = Documents(Ok(Vec::new()));
+        self.visit(&mut documents);
+        documents.0
+    }
+
+    /// All objects as one multi-document YAML stream, in apply order.
+    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
+        struct Yaml(Result<String, serde_yaml::Error>);
+        impl ChildVisitor<'_> for Yaml {
+            fn child<K: Operand>(&mut self, object: &K) {
+                if let Ok(out) = &mut self.0 {
+                    match serde_yaml::to_string(object) {
+                        Ok(doc) => {
+                            out.push_str("---\n");
+                            out.push_str(&doc);
+                        }
+                        Err(e) => self.0 = Err(e),
+                    }
+                }
+            }
+        }
+        let mut yaml = Yaml(Ok(String::new()));
+        self.visit(&mut yaml);
+        yaml.0
     }
 }
 
-/// Name of the ServiceAccount, ClusterRoleBinding and DaemonSet of a
-/// MultusConfig.
+/// Name of the agents' ServiceAccount, ClusterRoleBinding, Role,
+/// RoleBinding and DaemonSet of a MultusConfig.
 pub fn agent_name(config: &str) -> String {
     format!("multus-agent-{config}")
+}
+
+/// Name of the plugin's ServiceAccount and ClusterRoleBinding of a
+/// MultusConfig.
+pub fn plugin_name(config: &str) -> String {
+    format!("multus-plugin-{config}")
 }
 
 /// Name of the ConfigMap holding settings with hash `config_hash`.
@@ -505,19 +586,48 @@ pub fn render(
         ..ServiceAccount::default()
     };
 
+    let plugin = plugin_name(name);
+    let subject = |sa: &str| Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: sa.to_owned(),
+        namespace: Some(namespace.to_owned()),
+        api_group: None,
+    };
+    let role_ref = |kind: &str, role: &str| RoleRef {
+        api_group: "rbac.authorization.k8s.io".to_owned(),
+        kind: kind.to_owned(),
+        name: role.to_owned(),
+    };
+
     let cluster_role_binding = ClusterRoleBinding {
         metadata: metadata(agent.clone(), None, name, uid),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".to_owned(),
-            kind: "ClusterRole".to_owned(),
-            name: settings.agent_cluster_role.clone(),
-        },
-        subjects: Some(vec![Subject {
-            kind: "ServiceAccount".to_owned(),
-            name: agent.clone(),
-            namespace: Some(namespace.to_owned()),
-            api_group: None,
-        }]),
+        role_ref: role_ref("ClusterRole", &settings.agent_cluster_role),
+        subjects: Some(vec![subject(&agent)]),
+    };
+
+    let plugin_service_account = ServiceAccount {
+        metadata: metadata(plugin.clone(), Some(namespace), name, uid),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    };
+
+    // The agents are subjects too: while no plugin token can be had, the
+    // agent gives the plugin a copy of its own token (the fallback).
+    let plugin_cluster_role_binding = ClusterRoleBinding {
+        metadata: metadata(plugin.clone(), None, name, uid),
+        role_ref: role_ref("ClusterRole", &settings.plugin_cluster_role),
+        subjects: Some(vec![subject(&plugin), subject(&agent)]),
+    };
+
+    let agent_role = Role {
+        metadata: metadata(agent.clone(), Some(namespace), name, uid),
+        rules: Some(policy_rules(&agent_token_rules(&plugin))),
+    };
+
+    let agent_role_binding = RoleBinding {
+        metadata: metadata(agent.clone(), Some(namespace), name, uid),
+        role_ref: role_ref("Role", &agent),
+        subjects: Some(vec![subject(&agent)]),
     };
 
     let settings_yaml = agent_settings_yaml(spec)?;
@@ -686,6 +796,10 @@ pub fn render(
     Ok(Children {
         service_account,
         cluster_role_binding,
+        plugin_service_account,
+        plugin_cluster_role_binding,
+        agent_role,
+        agent_role_binding,
         config_map,
         daemon_set,
         config_hash,
@@ -776,6 +890,7 @@ mod tests {
             namespace: "multus-system".to_owned(),
             default_image: ImageRef::parse("example.org/multus:v9").unwrap(),
             agent_cluster_role: "multus-node-agent".to_owned(),
+            plugin_cluster_role: "multus-plugin".to_owned(),
         }
     }
 
@@ -849,13 +964,9 @@ mod tests {
     #[test]
     fn every_object_is_labelled_and_owned() {
         let children = render(&config(MultusConfigSpec::default()), &settings(), &[]).unwrap();
-        let metas = [
-            &children.service_account.metadata,
-            &children.cluster_role_binding.metadata,
-            &children.config_map.metadata,
-            &children.daemon_set.metadata,
-        ];
-        for meta in metas {
+        let metas = children.metas();
+        assert_eq!(metas.len(), 8);
+        for (_, meta) in metas {
             let labels = meta.labels.as_ref().unwrap();
             assert_eq!(labels[LABEL_NAME], "multus");
             assert_eq!(labels[LABEL_MANAGED_BY], "multus-operator");
@@ -867,9 +978,69 @@ mod tests {
         }
         assert_eq!(children.cluster_role_binding.metadata.namespace, None);
         assert_eq!(
+            children.plugin_cluster_role_binding.metadata.namespace,
+            None
+        );
+        assert_eq!(
             children.config_map.metadata.name.as_deref(),
             Some(config_map_name("pool-a", &children.config_hash).as_str())
         );
+    }
+
+    #[test]
+    fn the_plugin_has_its_own_identity_and_the_agents_may_only_mint_its_tokens() {
+        let children = render(&config(MultusConfigSpec::default()), &settings(), &[]).unwrap();
+        let sa = &children.plugin_service_account;
+        assert_eq!(sa.metadata.name.as_deref(), Some("multus-plugin-pool-a"));
+        assert_eq!(sa.metadata.namespace.as_deref(), Some("multus-system"));
+        assert_eq!(sa.automount_service_account_token, Some(false));
+        let crb = &children.plugin_cluster_role_binding;
+        assert_eq!(crb.metadata.name.as_deref(), Some("multus-plugin-pool-a"));
+        assert_eq!(
+            (crb.role_ref.kind.as_str(), crb.role_ref.name.as_str()),
+            ("ClusterRole", "multus-plugin")
+        );
+        let subjects: Vec<&str> = crb
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| s.name.as_str())
+            .collect();
+        // The agents too: the fallback gives the plugin the agent's token.
+        assert_eq!(subjects, ["multus-plugin-pool-a", "multus-agent-pool-a"]);
+        let agent_crb = &children.cluster_role_binding;
+        assert_eq!(agent_crb.role_ref.name, "multus-node-agent");
+        let role = &children.agent_role;
+        assert_eq!(role.metadata.name.as_deref(), Some("multus-agent-pool-a"));
+        assert_eq!(role.metadata.namespace.as_deref(), Some("multus-system"));
+        let rules = role.rules.as_ref().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].api_groups.as_deref(), Some(&["".to_owned()][..]));
+        assert_eq!(
+            rules[0].resources.as_deref(),
+            Some(&["serviceaccounts/token".to_owned()][..])
+        );
+        assert_eq!(rules[0].verbs, ["create"]);
+        assert_eq!(
+            rules[0].resource_names.as_deref(),
+            Some(&["multus-plugin-pool-a".to_owned()][..])
+        );
+        let binding = &children.agent_role_binding;
+        assert_eq!(
+            (
+                binding.role_ref.kind.as_str(),
+                binding.role_ref.name.as_str()
+            ),
+            ("Role", "multus-agent-pool-a")
+        );
+        let subjects = binding.subjects.as_ref().unwrap();
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(subjects[0].name, "multus-agent-pool-a");
+        assert_eq!(subjects[0].namespace.as_deref(), Some("multus-system"));
+        // Everything the agents need exists before their DaemonSet.
+        let kinds: Vec<Kind> = children.metas().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(kinds.last(), Some(&Kind::DaemonSet));
+        assert_eq!(children.documents().unwrap().len(), kinds.len());
     }
 
     #[test]
