@@ -1,9 +1,12 @@
 //! Benchmark: what `multus` itself costs per pod ADD/DEL with two
-//! attachments, excluding the delegates' own time, and its peak memory.
+//! attachments (two inline `delegates`, no kubeconfig), excluding the
+//! delegates' own time, and its peak memory.
 //!
 //! Run as root: `cargo bench -p multus-plugin --bench add_overhead`.
 //! The delegates are a tiny shell-script plugin; their cost is measured by
-//! running them directly the same number of times and subtracted.
+//! running them directly the same number of times and subtracted. Before
+//! timing, one ADD is checked to have run both delegates (`eth0` and
+//! `net1`, each with its result in the cache).
 
 #![allow(clippy::print_stdout)] // a bench binary reports its figures on stdout
 
@@ -58,6 +61,54 @@ fn run(
     elapsed
 }
 
+/// One ADD, checked: both delegates ran (each one's result, naming the
+/// interface it was given, is cached), the returned result is eth0's; then
+/// DEL removes the cache.
+fn verify_both_delegates_run(
+    multus: &Path,
+    netns: &str,
+    conf: &[u8],
+    bin_dir: &Path,
+    cache_dir: &Path,
+) {
+    let mut child = Command::new(multus)
+        .env_clear()
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "verify")
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", bin_dir)
+        .env("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().unwrap().write_all(conf).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "verification ADD failed");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["interfaces"][0]["name"], "eth0", "{result}");
+    let cache: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache_dir.join("verify")).unwrap()).unwrap();
+    let attached: Vec<(&str, &str)> = cache
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["multusRs"]["ifname"].as_str().unwrap(),
+                e["multusRs"]["result"]["interfaces"][0]["name"]
+                    .as_str()
+                    .expect("the delegate ran and its result is cached"),
+            )
+        })
+        .collect();
+    assert_eq!(attached, [("eth0", "eth0"), ("net1", "net1")], "{cache}");
+    run(multus, "DEL", "verify", netns, "eth0", conf, bin_dir);
+    assert!(!cache_dir.join("verify").exists());
+}
+
 fn stats(mut samples: Vec<Duration>) -> (f64, f64, f64) {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -93,22 +144,20 @@ fn main() {
             .success()
     );
     let netns = format!("/var/run/netns/{netns_name}");
-    let conf_dir = dir.path().join("net.d");
-    std::fs::create_dir_all(&conf_dir).unwrap();
-    std::fs::write(
-        conf_dir.join("extra.conf"),
-        r#"{"cniVersion":"1.0.0","name":"extra","type":"fake"}"#,
-    )
-    .unwrap();
+    let cache_dir = dir.path().join("cache");
     let conf = serde_json::json!({
         "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
-        "cniDir": dir.path().join("cache"), "confDir": conf_dir, "binDir": bin_dir,
-        "defaultNetworks": ["extra"],
-        "delegates": [{"cniVersion":"1.0.0","name":"cluster","type":"fake"}]
+        "cniDir": cache_dir, "confDir": dir.path().join("net.d"), "binDir": bin_dir,
+        "delegates": [
+            {"cniVersion":"1.0.0","name":"cluster","type":"fake"},
+            {"cniVersion":"1.0.0","name":"extra","type":"fake"}
+        ]
     })
     .to_string();
     let multus = Path::new(env!("CARGO_BIN_EXE_multus"));
     let delegate_conf = br#"{"cniVersion":"1.0.0","name":"cluster","type":"fake"}"#;
+
+    verify_both_delegates_run(multus, &netns, conf.as_bytes(), &bin_dir, &cache_dir);
 
     let mut add = Vec::new();
     let mut del = Vec::new();
@@ -148,7 +197,7 @@ fn main() {
     let (add_mean, add_p50, add_p95) = stats(add);
     let (del_mean, del_p50, del_p95) = stats(del);
     let (dg_mean, dg_p50, _) = stats(delegates);
-    println!("multus plugin, 2 attachments (cluster + 1 default network), {ITERATIONS} runs");
+    println!("multus plugin, 2 attachments (2 inline delegates), {ITERATIONS} runs");
     println!("  ADD wall: mean {add_mean:.2} ms, p50 {add_p50:.2} ms, p95 {add_p95:.2} ms");
     println!("  DEL wall: mean {del_mean:.2} ms, p50 {del_p50:.2} ms, p95 {del_p95:.2} ms");
     println!("  delegates alone (2 execs): mean {dg_mean:.2} ms, p50 {dg_p50:.2} ms");
