@@ -6,7 +6,7 @@
 //! are retried within a fixed total budget, and every error names the object
 //! and the operation that failed. kube's own retry layer is switched off so
 //! that one API call is exactly one HTTP request: [`K8sClient::request_count`]
-//! then tells the real API cost of an invocation (DESIGN: 1 GET pod + 1 GET per
+//! then tells the real API cost of an invocation (docs/architecture.md, quality bars: 1 GET pod + 1 GET per
 //! distinct NAD + 1 status update per ADD).
 
 use std::fmt;
@@ -151,6 +151,19 @@ pub enum K8sError {
     /// The client could not authenticate (token file unreadable, exec plugin).
     #[error("cannot authenticate to the API server while {op}: {detail}")]
     Auth { op: String, detail: String },
+    /// The API server rejected the credential (HTTP 401): names the token
+    /// and what usually causes it.
+    #[error(
+        "API error {op}: 401 Unauthorized: the API server rejected {credential} ({message}); \
+         the token has expired or its ServiceAccount was deleted (Multus uninstalled). \
+         The Multus node agent renews it: check the agent pod on this node and \
+         `kubectl get multusnodestate <node> -o yaml` (status.pluginCredential)"
+    )]
+    Unauthorized {
+        op: String,
+        credential: String,
+        message: String,
+    },
     /// The API server answered with an error status.
     #[error("API error {op}: {code} {reason}: {message}{}", api_hint(*.code))]
     Api {
@@ -191,6 +204,7 @@ impl K8sError {
     pub fn status_code(&self) -> Option<u16> {
         match self {
             Self::Api { code, .. } => Some(*code),
+            Self::Unauthorized { .. } => Some(401),
             _ => None,
         }
     }
@@ -463,6 +477,8 @@ pub struct K8sClient {
     client: Client,
     settings: K8sSettings,
     requests: Arc<AtomicUsize>,
+    /// What authenticates us, for error messages (`the token file ...`).
+    credential: String,
 }
 
 impl fmt::Debug for K8sClient {
@@ -502,13 +518,19 @@ impl K8sClient {
         settings: K8sSettings,
     ) -> Result<Option<K8sClient>, K8sError> {
         if let Some(path) = kubeconfig.filter(|p| !p.is_empty()) {
-            let config = kubeconfig_config(path).await?;
+            let (config, token_file) = kubeconfig_config(path).await?;
             let client = build_client(config, settings).map_err(|e| K8sError::Kubeconfig {
                 path: path.to_owned(),
                 detail: error_chain(&e),
             })?;
             debug!(kubeconfig = path, "Kubernetes client from kubeconfig");
-            return Ok(Some(Self::from_client(client, settings)));
+            let credential = match token_file {
+                Some(file) => format!("the token in {file} (named by kubeconfig {path})"),
+                None => format!("the credentials of kubeconfig {path}"),
+            };
+            return Ok(Some(
+                Self::from_client(client, settings).with_credential(credential),
+            ));
         }
         let host = service_host.filter(|h| !h.is_empty());
         let port = service_port.filter(|p| !p.is_empty());
@@ -525,7 +547,9 @@ impl K8sClient {
         let client =
             build_client(config, settings).map_err(|e| in_cluster_error(error_chain(&e)))?;
         debug!("Kubernetes client from the in-cluster config");
-        Ok(Some(Self::from_client(client, settings)))
+        Ok(Some(Self::from_client(client, settings).with_credential(
+            "the in-cluster service-account token".to_owned(),
+        )))
     }
 
     /// Wraps an existing client (tests, benchmarks).
@@ -534,7 +558,14 @@ impl K8sClient {
             client,
             settings,
             requests: Arc::new(AtomicUsize::new(0)),
+            credential: "the client's credentials".to_owned(),
         }
+    }
+
+    /// Names the credential in 401 errors.
+    pub fn with_credential(mut self, credential: String) -> Self {
+        self.credential = credential;
+        self
     }
 
     /// The settings in use.
@@ -701,7 +732,19 @@ impl K8sClient {
         self.requests.fetch_add(1, Ordering::Relaxed);
         match tokio::time::timeout(timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(K8sError::from_kube(op, timeout, e)),
+            Ok(Err(e)) => Err(match K8sError::from_kube(op, timeout, e) {
+                K8sError::Api {
+                    op,
+                    code: 401,
+                    message,
+                    ..
+                } => K8sError::Unauthorized {
+                    op,
+                    credential: self.credential.clone(),
+                    message,
+                },
+                other => other,
+            }),
             Err(_) => Err(K8sError::Timeout {
                 op: op.to_owned(),
                 after: timeout,
@@ -751,8 +794,9 @@ impl K8sClient {
     }
 }
 
-/// A kube `Config` from the kubeconfig at `path`.
-async fn kubeconfig_config(path: &str) -> Result<Config, K8sError> {
+/// A kube `Config` from the kubeconfig at `path`, and the token file its
+/// current user names (for error messages).
+async fn kubeconfig_config(path: &str) -> Result<(Config, Option<String>), K8sError> {
     let kubeconfig_error = |detail: String| K8sError::Kubeconfig {
         path: path.to_owned(),
         detail,
@@ -762,9 +806,32 @@ async fn kubeconfig_config(path: &str) -> Result<Config, K8sError> {
         KubeconfigError::ReadConfig(io, _) => kubeconfig_error(io.to_string()),
         other => kubeconfig_error(error_chain(&other)),
     })?;
-    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let token_file = current_token_file(&kubeconfig);
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .map_err(|e| kubeconfig_error(error_chain(&e)))
+        .map_err(|e| kubeconfig_error(error_chain(&e)))?;
+    Ok((config, token_file))
+}
+
+/// The `tokenFile` of the current context's user, if any.
+fn current_token_file(kubeconfig: &Kubeconfig) -> Option<String> {
+    let context_name = kubeconfig.current_context.as_deref()?;
+    let user = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)?
+        .context
+        .as_ref()?
+        .user
+        .clone()?;
+    kubeconfig
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)?
+        .auth_info
+        .as_ref()?
+        .token_file
+        .clone()
 }
 
 /// A client whose HTTP stack enforces the request timeout and does not retry.

@@ -21,6 +21,8 @@ struct Api {
     pod: Value,
     nads: Vec<(String, String, Value)>,
     requests: Vec<(String, String, String)>,
+    /// Answer every request with 401 (a rejected token).
+    unauthorized: bool,
 }
 
 type Shared = Arc<Mutex<Api>>;
@@ -50,6 +52,10 @@ async fn handle(State(api): State<Shared>, method: Method, uri: Uri, body: Bytes
         .as_str()
         .unwrap_or("")
         .to_owned();
+    if api.unauthorized {
+        let status = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401,"message":"Unauthorized"});
+        return json_response(StatusCode::UNAUTHORIZED, &status);
+    }
     let pod_path = format!("/api/v1/namespaces/{ns}/pods/{name}");
     if method == Method::GET && path == pod_path {
         return json_response(StatusCode::OK, &api.pod);
@@ -165,6 +171,7 @@ fn annotated_pod_gets_its_networks_default_route_and_status() {
             nad("default", "extra", &extra),
         )],
         requests: Vec::new(),
+        unauthorized: false,
     }));
     let (addr, stop) = serve(api.clone());
     let kubeconfig = write_kubeconfig(&sb, addr);
@@ -293,6 +300,7 @@ fn missing_nad_fails_add_with_a_warning_event_and_leaves_nothing() {
         }),
         nads: Vec::new(),
         requests: Vec::new(),
+        unauthorized: false,
     }));
     let (addr, _stop) = serve(api.clone());
     let conf = json!({
@@ -318,6 +326,80 @@ fn missing_nad_fails_add_with_a_warning_event_and_leaves_nothing() {
     assert_eq!(sb.links(), ["lo"], "no delegate ran");
     assert!(allocations(&data).is_empty());
     assert!(!sb.path("cache/c2").exists());
+}
+
+#[test]
+fn rejected_token_fails_add_naming_the_token_file_and_del_still_works() {
+    if !multus_e2e::root_or_skip(
+        "rejected_token_fails_add_naming_the_token_file_and_del_still_works",
+    ) {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let data = sb.path("ipam");
+    let (br0, br1) = (sb.bridge(), sb.bridge());
+    let extra = bridge_conf("extra", &br1, "10.98.6.0/24", &data);
+    let api: Shared = Arc::new(Mutex::new(Api {
+        pod: json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pod-c5", "namespace": "default", "uid": "uid-c5",
+                "annotations": {"k8s.v1.cni.cncf.io/networks": "extra"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}
+        }),
+        nads: vec![(
+            "default".into(),
+            "extra".into(),
+            nad("default", "extra", &extra),
+        )],
+        requests: Vec::new(),
+        unauthorized: false,
+    }));
+    let (addr, _stop) = serve(api.clone());
+    let conf = json!({
+        "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": write_kubeconfig(&sb, addr), "cniDir": sb.path("cache"),
+        "delegates": [bridge_conf("cluster", &br0, "10.98.5.0/24", &data)]
+    });
+    // Set up while the token is good.
+    let add = multus("ADD", "c5", Some(&sb.netns_path()), &conf);
+    assert!(
+        add.success,
+        "{}\n{}",
+        String::from_utf8_lossy(&add.stdout),
+        add.stderr
+    );
+    assert_eq!(sb.links(), ["lo", "eth0", "net1"]);
+    assert_eq!(allocations(&data).len(), 2);
+
+    // The token is rejected from now on (expired, ServiceAccount deleted).
+    api.lock().unwrap().unauthorized = true;
+    let add = multus("ADD", "c6", Some(&sb.netns_path()), &conf);
+    assert!(!add.success);
+    let err = add.json();
+    let msg = err["msg"].as_str().unwrap();
+    let token = sb.path("token");
+    assert!(
+        msg.contains(&token.display().to_string()),
+        "names the token file: {err}"
+    );
+    assert!(msg.contains("401"), "{err}");
+    assert!(msg.contains("expired"), "says the likely cause: {err}");
+    assert!(msg.contains("node agent"), "says who renews it: {err}");
+    assert!(!sb.path("cache/c6").exists(), "nothing was set up for c6");
+    assert_eq!(allocations(&data).len(), 2, "no address taken for c6");
+
+    // DEL of the pod set up before still tears everything down from the
+    // cache, with the API rejecting every request.
+    let del = multus("DEL", "c5", Some(&sb.netns_path()), &conf);
+    assert!(
+        del.success,
+        "{}\n{}",
+        String::from_utf8_lossy(&del.stdout),
+        del.stderr
+    );
+    assert_eq!(sb.links(), ["lo"]);
+    assert!(allocations(&data).is_empty());
+    assert!(!sb.path("cache/c5").exists());
 }
 
 #[test]
@@ -373,6 +455,7 @@ fn inline_delegates_come_before_the_annotation_networks() {
             nad("default", "extra", &extra),
         )],
         requests: Vec::new(),
+        unauthorized: false,
     }));
     let (addr, stop) = serve(api.clone());
     let conf = json!({
