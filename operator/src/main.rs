@@ -94,9 +94,62 @@ struct NodeAgentArgs {
     /// Log format (stderr); the level comes from RUST_LOG (default info).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The plugin's own ServiceAccount (`multus-plugin-<mc>`): the agent
+    /// requests tokens of it for the plugin (TokenRequest API) instead of
+    /// giving the plugin a copy of its own token. Not with --no-kube or
+    /// --once.
+    #[arg(long, value_name = "NAME")]
+    plugin_service_account: Option<String>,
+    /// Lifetime of the plugin's tokens; the agent refreshes them at half
+    /// their life. The API server may issue shorter ones.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u32).range(600..=2_592_000)
+    )]
+    plugin_token_expiration_seconds: u32,
+    /// Namespace of the plugin's ServiceAccount [default: the agent's own,
+    /// from the service-account directory].
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
+    namespace: Option<String>,
 }
 
 impl NodeAgentArgs {
+    /// What the agent needs to give the plugin tokens of its own, when a
+    /// plugin ServiceAccount is named.
+    fn plugin_credential(&self) -> Option<agent::credential::CredentialSettings> {
+        let service_account = self
+            .plugin_service_account
+            .clone()
+            .filter(|n| !n.trim().is_empty())?;
+        let namespace = self
+            .namespace
+            .clone()
+            .filter(|n| !n.trim().is_empty())
+            .or_else(|| {
+                std::fs::read_to_string(self.service_account_dir.join("namespace"))
+                    .ok()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+            });
+        let Some(namespace) = namespace else {
+            tracing::warn!(
+                service_account = %service_account,
+                "the namespace of the plugin's ServiceAccount is unknown (set POD_NAMESPACE or \
+                 --namespace); the plugin gets a copy of the agent's token"
+            );
+            return None;
+        };
+        Some(agent::credential::CredentialSettings {
+            namespace,
+            service_account,
+            lifetime: std::time::Duration::from_secs(u64::from(
+                self.plugin_token_expiration_seconds,
+            )),
+        })
+    }
+
     fn settings(&self) -> agent::Settings {
         let api_server = match (
             std::env::var("KUBERNETES_SERVICE_HOST"),
@@ -120,6 +173,7 @@ impl NodeAgentArgs {
             multus_config_name: self.multus_config_name.clone().filter(|n| !n.is_empty()),
             kube: !self.no_kube,
             metrics_address: self.metrics_address,
+            plugin_credential: self.plugin_credential(),
         }
     }
 }

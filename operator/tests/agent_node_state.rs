@@ -284,6 +284,8 @@ async fn once_reports_what_it_did_on_the_node() {
         multus_config_name: Some("default".into()),
         kube: true,
         metrics_address: "127.0.0.1:0".parse().unwrap(),
+        // --once keeps giving the plugin a copy of the agent's token.
+        plugin_credential: None,
     };
     let (client, handle) = mock_client();
     let output = host.output();

@@ -2,10 +2,15 @@
 //!
 //! `<cni-conf-dir>/multus.d/multus.kubeconfig` (0600) names the API server,
 //! the cluster CA and a `tokenFile` at the *host* path of
-//! `<cni-conf-dir>/multus.d/token`, which the agent keeps equal to its
-//! projected service-account token (0600). Bound tokens expire, so the token
-//! is copied again whenever the service-account directory changes (the
-//! kubelet swaps a `..data` symlink there).
+//! `<cni-conf-dir>/multus.d/token` (0600). Who writes the token file
+//! depends on [`TokenSource`]: with [`TokenSource::CopyServiceAccount`]
+//! this module keeps it equal to the agent's projected service-account
+//! token, copying it again whenever the service-account directory changes
+//! (the kubelet swaps a `..data` symlink there); with
+//! [`TokenSource::Managed`] the credential keeper
+//! ([`super::credential`]) is its only writer, and this module writes the
+//! kubeconfig only once the token file exists, so the kubeconfig never
+//! names a missing file.
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +27,17 @@ pub const SA_TOKEN: &str = "token";
 /// File name of the CA bundle in the service-account directory.
 pub const SA_CA: &str = "ca.crt";
 
+/// Who writes the token file the kubeconfig names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TokenSource {
+    /// [`sync_kubeconfig`] copies the agent's projected token (`--once`,
+    /// `--no-kube`, no plugin ServiceAccount configured).
+    #[default]
+    CopyServiceAccount,
+    /// The credential keeper writes it; [`sync_kubeconfig`] only reads it.
+    Managed,
+}
+
 /// Where the kubeconfig inputs come from and where the files go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeconfigPaths {
@@ -33,6 +49,8 @@ pub struct KubeconfigPaths {
     pub host_multus_d: PathBuf,
     /// API server URL, `None` when `KUBERNETES_SERVICE_HOST/PORT` are unset.
     pub server: Option<String>,
+    /// Who writes the token file.
+    pub token_source: TokenSource,
 }
 
 impl KubeconfigPaths {
@@ -96,10 +114,10 @@ fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, IoError> {
     }
 }
 
-/// Brings the token copy and the kubeconfig up to date (token first, so the
-/// kubeconfig never names a missing token). Identical files are not
-/// rewritten. Creates `multus.d/` when needed; `created_dir` is set when it
-/// did so.
+/// Brings the token copy (unless [`TokenSource::Managed`]) and the
+/// kubeconfig up to date (token first, so the kubeconfig never names a
+/// missing token). Identical files are not rewritten. Creates `multus.d/`
+/// when needed; `created_dir` is set when it did so.
 pub fn sync_kubeconfig(
     paths: &KubeconfigPaths,
     created_dir: &mut bool,
@@ -109,21 +127,35 @@ pub fn sync_kubeconfig(
             "KUBERNETES_SERVICE_HOST/KUBERNETES_SERVICE_PORT are not set".to_owned(),
         ));
     };
-    let token_source = paths.service_account_dir.join(SA_TOKEN);
-    let Some(token) = read_optional(&token_source)? else {
-        return Ok(KubeconfigState::Disabled(format!(
-            "no service-account token at {}",
-            token_source.display()
-        )));
+    let (token, token_written) = match paths.token_source {
+        TokenSource::CopyServiceAccount => {
+            let token_source = paths.service_account_dir.join(SA_TOKEN);
+            let Some(token) = read_optional(&token_source)? else {
+                return Ok(KubeconfigState::Disabled(format!(
+                    "no service-account token at {}",
+                    token_source.display()
+                )));
+            };
+            if token.iter().all(u8::is_ascii_whitespace) {
+                return Err(KubeconfigError::EmptyToken(token_source));
+            }
+            if fsutil::ensure_dir(&paths.multus_d)? {
+                *created_dir = true;
+            }
+            let written = fsutil::write_atomic(&paths.token(), &token, 0o600)?;
+            (token, written == WriteOutcome::Written)
+        }
+        TokenSource::Managed => match read_optional(&paths.token())? {
+            Some(token) if !token.iter().all(u8::is_ascii_whitespace) => (token, false),
+            _ => {
+                return Ok(KubeconfigState::Disabled(format!(
+                    "no token for the plugin at {} yet",
+                    paths.token().display()
+                )));
+            }
+        },
     };
-    if token.iter().all(u8::is_ascii_whitespace) {
-        return Err(KubeconfigError::EmptyToken(token_source));
-    }
     let ca_pem = read_optional(&paths.service_account_dir.join(SA_CA))?;
-    if fsutil::ensure_dir(&paths.multus_d)? {
-        *created_dir = true;
-    }
-    let token_written = fsutil::write_atomic(&paths.token(), &token, 0o600)?;
     let text = render_kubeconfig(&KubeconfigParams {
         server: server.clone(),
         ca_pem,
@@ -133,7 +165,7 @@ pub fn sync_kubeconfig(
     Ok(KubeconfigState::Current {
         token_hash: hex_sha256(&token),
         kubeconfig_hash: hex_sha256(text.as_bytes()),
-        token_written: token_written == WriteOutcome::Written,
+        token_written,
         kubeconfig_written: kubeconfig_written == WriteOutcome::Written,
     })
 }
@@ -154,6 +186,7 @@ mod tests {
             multus_d: dir.path().join("net.d/multus.d"),
             host_multus_d: PathBuf::from("/etc/cni/net.d/multus.d"),
             server: Some("https://[fd00::1]:443".to_owned()),
+            token_source: TokenSource::CopyServiceAccount,
         };
         (dir, paths)
     }
@@ -211,6 +244,34 @@ mod tests {
             }
         ));
         assert_eq!(std::fs::read(paths.token()).unwrap(), b"token-2");
+    }
+
+    #[test]
+    fn a_managed_token_is_only_read_and_must_exist_first() {
+        let (_dir, mut paths) = setup();
+        paths.token_source = TokenSource::Managed;
+        let mut created = false;
+        // No token file yet: no kubeconfig naming it.
+        let state = sync_kubeconfig(&paths, &mut created).unwrap();
+        assert!(
+            matches!(&state, KubeconfigState::Disabled(why) if why.contains("no token for the plugin")),
+            "{state:?}"
+        );
+        assert!(!paths.kubeconfig().exists());
+        std::fs::create_dir_all(&paths.multus_d).unwrap();
+        std::fs::write(paths.token(), b"plugin-token").unwrap();
+        let state = sync_kubeconfig(&paths, &mut created).unwrap();
+        assert!(matches!(
+            state,
+            KubeconfigState::Current {
+                token_written: false,
+                kubeconfig_written: true,
+                ..
+            }
+        ));
+        // The projected token is never copied over the plugin's.
+        assert_eq!(std::fs::read(paths.token()).unwrap(), b"plugin-token");
+        assert!(paths.kubeconfig().exists());
     }
 
     #[test]

@@ -26,6 +26,15 @@ pub struct Metrics {
     pub last_regeneration: Gauge<f64, AtomicU64>,
     /// 1 when the generated config is current, else 0.
     pub ready: Gauge,
+    /// Token requests for the plugin's ServiceAccount.
+    pub plugin_token_requests: Counter,
+    /// Token requests for the plugin's ServiceAccount that failed.
+    pub plugin_token_request_failures: Counter,
+    /// 1 while the plugin uses a copy of the agent's token (no token of
+    /// its own), else 0.
+    pub plugin_token_fallback: Gauge,
+    /// Unix time at which the plugin's current token expires.
+    pub plugin_token_expiration: Gauge<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -37,6 +46,10 @@ impl Default for Metrics {
         let token_refreshes = Counter::default();
         let last_regeneration = Gauge::<f64, AtomicU64>::default();
         let ready = Gauge::default();
+        let plugin_token_requests = Counter::default();
+        let plugin_token_request_failures = Counter::default();
+        let plugin_token_fallback = Gauge::default();
+        let plugin_token_expiration = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "reconciles",
             "Reconcile passes over the CNI conf dir",
@@ -67,6 +80,26 @@ impl Default for Metrics {
             "1 when the generated Multus config is current",
             ready.clone(),
         );
+        registry.register(
+            "plugin_token_requests",
+            "Token requests for the plugin's ServiceAccount",
+            plugin_token_requests.clone(),
+        );
+        registry.register(
+            "plugin_token_request_failures",
+            "Token requests for the plugin's ServiceAccount that failed",
+            plugin_token_request_failures.clone(),
+        );
+        registry.register(
+            "plugin_token_fallback",
+            "1 while the plugin uses a copy of the agent's own token",
+            plugin_token_fallback.clone(),
+        );
+        registry.register(
+            "plugin_token_expiration_timestamp_seconds",
+            "Unix time at which the plugin's current token expires",
+            plugin_token_expiration.clone(),
+        );
         Self {
             registry,
             reconciles,
@@ -75,6 +108,10 @@ impl Default for Metrics {
             token_refreshes,
             last_regeneration,
             ready,
+            plugin_token_requests,
+            plugin_token_request_failures,
+            plugin_token_fallback,
+            plugin_token_expiration,
         }
     }
 }
@@ -169,6 +206,10 @@ mod tests {
             "multus_node_agent_token_refreshes_total 0",
             "multus_node_agent_last_regeneration_timestamp_seconds 42",
             "multus_node_agent_ready 1",
+            "multus_node_agent_plugin_token_requests_total 0",
+            "multus_node_agent_plugin_token_request_failures_total 0",
+            "multus_node_agent_plugin_token_fallback 0",
+            "multus_node_agent_plugin_token_expiration_timestamp_seconds 0",
         ] {
             assert!(
                 text.lines().any(|l| l.starts_with(line)),

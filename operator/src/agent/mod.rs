@@ -1,6 +1,8 @@
 //! `multus-operator node-agent`: runs on every node and
 //! - installs the `multus` plugin binary into the CNI bin dir,
-//! - writes the plugin's kubeconfig and keeps its token file fresh,
+//! - writes the plugin's kubeconfig and keeps its token file fresh: a
+//!   token of the plugin's own ServiceAccount ([`credential`]), so pods
+//!   keep starting while the agent is down,
 //! - elects the primary CNI config and writes `00-multus.conf[list]`,
 //!   regenerating on every change of the conf dir (inotify),
 //! - reports what it did in `MultusNodeState/<node>`, with the CNI
@@ -12,6 +14,7 @@
 //! when the primary disappears, leave the config in place on shutdown and
 //! remove only what we installed on uninstall.
 
+pub mod credential;
 pub mod fsutil;
 pub mod http;
 pub mod install;
@@ -29,8 +32,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use multus_config::crd::MultusNodeStateStatus;
+use k8s_openapi::jiff::Timestamp;
 use multus_config::crd::node_state::SkippedConfig;
+use multus_config::crd::{CredentialSource, MultusNodeStateStatus};
 use multus_config::generate::{
     GenerateError, Generated, GeneratorOptions, OUTPUT_CONF, OUTPUT_CONFLIST, SkippedFile,
     generate, hex_sha256,
@@ -39,8 +43,9 @@ use multus_config::multus_conf::{MULTUS_NETWORK_NAME, MULTUS_PLUGIN_TYPE, MULTUS
 use tokio::sync::watch as channel;
 use tokio::time::Instant;
 
+use credential::{Change, Claims, CredentialSettings, Keeper, Outcome, Task, TokenApi};
 use fsutil::{IoError, WriteOutcome};
-use kubeconfig::{KubeconfigError, KubeconfigPaths, KubeconfigState};
+use kubeconfig::{KubeconfigError, KubeconfigPaths, KubeconfigState, TokenSource};
 use manifest::{Area, Manifest, ManifestStore};
 use metrics::Shared;
 use node_state::{NodeStateError, NodeStateReporter};
@@ -101,6 +106,10 @@ pub struct Settings {
     pub kube: bool,
     /// Address of `/healthz`, `/readyz`, `/metrics`.
     pub metrics_address: SocketAddr,
+    /// The plugin's ServiceAccount and token lifetime: with them (and
+    /// `kube`), a long-running agent gives the plugin tokens of its own
+    /// ([`credential`]); without them, a copy of the agent's token.
+    pub plugin_credential: Option<CredentialSettings>,
 }
 
 impl Settings {
@@ -116,6 +125,7 @@ impl Settings {
             multus_d: self.multus_d(),
             host_multus_d: self.host_cni_conf_dir.join(MULTUS_D),
             server: self.api_server.clone(),
+            token_source: TokenSource::CopyServiceAccount,
         }
     }
 
@@ -177,6 +187,9 @@ pub enum AgentError {
     /// The HTTP server failed.
     #[error("the health/metrics server failed: {0}")]
     Http(#[source] std::io::Error),
+    /// No in-cluster Kubernetes configuration.
+    #[error("cannot find the Kubernetes configuration (pass --no-kube to run without one): {0}")]
+    KubeConfig(#[source] kube::config::InferConfigError),
 }
 
 /// Loads the generator options from `path` (YAML or JSON).
@@ -241,6 +254,9 @@ struct Agent {
     manifest_store: ManifestStore,
     kube_state: Option<KubeconfigState>,
     kube_error: Option<String>,
+    credential: Option<Keeper>,
+    credential_error: Option<String>,
+    fallback_claims: Option<Claims>,
     conf: ConfState,
     plugin_version: Option<String>,
     cni_plugins: Vec<String>,
@@ -278,6 +294,9 @@ impl Agent {
             manifest_store,
             kube_state: None,
             kube_error: None,
+            credential: None,
+            credential_error: None,
+            fallback_claims: None,
             conf: ConfState::default(),
             plugin_version: None,
             cni_plugins: Vec::new(),
@@ -445,13 +464,191 @@ impl Agent {
         was_current != is_current
     }
 
+    /// Makes this agent the only writer of the plugin's token file, with
+    /// tokens of the plugin's own ServiceAccount (see [`credential`]).
+    fn manage_credential(&mut self, settings: CredentialSettings) {
+        self.kube_paths.token_source = TokenSource::Managed;
+        self.credential = Some(Keeper::new(settings));
+    }
+
+    /// At start: keeps the plugin's token from a previous run when it is
+    /// still good (it is checked against the API server soon after),
+    /// otherwise requests one (bounded; on failure the fallback applies
+    /// and the request is retried with back-off).
+    async fn start_credential(&mut self, api: &impl TokenApi) {
+        let Some(keeper) = self.credential.as_mut() else {
+            return;
+        };
+        let path = self.kube_paths.token();
+        let existing = std::fs::read(&path).ok();
+        match keeper.adopt(existing.as_deref(), Timestamp::now()) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), "keeping the plugin's token from the previous run")
+            }
+            Err(why) => {
+                tracing::info!(
+                    path = %path.display(),
+                    reason = %why,
+                    "requesting a token for the plugin's ServiceAccount"
+                );
+                let outcome = Task::Request.run(api).await;
+                self.credential_outcome(outcome);
+            }
+        }
+    }
+
+    /// When the credential keeper needs the loop next (a request or check
+    /// falls due, or the plugin's token expires).
+    fn credential_wake(&self) -> Option<Instant> {
+        let keeper = self.credential.as_ref()?;
+        let now = Timestamp::now();
+        let wait = keeper.next_due(now).duration_since(now);
+        Some(Instant::now() + Duration::try_from(wait).unwrap_or(Duration::ZERO))
+    }
+
+    /// The credential task due now.
+    fn credential_task(&self) -> Option<Task> {
+        self.credential.as_ref()?.due(Timestamp::now())
+    }
+
+    /// Takes the outcome of a credential task (logs, metrics), without
+    /// writing: the next pass with [`DIRTY_TOKEN`] writes.
+    fn credential_outcome(&mut self, outcome: Outcome) {
+        let Some(keeper) = self.credential.as_mut() else {
+            return;
+        };
+        let metrics = &self.shared.metrics;
+        let requested = matches!(outcome, Outcome::Requested(_));
+        if requested {
+            metrics.plugin_token_requests.inc();
+        }
+        let failed = matches!(outcome, Outcome::Requested(Err(_)));
+        let now = Timestamp::now();
+        match keeper.on_outcome(outcome, now) {
+            Change::NewToken => {
+                let held = keeper.token(now);
+                tracing::info!(
+                    service_account = %keeper.settings().service_account,
+                    expires_at = %held.map(|h| h.expires_at.to_string()).unwrap_or_default(),
+                    refresh_at = %held.map(|h| h.refresh_at.to_string()).unwrap_or_default(),
+                    "got a token for the plugin's ServiceAccount"
+                );
+            }
+            Change::Dropped => {
+                tracing::warn!(
+                    reason = %keeper.last_error().unwrap_or_default(),
+                    "the plugin's token no longer authenticates; requesting a new one"
+                );
+            }
+            Change::None if failed => {
+                metrics.plugin_token_request_failures.inc();
+                metrics.errors.inc();
+                let retry_in = keeper
+                    .retry_at()
+                    .map(|at| at.duration_since(now).to_string())
+                    .unwrap_or_default();
+                tracing::warn!(
+                    error = %keeper.last_error().unwrap_or_default(),
+                    failures = keeper.failures(),
+                    retry_in = %retry_in,
+                    "cannot get a token for the plugin's ServiceAccount"
+                );
+            }
+            Change::None => {}
+        }
+    }
+
+    /// Managed mode: puts what the plugin should use into its token file,
+    /// the plugin's own token or, while there is none, a copy of the
+    /// agent's projected token (the fallback).
+    fn write_credential(&mut self) {
+        let Some(keeper) = self.credential.as_mut() else {
+            return;
+        };
+        let now = Timestamp::now();
+        if let Some(previous) = keeper.observe(now) {
+            match keeper.source(now) {
+                CredentialSource::AgentToken => tracing::warn!(
+                    reason = %keeper.last_error().unwrap_or("no token requested yet"),
+                    "no token of the plugin's own ServiceAccount: the plugin uses a copy of the \
+                     agent's token, which stops working when this agent pod goes"
+                ),
+                CredentialSource::TokenRequest if previous.is_some() => {
+                    tracing::info!("the plugin uses a token of its own ServiceAccount again")
+                }
+                CredentialSource::TokenRequest => {}
+            }
+        }
+        let metrics = &self.shared.metrics;
+        let (bytes, expires_at) = match keeper.token(now) {
+            Some(held) => {
+                metrics.plugin_token_fallback.set(0);
+                (held.token.clone(), Some(held.expires_at))
+            }
+            None => {
+                metrics.plugin_token_fallback.set(1);
+                let source = self.settings.service_account_dir.join(kubeconfig::SA_TOKEN);
+                match std::fs::read(&source) {
+                    Ok(token) if !token.iter().all(u8::is_ascii_whitespace) => {
+                        self.fallback_claims = credential::claims(&token).ok();
+                        let expires = self.fallback_claims.as_ref().and_then(|c| c.expires_at);
+                        (token, expires)
+                    }
+                    Ok(_) => {
+                        self.credential_error = Some(format!(
+                            "no token for the plugin: none of its own yet and the service-account \
+                             token {} is empty",
+                            source.display()
+                        ));
+                        return;
+                    }
+                    Err(e) => {
+                        self.credential_error = Some(format!(
+                            "no token for the plugin: none of its own yet and cannot read the \
+                             service-account token {}: {e}",
+                            source.display()
+                        ));
+                        return;
+                    }
+                }
+            }
+        };
+        let path = self.kube_paths.token();
+        let written = fsutil::ensure_dir(&self.kube_paths.multus_d).and_then(|created| {
+            self.manifest.created_multus_d |= created;
+            fsutil::write_atomic(&path, &bytes, CONF_MODE)
+        });
+        match written {
+            Ok(outcome) => {
+                self.credential_error = None;
+                self.manifest
+                    .record(Area::MultusD, kubeconfig::TOKEN_FILE, &hex_sha256(&bytes));
+                if let Some(at) = expires_at {
+                    metrics.plugin_token_expiration.set(at.as_second() as f64);
+                }
+                if outcome == WriteOutcome::Written {
+                    metrics.token_refreshes.inc();
+                    tracing::info!(path = %path.display(), "wrote the plugin's token");
+                }
+            }
+            Err(err) => {
+                metrics.errors.inc();
+                tracing::warn!(error = %err, "cannot write the plugin's token");
+                self.credential_error = Some(err.to_string());
+            }
+        }
+    }
+
     /// One pass over whatever `flags` marks dirty.
     fn reconcile(&mut self, mut flags: u8) {
         if flags & DIRTY_CONFIG != 0 && self.reload_options() {
             flags |= DIRTY_CONF;
         }
-        if flags & DIRTY_TOKEN != 0 && self.sync_kubeconfig() {
-            flags |= DIRTY_CONF;
+        if flags & DIRTY_TOKEN != 0 {
+            self.write_credential();
+            if self.sync_kubeconfig() {
+                flags |= DIRTY_CONF;
+            }
         }
         if flags & DIRTY_CONF != 0 {
             self.shared.metrics.reconciles.inc();
@@ -691,7 +888,10 @@ impl Agent {
     }
 
     fn ready(&self) -> bool {
-        self.conf.ready && self.options_error.is_none() && self.kube_error.is_none()
+        self.conf.ready
+            && self.options_error.is_none()
+            && self.kube_error.is_none()
+            && self.credential_error.is_none()
     }
 
     fn message(&self) -> Option<String> {
@@ -699,6 +899,7 @@ impl Agent {
             self.conf.message.as_deref(),
             self.options_error.as_deref(),
             self.kube_error.as_deref(),
+            self.credential_error.as_deref(),
         ]
         .into_iter()
         .flatten()
@@ -731,7 +932,10 @@ impl Agent {
                 .last_generated
                 .and_then(|t| k8s_openapi::jiff::Timestamp::try_from(t).ok())
                 .map(Time),
-            plugin_credential: None,
+            plugin_credential: self
+                .credential
+                .as_ref()
+                .map(|k| k.report(Timestamp::now(), self.fallback_claims.as_ref())),
         }
     }
 
@@ -816,13 +1020,78 @@ async fn kube_client() -> Result<kube::Client, AgentError> {
     kube::Client::try_default().await.map_err(AgentError::Kube)
 }
 
+/// Access to the API server: the agent's client (node state, token
+/// requests) and, when the agent manages the plugin's token, the API it
+/// uses for that.
+pub struct KubeAccess<A> {
+    /// The agent's client.
+    pub client: kube::Client,
+    /// Requests and checks the plugin's tokens.
+    pub token_api: Option<Arc<A>>,
+}
+
+impl<A> std::fmt::Debug for KubeAccess<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeAccess")
+            .field("token_api", &self.token_api.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Runs the agent until `shutdown` completes: install, generate, then watch
 /// and regenerate. The generated config is left in place on return.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    if !settings.kube {
+        return run_with::<credential::KubeTokenApi>(settings, shutdown, None).await;
+    }
+    if settings.node_name.as_deref().is_none_or(str::is_empty) {
+        return Err(AgentError::NoNodeName);
+    }
+    let config = kube::Config::infer()
+        .await
+        .map_err(AgentError::KubeConfig)?;
+    let client = kube::Client::try_from(config.clone()).map_err(AgentError::Kube)?;
+    let token_api = settings.plugin_credential.clone().map(|s| {
+        Arc::new(credential::KubeTokenApi::new(
+            client.clone(),
+            credential::KubeTokenApi::token_clients(config),
+            s,
+        ))
+    });
+    run_with(settings, shutdown, Some(KubeAccess { client, token_api })).await
+}
+
+/// [`run`] over the given API access (`None`: no API server, as with
+/// `--no-kube`).
+pub async fn run_with<A: TokenApi + 'static>(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+    kube: Option<KubeAccess<A>>,
+) -> Result<(), AgentError> {
     let shared = Arc::new(Shared::default());
     let mut agent = Agent::new(settings, Arc::clone(&shared))?;
     agent.remove_stale_temp_files();
     agent.install_plugin().await?;
+
+    let (client, token_api) = match kube {
+        Some(KubeAccess { client, token_api }) => (Some(client), token_api),
+        None => (None, None),
+    };
+    match (&token_api, agent.settings.plugin_credential.clone()) {
+        (Some(api), Some(credential_settings)) => {
+            tracing::info!(
+                service_account = %credential_settings.service_account,
+                namespace = %credential_settings.namespace,
+                lifetime = ?credential_settings.lifetime,
+                "the plugin gets tokens of its own ServiceAccount"
+            );
+            agent.manage_credential(credential_settings);
+            agent.start_credential(api.as_ref()).await;
+        }
+        _ => tracing::info!(
+            "the plugin gets a copy of the agent's token (no plugin ServiceAccount configured)"
+        ),
+    }
 
     // Bind first so a taken address fails at once; serve once the first
     // pass is done, so /readyz never reports a state before it.
@@ -845,20 +1114,22 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
     }));
     tracing::info!(address = %address, "serving /healthz, /readyz and /metrics");
 
-    let reporter = if agent.settings.kube {
-        let client = kube_client().await?;
-        let node = agent.settings.node_name.clone().unwrap_or_default();
-        let reporter =
-            NodeStateReporter::new(client, node, agent.settings.multus_config_name.clone());
-        Some(tokio::spawn(reporter.run(
-            agent.status_tx.subscribe(),
-            stop_rx.clone(),
-            Arc::clone(&shared),
-        )))
-    } else {
-        None
+    let reporter = match client {
+        Some(client) if agent.settings.kube => {
+            let node = agent.settings.node_name.clone().unwrap_or_default();
+            let reporter =
+                NodeStateReporter::new(client, node, agent.settings.multus_config_name.clone());
+            Some(tokio::spawn(reporter.run(
+                agent.status_tx.subscribe(),
+                stop_rx.clone(),
+                Arc::clone(&shared),
+            )))
+        }
+        _ => None,
     };
 
+    // At most one credential task (token request or check) at a time.
+    let mut credential_task: Option<tokio::task::JoinHandle<Outcome>> = None;
     tokio::pin!(shutdown);
     let mut resync = tokio::time::interval_at(Instant::now() + RESYNC, RESYNC);
     let mut watch_retry_at: Option<Instant> = None;
@@ -870,8 +1141,34 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let credential_at = if credential_task.is_none() {
+            agent.credential_wake()
+        } else {
+            None
+        };
         tokio::select! {
             () = &mut shutdown => break,
+            () = tokio::time::sleep_until(credential_at.unwrap_or_else(Instant::now)), if credential_at.is_some() => {
+                match (agent.credential_task(), &token_api) {
+                    (Some(task), Some(api)) => {
+                        let api = Arc::clone(api);
+                        credential_task = Some(tokio::spawn(async move { task.run(api.as_ref()).await }));
+                    }
+                    // The plugin's token expired: switch to the fallback.
+                    _ => agent.reconcile(DIRTY_TOKEN),
+                }
+            }
+            joined = async { credential_task.as_mut().expect("guarded by the precondition").await }, if credential_task.is_some() => {
+                credential_task = None;
+                match joined {
+                    Ok(outcome) => agent.credential_outcome(outcome),
+                    Err(err) => {
+                        shared.metrics.errors.inc();
+                        tracing::warn!(error = %err, "the plugin token task failed");
+                    }
+                }
+                agent.reconcile(DIRTY_TOKEN);
+            }
             () = signal.notified() => {
                 tokio::select! {
                     () = signal.debounce() => {}
@@ -908,6 +1205,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Resu
         }
     }
 
+    if let Some(task) = credential_task {
+        task.abort();
+    }
     tracing::info!("stopping; the generated Multus config stays in place");
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(2);
@@ -978,6 +1278,7 @@ impl Settings {
             multus_config_name: None,
             kube: false,
             metrics_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            plugin_credential: None,
         }
     }
 }

@@ -545,8 +545,9 @@ fn token_volume() -> Volume {
     }
 }
 
-/// The agent's command-line arguments (after [`AGENT_COMMAND`]).
-pub fn agent_args(spec: &MultusConfigSpec) -> Vec<String> {
+/// The agent's command-line arguments (after [`AGENT_COMMAND`]) for the
+/// MultusConfig `config`.
+pub fn agent_args(config: &str, spec: &MultusConfigSpec) -> Vec<String> {
     vec![
         "node-agent".to_owned(),
         format!("--cni-conf-dir={CONTAINER_CONF_DIR}"),
@@ -555,6 +556,11 @@ pub fn agent_args(spec: &MultusConfigSpec) -> Vec<String> {
         format!("--multus-conf-dir={CONTAINER_MULTUS_CONF_DIR}"),
         format!("--config={CONFIG_MOUNT_DIR}/{AGENT_CONFIG_KEY}"),
         format!("--metrics-address=0.0.0.0:{AGENT_PORT}"),
+        format!("--plugin-service-account={}", plugin_name(config)),
+        format!(
+            "--plugin-token-expiration-seconds={}",
+            spec.plugin_token_expiration_seconds()
+        ),
     ]
 }
 
@@ -679,7 +685,7 @@ pub fn render(
         image: Some(image.to_string()),
         image_pull_policy: Some(spec.image_pull_policy().as_str().to_owned()),
         command: Some(vec![AGENT_COMMAND.to_owned()]),
-        args: Some(agent_args(spec)),
+        args: Some(agent_args(name, spec)),
         env: Some(vec![
             EnvVar {
                 name: "NODE_NAME".to_owned(),
@@ -696,6 +702,18 @@ pub fn render(
                 name: "MULTUS_CONFIG_NAME".to_owned(),
                 value: Some(name.to_owned()),
                 value_from: None,
+            },
+            // The namespace of the plugin's ServiceAccount (the agent's own).
+            EnvVar {
+                name: "POD_NAMESPACE".to_owned(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        api_version: Some("v1".to_owned()),
+                        field_path: "metadata.namespace".to_owned(),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                value: None,
             },
         ]),
         ports: Some(vec![ContainerPort {
@@ -1296,6 +1314,50 @@ mod tests {
         assert_eq!(pod.tolerations.as_deref(), Some(&[][..]));
         assert_eq!(pod.node_selector.as_ref().unwrap()["pool"], "a");
         assert!(pod.affinity.is_some());
+    }
+
+    #[test]
+    fn the_agents_are_told_the_plugin_account_its_token_lifetime_and_their_namespace() {
+        let children = render(
+            &config(MultusConfigSpec {
+                plugin_token_expiration_seconds: Some(3600),
+                ..MultusConfigSpec::default()
+            }),
+            &settings(),
+            &[],
+        )
+        .unwrap();
+        let c = &pod_spec(&children).containers[0];
+        let args = c.args.as_ref().unwrap();
+        assert!(args.contains(&"--plugin-service-account=multus-plugin-pool-a".to_owned()));
+        assert!(args.contains(&"--plugin-token-expiration-seconds=3600".to_owned()));
+        let env = c.env.as_ref().unwrap();
+        let ns = env.iter().find(|e| e.name == "POD_NAMESPACE").unwrap();
+        assert_eq!(
+            ns.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
+            "metadata.namespace"
+        );
+        let default = render(&config(MultusConfigSpec::default()), &settings(), &[]).unwrap();
+        assert!(
+            pod_spec(&default).containers[0]
+                .args
+                .as_ref()
+                .unwrap()
+                .contains(&"--plugin-token-expiration-seconds=86400".to_owned())
+        );
+        // The uninstall needs neither.
+        let un = uninstall_daemon_set(&children.daemon_set).unwrap();
+        let un_args = &un.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap();
+        assert!(!un_args.iter().any(|a| a.starts_with("--plugin-")));
     }
 
     #[test]

@@ -388,3 +388,48 @@ pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// base64url without padding (the JWT encoding).
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
+}
+
+/// An (unsigned) service-account JWT for `namespace/name`, issued at `iat`
+/// and expiring at `exp` (Unix seconds).
+pub fn service_account_jwt(namespace: &str, name: &str, iat: i64, exp: i64) -> String {
+    let payload = serde_json::json!({
+        "iss": "https://kubernetes.default.svc",
+        "sub": format!("system:serviceaccount:{namespace}:{name}"),
+        "iat": iat,
+        "exp": exp,
+    });
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        base64url(br#"{"alg":"RS256","kid":"test"}"#),
+        base64url(payload.to_string().as_bytes())
+    )
+}
+
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}

@@ -1,0 +1,438 @@
+//! The plugin's own credential (issue 11): the agent, in-process on a
+//! temporary host layout, requests tokens for the plugin's ServiceAccount
+//! from a mock API server (tower-test), writes them for the plugin's
+//! kubeconfig, falls back to a copy of its own token while it has none,
+//! and reports all of it in MultusNodeState.
+
+mod agent_common;
+
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use agent_common::*;
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use multus_operator::agent::credential::{CredentialSettings, KubeTokenApi};
+use multus_operator::agent::{self, KubeAccess, Settings};
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle, SendResponse};
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+const NS: &str = "multus-system";
+const PLUGIN_SA: &str = "multus-plugin-default";
+const TOKEN_PATH: &str =
+    "/api/v1/namespaces/multus-system/serviceaccounts/multus-plugin-default/token";
+
+fn credential_settings() -> CredentialSettings {
+    CredentialSettings {
+        namespace: NS.into(),
+        service_account: PLUGIN_SA.into(),
+        lifetime: Duration::from_secs(86_400),
+    }
+}
+
+fn settings(host: &Host) -> Settings {
+    Settings {
+        cni_conf_dir: host.conf.clone(),
+        host_cni_conf_dir: "/etc/cni/net.d".into(),
+        cni_bin_dir: host.bin.clone(),
+        multus_conf_dir: host.multus_conf.clone(),
+        plugin_binary: Some(host.plugin.clone()),
+        service_account_dir: host.sa.clone(),
+        config_file: None,
+        api_server: Some("https://10.96.0.1:443".into()),
+        node_name: Some("node-1".into()),
+        multus_config_name: Some("default".into()),
+        kube: true,
+        metrics_address: "127.0.0.1:0".parse().unwrap(),
+        plugin_credential: Some(credential_settings()),
+    }
+}
+
+fn agent_jwt(iat: i64) -> String {
+    service_account_jwt(NS, "multus-agent-default", iat, iat + 3600)
+}
+
+fn plugin_jwt(iat: i64, exp: i64) -> String {
+    service_account_jwt(NS, PLUGIN_SA, iat, exp)
+}
+
+fn respond(send: SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
+    send.send_response(
+        Response::builder()
+            .status(code)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(Body::from(serde_json::to_vec(body).unwrap()))
+            .unwrap(),
+    );
+}
+
+/// One request of the token API: (method, path, body) and the responder.
+async fn next(
+    handle: &mut std::pin::Pin<&mut ApiHandle>,
+) -> ((Method, String, Value), SendResponse<Response<Body>>) {
+    let (request, send) = tokio::time::timeout(DEADLINE, handle.next_request())
+        .await
+        .expect("no request in time")
+        .expect("the client is gone");
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    ((method, path, body), send)
+}
+
+/// Answers a TokenRequest with `token`, expiring at `exp`.
+fn issue(send: SendResponse<Response<Body>>, request: &Value, token: &str, exp: i64) {
+    let mut answer = request.clone();
+    answer["status"] = json!({
+        "token": token,
+        "expirationTimestamp": k8s_openapi::jiff::Timestamp::from_second(exp).unwrap().to_string(),
+    });
+    respond(send, StatusCode::CREATED, &answer);
+}
+
+fn status(code: u16, reason: &str, message: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code})
+}
+
+/// Plays the API server for the MultusNodeState reporter: echoes every
+/// apply and records the statuses.
+fn node_state_server(handle: ApiHandle) -> Arc<Mutex<Vec<Value>>> {
+    let statuses: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let seen = Arc::clone(&statuses);
+    tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        while let Some((request, send)) = handle.next_request().await {
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let mut body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if let Some(status) = body.get("status") {
+                seen.lock().unwrap().push(status.clone());
+            }
+            body["metadata"]["uid"] = json!("uid-node-1");
+            body["metadata"]["resourceVersion"] = json!("1");
+            respond(send, StatusCode::OK, &body);
+        }
+    });
+    statuses
+}
+
+/// Waits until the latest reported status satisfies `f`.
+async fn reported(
+    statuses: &Arc<Mutex<Vec<Value>>>,
+    what: &str,
+    f: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        if let Some(last) = statuses.lock().unwrap().last().cloned()
+            && f(&last)
+        {
+            return last;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for {what}; reported: {:#?}",
+            statuses.lock().unwrap().last()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn file_is(path: &std::path::Path, what: &str, expected: &str) {
+    let start = Instant::now();
+    loop {
+        if std::fs::read_to_string(path).ok().as_deref() == Some(expected) {
+            return;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for {what}: {:?}",
+            std::fs::read_to_string(path)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), agent::AgentError>>,
+    statuses: Arc<Mutex<Vec<Value>>>,
+    verified_with: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("the agent stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Starts the agent in-process with mock API servers for its node state,
+/// its token requests and the checks of the plugin's token; returns the
+/// handles of the latter two.
+fn start(host: &Host) -> (Running, ApiHandle, ApiHandle) {
+    let (state_service, state_handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let statuses = node_state_server(state_handle);
+    let (token_service, tokens) = mock::pair::<Request<Body>, Response<Body>>();
+    let (verify_service, verify) = mock::pair::<Request<Body>, Response<Body>>();
+    let verified_with: Arc<Mutex<Vec<String>>> = Arc::default();
+    let record = Arc::clone(&verified_with);
+    let api = KubeTokenApi::new(
+        kube::Client::new(token_service, "default"),
+        Box::new(move |token: &str| {
+            record.lock().unwrap().push(token.to_owned());
+            Ok(kube::Client::new(verify_service.clone(), "default"))
+        }),
+        credential_settings(),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(agent::run_with(
+        settings(host),
+        async move {
+            let _ = stop_rx.await;
+        },
+        Some(KubeAccess {
+            client: kube::Client::new(state_service, "default"),
+            token_api: Some(Arc::new(api)),
+        }),
+    ));
+    (
+        Running {
+            stop: Some(stop_tx),
+            task,
+            statuses,
+            verified_with,
+        },
+        tokens,
+        verify,
+    )
+}
+
+fn kubeconfig_token_file(host: &Host) -> Option<String> {
+    let text = std::fs::read_to_string(host.multus_d().join("multus.kubeconfig")).ok()?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
+    doc["users"][0]["user"]["tokenFile"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn the_plugin_gets_a_token_of_its_own_that_the_agents_token_never_overwrites() {
+    let mut host = Host::new();
+    let now = unix_now();
+    host.project_service_account(&agent_jwt(now), "CA-1");
+    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    let (running, tokens, _verify) = start(&host);
+    let token = host.multus_d().join("token");
+
+    let mut tokens = pin!(tokens);
+    let ((method, path, body), send) = next(&mut tokens).await;
+    assert_eq!((method, path.as_str()), (Method::POST, TOKEN_PATH));
+    assert_eq!(body["kind"], "TokenRequest");
+    assert_eq!(
+        body["spec"],
+        json!({"audiences": [], "expirationSeconds": 86400}),
+        "default audience, no bound object, the configured lifetime"
+    );
+    let plugin = plugin_jwt(now, now + 86_400);
+    issue(send, &body, &plugin, now + 86_400);
+
+    file_is(&token, "the plugin's token", &plugin).await;
+    assert_eq!(mode_of(&token), 0o600);
+    // The kubeconfig names it (host path), and the Multus config the kubeconfig.
+    assert_eq!(
+        kubeconfig_token_file(&host).as_deref(),
+        Some("/etc/cni/net.d/multus.d/token")
+    );
+    assert_eq!(
+        read_json(&host.output())["kubeconfig"],
+        "/etc/cni/net.d/multus.d/multus.kubeconfig"
+    );
+    let status = reported(&running.statuses, "a TokenRequest credential", |s| {
+        s["pluginCredential"]["source"] == "TokenRequest"
+    })
+    .await;
+    let credential = &status["pluginCredential"];
+    assert_eq!(credential["serviceAccount"], PLUGIN_SA);
+    assert_eq!(
+        credential["expiresAt"],
+        k8s_openapi::jiff::Timestamp::from_second(now + 86_400)
+            .unwrap()
+            .to_string()
+    );
+    assert!(credential.get("message").is_none(), "{credential}");
+    assert_eq!(status["ready"], true);
+
+    // The kubelet rotates the agent's own token: the plugin's stays.
+    host.project_service_account(&agent_jwt(now + 1), "CA-1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), plugin);
+
+    // A fresh token is not checked at once, and nothing else is requested.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), tokens.next_request())
+            .await
+            .is_err()
+    );
+    running.stop().await;
+    // Stopping leaves the files in place for the plugin ...
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), plugin);
+    // ... and the uninstall removes them, the plugin's token included.
+    let report = agent::uninstall(&settings(&host)).unwrap();
+    assert!(report.removed.contains(&token), "{report:?}");
+    assert!(!token.exists());
+    assert!(!host.multus_d().join("multus.kubeconfig").exists());
+}
+
+#[test]
+fn the_plugin_flags_are_checked_and_ignored_without_the_api_server() {
+    let host = Host::new();
+    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    // The API server's minimum lifetime is 600 s.
+    let mut command = host.command();
+    command.args([
+        "--once",
+        "--plugin-service-account=multus-plugin-default",
+        "--plugin-token-expiration-seconds=599",
+    ]);
+    let (ok, stderr) = run(command);
+    assert!(!ok);
+    assert!(stderr.contains("600..=2592000"), "{stderr}");
+    // --no-kube --once keeps giving the plugin a copy of the agent's token.
+    let mut command = host.command();
+    command.args([
+        "--once",
+        "--plugin-service-account=multus-plugin-default",
+        "--plugin-token-expiration-seconds=3600",
+        "--namespace=multus-system",
+    ]);
+    let (ok, stderr) = run(command);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(host.multus_d().join("token")).unwrap(),
+        "token-1"
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_of_its_own_the_plugin_uses_the_agents_and_says_so() {
+    let mut host = Host::new();
+    let now = unix_now();
+    let agent_token = agent_jwt(now);
+    host.project_service_account(&agent_token, "CA-1");
+    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    let (running, tokens, _verify) = start(&host);
+    let token = host.multus_d().join("token");
+
+    // The controller has not created the RBAC yet (or an old one runs).
+    let mut tokens = pin!(tokens);
+    let (_, send) = next(&mut tokens).await;
+    respond(
+        send,
+        StatusCode::FORBIDDEN,
+        &status(
+            403,
+            "Forbidden",
+            "serviceaccounts \"multus-plugin-default\" is forbidden: User cannot create \
+             resource \"serviceaccounts/token\"",
+        ),
+    );
+    file_is(
+        &token,
+        "the fallback copy of the agent's token",
+        &agent_token,
+    )
+    .await;
+    assert_eq!(
+        kubeconfig_token_file(&host).as_deref(),
+        Some("/etc/cni/net.d/multus.d/token")
+    );
+    let status = reported(&running.statuses, "the fallback", |s| {
+        s["pluginCredential"]["source"] == "AgentToken"
+    })
+    .await;
+    let credential = &status["pluginCredential"];
+    assert_eq!(credential["serviceAccount"], "multus-agent-default");
+    assert_eq!(
+        credential["expiresAt"],
+        k8s_openapi::jiff::Timestamp::from_second(now + 3600)
+            .unwrap()
+            .to_string()
+    );
+    assert!(credential["since"].is_string());
+    let message = credential["message"].as_str().unwrap();
+    assert!(message.contains("is forbidden"), "{message}");
+    assert!(
+        message.contains("copy of the agent's own token"),
+        "{message}"
+    );
+    // The node works: the fallback is no reason to be not ready.
+    assert_eq!(status["ready"], true);
+
+    // The fallback copy follows the kubelet's rotations.
+    let rotated = agent_jwt(now + 1);
+    host.project_service_account(&rotated, "CA-1");
+    file_is(&token, "the rotated agent token", &rotated).await;
+
+    // The next request comes only after the back-off (10 s).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), tokens.next_request())
+            .await
+            .is_err()
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_from_the_previous_run_is_kept_until_it_stops_authenticating() {
+    let mut host = Host::new();
+    let now = unix_now();
+    let agent_token = agent_jwt(now);
+    host.project_service_account(&agent_token, "CA-1");
+    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    // The previous agent left a plugin token, young enough to keep.
+    std::fs::create_dir_all(host.multus_d()).unwrap();
+    let previous = plugin_jwt(now - 100, now + 86_300);
+    std::fs::write(host.multus_d().join("token"), &previous).unwrap();
+    let (running, tokens, verify) = start(&host);
+    let token = host.multus_d().join("token");
+
+    // Kept: no request, but a check that it still authenticates.
+    let mut verify = pin!(verify);
+    let ((method, path, _), send) = next(&mut verify).await;
+    assert_eq!((method, path.as_str()), (Method::GET, "/version"));
+    assert_eq!(
+        running.verified_with.lock().unwrap().as_slice(),
+        std::slice::from_ref(&previous),
+        "checked with the plugin's token"
+    );
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), previous);
+    // Its ServiceAccount was deleted (and created again): 401.
+    respond(
+        send,
+        StatusCode::UNAUTHORIZED,
+        &status(401, "Unauthorized", "Unauthorized"),
+    );
+    let mut tokens = pin!(tokens);
+    let ((method, path, body), send) = next(&mut tokens).await;
+    assert_eq!((method, path.as_str()), (Method::POST, TOKEN_PATH));
+    // Meanwhile the plugin uses the agent's token rather than a dead one.
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), agent_token);
+    let fresh = plugin_jwt(now, now + 86_400);
+    issue(send, &body, &fresh, now + 86_400);
+    file_is(&token, "the new plugin token", &fresh).await;
+    reported(&running.statuses, "the new token", |s| {
+        s["pluginCredential"]["source"] == "TokenRequest"
+            && s["pluginCredential"].get("message").is_none()
+    })
+    .await;
+    running.stop().await;
+}
