@@ -434,6 +434,68 @@ mod controller {
     }
 
     #[tokio::test]
+    async fn nodes_whose_plugin_token_is_not_refreshed_are_degraded() {
+        let mut h = harness(T0 + 60);
+        node(&mut h, "n1", &[]);
+        node(&mut h, "n2", &[]);
+        let mc = config("default", T0, MultusConfigSpec::default());
+        let applied = first_apply(&mut h, &mc).await;
+        feed(&mut h, &applied);
+        let rfc3339 = |s: i64| at(s).to_string();
+        let mut with_credential = |name: &str, credential: Value| {
+            let mut state = MultusNodeState::new(
+                name,
+                MultusNodeStateSpec {
+                    node_name: name.to_owned(),
+                    multus_config: Some("default".to_owned()),
+                },
+            );
+            state.status = Some(
+                serde_json::from_value(json!({
+                    "ready": true,
+                    "primaryNetworkName": "k8s",
+                    "pluginCredential": credential,
+                }))
+                .unwrap(),
+            );
+            put(&mut h.writers.node_states, state);
+        };
+        // n1 refreshed its token an hour ago; n2's agent has been gone for
+        // 20 hours, so its token has 4 hours left.
+        with_credential(
+            "n1",
+            json!({"serviceAccount": "multus-plugin-default", "source": "TokenRequest",
+                "issuedAt": rfc3339(T0 - 3600), "expiresAt": rfc3339(T0 + 82_800),
+                "since": rfc3339(T0 - 200_000)}),
+        );
+        with_credential(
+            "n2",
+            json!({"serviceAccount": "multus-plugin-default", "source": "TokenRequest",
+                "issuedAt": rfc3339(T0 - 72_000), "expiresAt": rfc3339(T0 + 14_400),
+                "since": rfc3339(T0 - 200_000)}),
+        );
+        let mc = with_status(mc, &applied.status);
+        let task = tokio::spawn(reconcile(Arc::new(mc), h.ctx.clone()));
+        let status = h
+            .api
+            .expect(Method::PATCH, MC_STATUS_PATH, status_echo)
+            .await;
+        let degraded = condition(&status.body, "Degraded");
+        assert_eq!(degraded["reason"], "PluginCredentialExpiring");
+        let message = degraded["message"].as_str().unwrap();
+        assert!(
+            message.contains("on 1 node: n2 (expires at 2026-01-01T04:00:00Z, not refreshed)"),
+            "{message}"
+        );
+        let e = h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await;
+        assert_eq!(event_reason(&e), ("Warning", "PluginCredentialExpiring"));
+        // Still rolling out (15 s) is sooner than n2's expiry.
+        let action = task.await.unwrap().unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_secs(15)));
+        h.api.silent().await;
+    }
+
+    #[tokio::test]
     async fn invalid_nads_are_counted_in_the_status() {
         let mut h = harness(T0 + 60);
         node(&mut h, "n1", &[]);

@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use multus_config::crd::multus_config::{
     CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, PrimaryNetworkSummary,
 };
-use multus_config::crd::{MultusConfigStatus, MultusNodeState};
+use multus_config::crd::{CredentialSource, MultusConfigStatus, MultusNodeState};
 
 use super::pools::Conflict;
 use super::render::LABEL_CONFIG;
@@ -31,6 +31,8 @@ pub const REASON_APPLY_FAILED: &str = "ApplyFailed";
 pub const REASON_ROLE_MISSING: &str = "AgentClusterRoleMissing";
 /// The chart's plugin ClusterRole is missing.
 pub const REASON_PLUGIN_ROLE_MISSING: &str = "PluginClusterRoleMissing";
+/// Nodes' plugin tokens are not being refreshed.
+pub const REASON_CREDENTIAL_EXPIRING: &str = "PluginCredentialExpiring";
 /// Nodes are also selected by an older MultusConfig.
 pub const REASON_CONFLICT: &str = "NodeSelectorConflict";
 /// The DaemonSet does not exist yet.
@@ -143,6 +145,21 @@ pub struct NodeReport {
     pub message: Option<String>,
     /// CNI name of the elected primary network.
     pub primary_network: Option<String>,
+    /// The plugin's credential, when the agent manages it.
+    pub credential: Option<CredentialReport>,
+}
+
+/// What an agent reported about the plugin's token on its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialReport {
+    /// The plugin's own token, or a copy of the agent's (the fallback).
+    pub source: CredentialSource,
+    /// When the token was issued.
+    pub issued_at: Option<Timestamp>,
+    /// When it expires.
+    pub expires_at: Option<Timestamp>,
+    /// Since when the source is in use.
+    pub since: Option<Timestamp>,
 }
 
 impl NodeReport {
@@ -160,6 +177,12 @@ impl NodeReport {
                 (state.status.is_none()).then(|| "the agent has not reported yet".into())
             }),
             primary_network: status.primary_network_name,
+            credential: status.plugin_credential.map(|c| CredentialReport {
+                source: c.source,
+                issued_at: c.issued_at.map(|t| t.0),
+                expires_at: c.expires_at.map(|t| t.0),
+                since: c.since.map(|t| t.0),
+            }),
         }
     }
 }
@@ -214,8 +237,13 @@ pub struct Observation<'a> {
     pub invalid_nads: &'a [InvalidNad],
     /// How long nothing changed while not everything is ready.
     pub stalled_for: Duration,
-    /// `spec.progressDeadlineSeconds`.
+    /// `spec.progressDeadlineSeconds` (also how long a node may stay on
+    /// the credential fallback).
     pub deadline: Duration,
+    /// `spec.pluginTokenExpirationSeconds`.
+    pub token_lifetime: Duration,
+    /// The time of the observation.
+    pub now: Timestamp,
     /// Active or being deleted.
     pub phase: Phase,
 }
@@ -258,6 +286,10 @@ pub struct Assessment {
     pub updated_nodes: i32,
     /// Primary networks seen, most nodes first.
     pub primary_networks: Vec<PrimaryNetworkSummary>,
+    /// When a node's credential next crosses a threshold (a token reaching
+    /// its last quarter or expiring, the fallback outlasting the deadline):
+    /// the reconcile should look again by then.
+    pub recheck_in: Option<Duration>,
 }
 
 /// The nodes whose agent reports not ready, as `node (why)`.
@@ -355,6 +387,76 @@ fn primary_networks(
     (summary, by_network)
 }
 
+fn span(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+/// What is wrong with one node's plugin credential at `now`, and when it
+/// next deserves a look. A plugin token is expiring when less than a
+/// quarter of its lifetime is left (its agent refreshes at half); the
+/// lifetime is the configured one or, when the API server issued a
+/// shorter token, that token's. The fallback (the agent's own token) is a
+/// problem once it lasts longer than `grace`, or when the copy expired.
+pub fn credential_problem(
+    credential: &CredentialReport,
+    lifetime: Duration,
+    grace: Duration,
+    now: Timestamp,
+) -> (Option<String>, Option<Timestamp>) {
+    let at = |t: Timestamp| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let expired = credential.expires_at.filter(|e| *e <= now);
+    match credential.source {
+        CredentialSource::TokenRequest => {
+            let Some(expires) = credential.expires_at else {
+                return (None, None);
+            };
+            if let Some(e) = expired {
+                return (Some(format!("expired at {}", at(e))), None);
+            }
+            let mut life = span(lifetime);
+            if let Some(issued) = credential.issued_at {
+                life = life.min(expires.duration_since(issued));
+            }
+            let warn_at = expires.checked_sub(life / 4).unwrap_or(expires);
+            if warn_at <= now {
+                (
+                    Some(format!("expires at {}, not refreshed", at(expires))),
+                    Some(expires),
+                )
+            } else {
+                (None, Some(warn_at))
+            }
+        }
+        CredentialSource::AgentToken => {
+            if let Some(e) = expired {
+                return (
+                    Some(format!(
+                        "uses a copy of the agent's own token, which expired at {}",
+                        at(e)
+                    )),
+                    None,
+                );
+            }
+            let Some(since) = credential.since else {
+                return (None, credential.expires_at);
+            };
+            let until = since.checked_add(span(grace)).unwrap_or(Timestamp::MAX);
+            let next = credential.expires_at.map_or(until, |e| e.min(until));
+            if until <= now {
+                (
+                    Some(format!(
+                        "uses a copy of the agent's own token since {}",
+                        at(since)
+                    )),
+                    credential.expires_at,
+                )
+            } else {
+                (None, Some(next))
+            }
+        }
+    }
+}
+
 /// Computes the three conditions and the counters.
 pub fn assess(obs: &Observation<'_>) -> Assessment {
     let (primary, by_network) = primary_networks(obs.nodes);
@@ -389,6 +491,7 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
             ready_nodes: counts.1,
             updated_nodes: counts.2,
             primary_networks: primary,
+            recheck_in: None,
         };
     }
 
@@ -586,6 +689,38 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
         }
     };
 
+    let mut expiring = Vec::new();
+    let mut recheck: Option<Timestamp> = None;
+    for node in obs.nodes {
+        let Some(credential) = &node.credential else {
+            continue;
+        };
+        let (problem, next) =
+            credential_problem(credential, obs.token_lifetime, obs.deadline, obs.now);
+        if let Some(problem) = problem {
+            expiring.push(format!("{} ({problem})", node.node));
+        }
+        if let Some(next) = next.filter(|t| *t > obs.now) {
+            recheck = Some(recheck.map_or(next, |r| r.min(next)));
+        }
+    }
+    if !expiring.is_empty() {
+        issues.push((
+            REASON_CREDENTIAL_EXPIRING,
+            format!(
+                "The multus plugin's API token is not being refreshed on {}: {}. Pods with extra \
+                 networks fail to start on a node once its token has expired. The agent \
+                 refreshes the token at half its life and otherwise uses a copy of its own token \
+                 (which dies with the agent pod); see the reason in `kubectl get \
+                 multusnodestate <node> -o yaml` (status.pluginCredential.message) and the agent \
+                 pods: {}.",
+                plural(expiring.len(), "node", "nodes"),
+                name_list(&expiring, NAMES_SHOWN),
+                pods_hint
+            ),
+        ));
+    }
+
     if by_network.len() > 1 {
         let majority = primary.first().map(|p| p.name.clone()).unwrap_or_default();
         let minority: Vec<String> = by_network
@@ -672,6 +807,8 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
         ready_nodes: counts.1,
         updated_nodes: counts.2,
         primary_networks: primary,
+        recheck_in: recheck
+            .map(|t| Duration::try_from(t.duration_since(obs.now)).unwrap_or(Duration::ZERO)),
     }
 }
 
@@ -846,9 +983,13 @@ mod tests {
             invalid_nads: &[],
             stalled_for: Duration::ZERO,
             deadline: Duration::from_secs(600),
+            token_lifetime: Duration::from_secs(86_400),
+            now: Timestamp::from_second(T0).unwrap(),
             phase: Phase::Active,
         }
     }
+
+    const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
 
     fn rollout(desired: i32, updated: i32, ready: i32, unavailable: i32) -> Rollout {
         Rollout {
@@ -867,6 +1008,7 @@ mod tests {
             ready,
             message: message.map(Into::into),
             primary_network: primary.map(Into::into),
+            credential: None,
         }
     }
 
@@ -1347,6 +1489,156 @@ mod tests {
             1
         );
         assert!(e.iter().any(|e| e.reason == "RollingOut"));
+    }
+
+    fn credential(
+        source: CredentialSource,
+        issued: Option<i64>,
+        expires: Option<i64>,
+        since: Option<i64>,
+    ) -> CredentialReport {
+        let t = |s: i64| Timestamp::from_second(T0 + s).unwrap();
+        CredentialReport {
+            source,
+            issued_at: issued.map(t),
+            expires_at: expires.map(t),
+            since: since.map(t),
+        }
+    }
+
+    #[test]
+    fn credential_problem_table() {
+        use CredentialSource::{AgentToken, TokenRequest};
+        const DAY: i64 = 86_400;
+        let now = Timestamp::from_second(T0).unwrap();
+        let lifetime = Duration::from_secs(86_400);
+        let grace = Duration::from_secs(600);
+        let t = |s: i64| Timestamp::from_second(T0 + s).unwrap();
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(CredentialReport, Option<&str>, Option<Timestamp>)> = vec![
+            // Refreshed at half its life: fine until a quarter is left.
+            (
+                credential(TokenRequest, Some(-DAY / 2), Some(DAY / 2), Some(-DAY)),
+                None,
+                Some(t(DAY / 4)),
+            ),
+            // A quarter left: its agent missed the refresh.
+            (
+                credential(TokenRequest, Some(-DAY * 3 / 4), Some(DAY / 4), None),
+                Some("expires at 2026-01-01T06:00:00Z, not refreshed"),
+                Some(t(DAY / 4)),
+            ),
+            (
+                credential(TokenRequest, Some(-DAY), Some(0), None),
+                Some("expired at 2026-01-01T00:00:00Z"),
+                None,
+            ),
+            // The API server issued 1 h tokens: a quarter of that counts.
+            (
+                credential(TokenRequest, Some(-1800), Some(1800), None),
+                None,
+                Some(t(900)),
+            ),
+            (
+                credential(TokenRequest, Some(-2800), Some(800), None),
+                Some("expires at 2026-01-01T00:13:20Z, not refreshed"),
+                Some(t(800)),
+            ),
+            // Without issuedAt, the configured lifetime.
+            (
+                credential(TokenRequest, None, Some(DAY / 5), None),
+                Some("expires at 2026-01-01T04:48:00Z, not refreshed"),
+                Some(t(DAY / 5)),
+            ),
+            // The fallback, briefly: fine; for longer than the grace: not.
+            (
+                credential(AgentToken, Some(-60), Some(3540), Some(-60)),
+                None,
+                Some(t(540)),
+            ),
+            (
+                credential(AgentToken, Some(-700), Some(2900), Some(-700)),
+                Some("uses a copy of the agent's own token since 2025-12-31T23:48:20Z"),
+                Some(t(2900)),
+            ),
+            (
+                credential(AgentToken, Some(-3600), Some(0), Some(-60)),
+                Some("uses a copy of the agent's own token, which expired at 2026-01-01T00:00:00Z"),
+                None,
+            ),
+        ];
+        for (c, problem, next) in cases {
+            let (p, n) = credential_problem(&c, lifetime, grace, now);
+            assert_eq!((p.as_deref(), n), (problem, next), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn unrefreshed_plugin_tokens_are_degraded_and_name_the_nodes() {
+        let mut nodes = vec![
+            node("n1", true, None, Some("k8s")),
+            node("n2", true, None, Some("k8s")),
+            node("n3", true, None, Some("k8s")),
+            node("n4", true, None, Some("k8s")),
+        ];
+        const DAY: i64 = 86_400;
+        nodes[0].credential = Some(credential(
+            CredentialSource::TokenRequest,
+            Some(-DAY / 2),
+            Some(DAY / 2),
+            Some(-DAY),
+        ));
+        nodes[1].credential = Some(credential(
+            CredentialSource::TokenRequest,
+            Some(-DAY + 60),
+            Some(60),
+            Some(-DAY),
+        ));
+        nodes[2].credential = Some(credential(
+            CredentialSource::AgentToken,
+            Some(-900),
+            Some(2700),
+            Some(-900),
+        ));
+        // n4: an agent older than this check reports nothing.
+        let a = assess(&obs(Some(rollout(4, 4, 4, 0)), &nodes));
+        assert_eq!(
+            triple(&a),
+            (
+                true,
+                "Ready",
+                false,
+                "RolloutComplete",
+                true,
+                "PluginCredentialExpiring"
+            )
+        );
+        let m = &a.degraded.message;
+        assert!(
+            m.starts_with(
+                "The multus plugin's API token is not being refreshed on 2 nodes: n2 (expires at \
+                 2026-01-01T00:01:00Z, not refreshed), n3 (uses a copy of the agent's own token \
+                 since 2025-12-31T23:45:00Z)."
+            ),
+            "{m}"
+        );
+        assert!(m.contains("status.pluginCredential.message"), "{m}");
+        assert!(m.contains("kubectl -n multus-system get pods"), "{m}");
+        // The next look: when n2's token expires.
+        assert_eq!(a.recheck_in, Some(Duration::from_secs(60)));
+        // The Warning event comes with the transition.
+        let status = status(None, &a, Some(1), 0, Timestamp::from_second(T0).unwrap());
+        let events = transition_events(&[], &status.conditions);
+        assert!(
+            events
+                .iter()
+                .any(|e| e.severity == Severity::Warning && e.reason == "PluginCredentialExpiring")
+        );
+        // Healthy credentials only schedule the next look.
+        nodes.truncate(1);
+        let a = assess(&obs(Some(rollout(1, 1, 1, 0)), &nodes));
+        assert_eq!(a.degraded.reason, "AsExpected");
+        assert_eq!(a.recheck_in, Some(Duration::from_secs(86_400 / 4)));
     }
 
     #[test]

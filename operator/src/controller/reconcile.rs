@@ -638,6 +638,10 @@ async fn apply(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
         invalid_nads: &invalid_nads,
         stalled_for: elapsed(mark.since, now),
         deadline: Duration::from_secs(u64::from(config.spec.progress_deadline_seconds())),
+        token_lifetime: Duration::from_secs(u64::from(
+            config.spec.plugin_token_expiration_seconds(),
+        )),
+        now,
         phase: Phase::Active,
     };
     let assessment = conditions::assess(&observation);
@@ -645,11 +649,17 @@ async fn apply(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
     if let Some(e) = apply_error {
         return Err(e);
     }
-    Ok(Action::requeue(if assessment.progressing.status {
+    let requeue = if assessment.progressing.status {
         REQUEUE_PROGRESSING
     } else {
         REQUEUE_STEADY
-    }))
+    };
+    // Look again when a node's plugin token reaches its last quarter or
+    // expires, even if nothing else happens (at least a second later).
+    let requeue = assessment
+        .recheck_in
+        .map_or(requeue, |d| requeue.min(d.max(Duration::from_secs(1))));
+    Ok(Action::requeue(requeue))
 }
 
 /// The Cleanup branch: uninstall on the nodes, then delete the operands.
@@ -733,6 +743,8 @@ async fn cleanup(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> 
                         invalid_nads: &[],
                         stalled_for: Duration::ZERO,
                         deadline: Duration::from_secs(deadline_secs),
+                        token_lifetime: Duration::ZERO,
+                        now,
                         phase: Phase::Uninstalling {
                             pending: progress.pending.clone(),
                             desired: progress.desired,
@@ -822,6 +834,20 @@ pub fn node_state_digest(state: &MultusNodeState) -> String {
         ("ready", status.ready.to_string()),
         ("message", status.message.unwrap_or_default()),
         ("primary", status.primary_network_name.unwrap_or_default()),
+        (
+            "credential",
+            status
+                .plugin_credential
+                .map(|c| {
+                    format!(
+                        "{}|{:?}|{:?}",
+                        c.source.as_str(),
+                        c.expires_at.map(|t| t.0),
+                        c.since.map(|t| t.0)
+                    )
+                })
+                .unwrap_or_default(),
+        ),
     ]);
     format!("{summary:?}")
 }
