@@ -27,6 +27,9 @@ pub const MULTUS_NETWORK_NAME: &str = "multus-cni-network";
 pub const MULTUS_PLUGIN_TYPE: &str = "multus";
 /// The plugin type upstream's thick mode writes; never elected as primary.
 pub const MULTUS_SHIM_TYPE: &str = "multus-shim";
+/// `podResourcesSocket` when the config does not set it: the kubelet's
+/// PodResources API (the path upstream Multus hard-codes).
+pub const DEFAULT_POD_RESOURCES_SOCKET: &str = "/var/lib/kubelet/pod-resources/kubelet.sock";
 
 /// Log verbosity of the plugin, least to most verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -206,6 +209,25 @@ pub struct MultusNetConf {
     /// can finish the job.
     #[serde(rename = "retryDeleteOnError", default)]
     pub retry_delete_on_error: bool,
+    /// The kubelet's PodResources gRPC socket, asked which devices the pod
+    /// holds when a NAD names a device-plugin resource
+    /// (`k8s.v1.cni.cncf.io/resourceName`); unset means
+    /// [`DEFAULT_POD_RESOURCES_SOCKET`]. Upstream has no key for it.
+    #[serde(
+        rename = "podResourcesSocket",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pod_resources_socket: Option<String>,
+    /// Base directory of the device-info files (`dp/` written by device
+    /// plugins, `cni/` per attachment); unset means the multi-network
+    /// spec's `/var/run/k8s.cni.cncf.io/devinfo`. Upstream has no key for it.
+    #[serde(
+        rename = "deviceInfoDir",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub device_info_dir: Option<String>,
     /// Name of an auxiliary plugin chain run after the attachments.
     #[serde(
         rename = "auxiliaryCNIChainName",
@@ -357,6 +379,24 @@ impl MultusNetConf {
                 .any(|g| g == nad_namespace)
     }
 
+    /// The kubelet's PodResources socket (`podResourcesSocket` or the
+    /// default).
+    pub fn pod_resources_socket(&self) -> &str {
+        self.pod_resources_socket
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or(DEFAULT_POD_RESOURCES_SOCKET)
+    }
+
+    /// The base directory of device-info files (`deviceInfoDir` or the
+    /// spec's).
+    pub fn device_info_dir(&self) -> &str {
+        self.device_info_dir
+            .as_deref()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or(crate::npwg::device_info::DEFAULT_DEVICE_INFO_DIR)
+    }
+
     /// Whether pods of `namespace` are system pods (no default networks, no
     /// network-status). Compares the namespace, not the pod name (upstream
     /// bug #1205).
@@ -392,6 +432,16 @@ mod tests {
         assert!(conf.kubeconfig.is_none());
         assert!(conf.readiness_indicator_file.is_none());
         assert_eq!(conf.cni_version().unwrap(), crate::cni::CniVersion::V0_1_0);
+        assert_eq!(
+            conf.pod_resources_socket(),
+            "/var/lib/kubelet/pod-resources/kubelet.sock"
+        );
+        assert_eq!(conf.device_info_dir(), "/var/run/k8s.cni.cncf.io/devinfo");
+        let back = serde_json::to_value(&conf).unwrap();
+        assert!(
+            back.get("podResourcesSocket").is_none(),
+            "defaults not written"
+        );
     }
 
     #[test]
@@ -422,7 +472,8 @@ mod tests {
             "globalNamespaces": "default, tenant-a ,", "systemNamespaces": ["kube-system", "infra"],
             "multusNamespace": "multus", "capabilities": {"portMappings": true},
             "runtimeConfig": {"portMappings": []}, "retryDeleteOnError": true,
-            "auxiliaryCNIChainName": "aux", "somethingNew": 7
+            "auxiliaryCNIChainName": "aux", "somethingNew": 7,
+            "podResourcesSocket": "/run/kubelet/pr.sock", "deviceInfoDir": "/run/devinfo"
         }))
         .unwrap();
         assert_eq!(conf.default_networks, vec!["a", "b"]);
@@ -436,6 +487,9 @@ mod tests {
         assert!(conf.retry_delete_on_error);
         assert_eq!(conf.auxiliary_cni_chain_name.as_deref(), Some("aux"));
         assert_eq!(conf.extra["somethingNew"], 7);
+        assert_eq!(conf.pod_resources_socket(), "/run/kubelet/pr.sock");
+        assert_eq!(conf.device_info_dir(), "/run/devinfo");
+        assert!(!conf.extra.contains_key("podResourcesSocket"));
         let back = serde_json::to_value(&conf).unwrap();
         assert_eq!(back["globalNamespaces"], "default,tenant-a");
         assert_eq!(back["somethingNew"], 7);

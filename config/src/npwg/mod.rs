@@ -7,6 +7,7 @@
 //! pass in annotation text, NAD fields and directory listings.
 
 pub mod default_network;
+pub mod device_info;
 pub mod nad;
 pub mod selection;
 pub mod status;
