@@ -177,11 +177,16 @@ async fn preflight(client: &Client) -> String {
                 .as_ref()
                 .and_then(|s| s.conditions.as_ref())
                 .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            if ready {
-                Ok(node.name_any())
-            } else {
-                Err(format!("node {host} is not Ready"))
+            if !ready {
+                return Err(format!("node {host} is not Ready"));
             }
+            assert_eq!(
+                names.len(),
+                1,
+                "this suite needs a single-node cluster, found nodes {names:?} (Node objects \
+                 left by node_pools_on_cluster carry e2e.multus.dev/test=pools)"
+            );
+            Ok(node.name_any())
         },
     )
     .await;

@@ -8,7 +8,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use multus_config::crd::{MultusConfig, NAD_CRD_YAML, generated_crds};
-use multus_e2e::{e2e_client, workspace_root};
+use multus_e2e::{e2e_client, lock_cluster, workspace_root};
 
 const FIELD_MANAGER: &str = "multus-e2e";
 
@@ -30,10 +30,11 @@ async fn apply_and_wait(api: &Api<CustomResourceDefinition>, crd: &CustomResourc
 
 #[tokio::test]
 async fn api_server_accepts_our_crds_and_validates_with_them() {
-    let Some(client) = e2e_client("api_server_accepts_our_crds_and_validates_with_them").await
-    else {
+    let test = "api_server_accepts_our_crds_and_validates_with_them";
+    let Some(client) = e2e_client(test).await else {
         return;
     };
+    let _lock = lock_cluster(test);
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in generated_crds() {
         apply_and_wait(&crds, &crd).await;
