@@ -2,8 +2,10 @@
 //! interface, with everything needed to ADD, CHECK and DEL it again.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use multus_config::cni::netconf::NetworkConfig;
+use multus_config::npwg::DeviceInfo;
 use serde_json::{Map, Value};
 
 /// A network attached to the pod on one interface.
@@ -27,6 +29,24 @@ pub struct Attachment {
     pub default_route: Option<Vec<IpAddr>>,
     /// The ADD result, in the delegate's version, once known.
     pub result: Option<Value>,
+    /// The device it uses (SR-IOV VF, ...), if any.
+    pub device: DeviceAttachment,
+}
+
+/// What an attachment knows about the device it uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceAttachment {
+    /// The NAD's `k8s.v1.cni.cncf.io/resourceName`: a device of it is
+    /// asked from the kubelet.
+    pub resource_name: Option<String>,
+    /// The device's ID: the kubelet's for `resource_name`, else the
+    /// annotation's `deviceID`.
+    pub id: Option<String>,
+    /// The attachment's device-info file, passed as `CNIDeviceInfoFile`.
+    pub info_file: Option<PathBuf>,
+    /// The device information found in `info_file` after ADD (for the
+    /// network-status).
+    pub info: Option<DeviceInfo>,
 }
 
 impl Attachment {

@@ -22,7 +22,11 @@ use multus_config::cni::netconf::NetworkConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::attachment::Attachment;
+use multus_config::cni::runtime::{CAP_CNI_DEVICE_INFO_FILE, CAP_DEVICE_ID};
+use multus_config::npwg::DeviceInfo;
+use multus_config::npwg::device_info::{CNI_SUBDIR, cni_file_name};
+
+use crate::attachment::{Attachment, DeviceAttachment};
 use crate::env::valid_container_id;
 use crate::error::{PluginError, Result};
 
@@ -42,6 +46,14 @@ struct OurEntry {
     default_route: Option<Vec<IpAddr>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    resource_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_info_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_info: Option<DeviceInfo>,
 }
 
 /// One element of the cache array (upstream's DelegateNetConf shape).
@@ -65,6 +77,16 @@ struct Entry {
         skip_serializing_if = "Option::is_none"
     )]
     ifname_request: Option<String>,
+    /// Upstream's record of the device given to the delegate.
+    #[serde(rename = "deviceID", default, skip_serializing_if = "Option::is_none")]
+    device_id: Option<String>,
+    /// Upstream's record of the NAD's resource name.
+    #[serde(
+        rename = "resourceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    resource_name: Option<String>,
     #[serde(rename = "multusRs", default, skip_serializing_if = "Option::is_none")]
     ours: Option<OurEntry>,
 }
@@ -82,12 +104,23 @@ pub struct CachedAttachments {
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,
+    device_info_dir: Option<PathBuf>,
 }
 
 impl Cache {
     /// The cache in `dir` (`cniDir` of the Multus config).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            device_info_dir: None,
+        }
+    }
+
+    /// Where device-info files live (`deviceInfoDir`): entries upstream
+    /// Multus wrote with a device get their device-info file from it.
+    pub fn with_device_info_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.device_info_dir = Some(dir.into());
+        self
     }
 
     /// The cache file of a container; the ID must have been validated.
@@ -136,9 +169,15 @@ impl Cache {
                 )));
             }
         };
-        parse_cache(&bytes, runtime_ifname, cni_args)
-            .map(Some)
-            .map_err(|e| PluginError::Cache(format!("corrupt cache {}: {e}", path.display())))
+        parse_cache(
+            &bytes,
+            container_id,
+            runtime_ifname,
+            cni_args,
+            self.device_info_dir.as_deref(),
+        )
+        .map(Some)
+        .map_err(|e| PluginError::Cache(format!("corrupt cache {}: {e}", path.display())))
     }
 
     /// Removes a container's cache; a missing file is fine.
@@ -195,6 +234,8 @@ fn to_entry(index: usize, a: &Attachment) -> Entry {
         // runtime's interface and names the others by this field, so every
         // entry but a first cluster network carries its interface.
         ifname_request: (!a.is_cluster_network || index > 0).then(|| a.ifname.clone()),
+        device_id: a.device.id.clone(),
+        resource_name: a.device.resource_name.clone(),
         ours: Some(OurEntry {
             attachment: a.name.clone(),
             ifname: a.ifname.clone(),
@@ -203,6 +244,10 @@ fn to_entry(index: usize, a: &Attachment) -> Entry {
             cluster_network: a.is_cluster_network,
             default_route: a.default_route.clone(),
             result: a.result.clone(),
+            resource_name: a.device.resource_name.clone(),
+            device_id: a.device.id.clone(),
+            device_info_file: a.device.info_file.clone(),
+            device_info: a.device.info.clone(),
         }),
     }
 }
@@ -210,8 +255,10 @@ fn to_entry(index: usize, a: &Attachment) -> Entry {
 /// Parses a cache file (ours or upstream's).
 fn parse_cache(
     bytes: &[u8],
+    container_id: &str,
     runtime_ifname: &str,
     cni_args: &str,
+    device_info_dir: Option<&Path>,
 ) -> Result<CachedAttachments, String> {
     let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let mut from_upstream = false;
@@ -228,6 +275,12 @@ fn parse_cache(
                 is_cluster_network: ours.cluster_network,
                 default_route: ours.default_route,
                 result: ours.result,
+                device: DeviceAttachment {
+                    resource_name: ours.resource_name,
+                    id: ours.device_id,
+                    info_file: ours.device_info_file,
+                    info: ours.device_info,
+                },
             },
             None => {
                 from_upstream = true;
@@ -239,19 +292,42 @@ fn parse_cache(
                     None if index == 0 => runtime_ifname.to_owned(),
                     None => format!("net{index}"),
                 };
+                let name = if entry.name.is_empty() {
+                    config.name().unwrap_or_default().to_owned()
+                } else {
+                    entry.name
+                };
+                // Upstream passed its device as runtimeConfig and named the
+                // device-info file after the delegate, container and
+                // interface; DEL needs both.
+                let mut capability_args = Map::new();
+                let info_file = entry.device_id.as_ref().and_then(|id| {
+                    capability_args.insert(CAP_DEVICE_ID.into(), Value::from(id.clone()));
+                    let dir = device_info_dir?;
+                    let file =
+                        dir.join(CNI_SUBDIR)
+                            .join(cni_file_name(&name, container_id, &ifname));
+                    capability_args.insert(
+                        CAP_CNI_DEVICE_INFO_FILE.into(),
+                        Value::from(file.to_string_lossy().into_owned()),
+                    );
+                    Some(file)
+                });
                 Attachment {
-                    name: if entry.name.is_empty() {
-                        config.name().unwrap_or_default().to_owned()
-                    } else {
-                        entry.name
-                    },
+                    name,
                     config,
                     ifname,
-                    capability_args: Map::new(),
+                    capability_args,
                     cni_args: cni_args.to_owned(),
                     is_cluster_network: index == 0,
                     default_route: None,
                     result: None,
+                    device: DeviceAttachment {
+                        resource_name: entry.resource_name,
+                        id: entry.device_id,
+                        info_file,
+                        info: None,
+                    },
                 }
             }
         };
@@ -340,6 +416,7 @@ mod tests {
             is_cluster_network: cluster,
             default_route: None,
             result: None,
+            device: DeviceAttachment::default(),
         }
     }
 
@@ -384,6 +461,59 @@ mod tests {
         cache.remove("c1").unwrap();
         cache.remove("c1").unwrap();
         assert!(cache.load("c1", "eth0", "").unwrap().is_none());
+    }
+
+    #[test]
+    fn round_trips_the_device_and_writes_it_for_upstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let mut a = attachment(
+            "default/sriov",
+            "net1",
+            json!({"cniVersion":"1.0.0","name":"sriov","type":"sriov","deviceID":"0000:af:06.0"}),
+            false,
+        );
+        a.device = DeviceAttachment {
+            resource_name: Some("intel.com/sriov".into()),
+            id: Some("0000:af:06.0".into()),
+            info_file: Some("/run/devinfo/cni/default-sriov-c6_net1".into()),
+            info: multus_config::npwg::device_info::parse_device_info(
+                br#"{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:af:06.0"}}"#,
+            )
+            .ok(),
+        };
+        cache.save("c6", std::slice::from_ref(&a)).unwrap();
+        let raw: Value = serde_json::from_slice(&fs::read(dir.path().join("c6")).unwrap()).unwrap();
+        assert_eq!(raw[0]["deviceID"], "0000:af:06.0");
+        assert_eq!(raw[0]["resourceName"], "intel.com/sriov");
+        let loaded = cache.load("c6", "eth0", "").unwrap().unwrap();
+        assert_eq!(loaded.attachments, [a]);
+    }
+
+    #[test]
+    fn an_upstream_entry_with_a_device_gets_its_device_info_file_back() {
+        let conf = json!({"cniVersion":"0.3.1","name":"sriov-net","type":"sriov","deviceID":"0000:af:06.0"});
+        let b64 = base64::engine::general_purpose::STANDARD.encode(conf.to_string());
+        let upstream = json!([
+            {"Conf":{"type":"bridge"},"Name":"cbr0","Bytes":base64::engine::general_purpose::STANDARD.encode(r#"{"cniVersion":"0.3.1","name":"cbr0","type":"bridge"}"#)},
+            {"Conf":conf,"Name":"default/sriov-net","Bytes":b64,"deviceID":"0000:af:06.0","resourceName":"intel.com/sriov"}
+        ]);
+        let parsed = parse_cache(
+            upstream.to_string().as_bytes(),
+            "c7",
+            "eth0",
+            "",
+            Some(Path::new("/run/devinfo")),
+        )
+        .unwrap();
+        let a = &parsed.attachments[1];
+        assert_eq!(a.device.id.as_deref(), Some("0000:af:06.0"));
+        assert_eq!(a.device.resource_name.as_deref(), Some("intel.com/sriov"));
+        let file = "/run/devinfo/cni/default-sriov-net-c7_net1";
+        assert_eq!(a.device.info_file.as_deref(), Some(Path::new(file)));
+        assert_eq!(a.capability_args["deviceID"], "0000:af:06.0");
+        assert_eq!(a.capability_args["CNIDeviceInfoFile"], file);
+        assert_eq!(parsed.attachments[0].device, DeviceAttachment::default());
     }
 
     #[test]
@@ -436,7 +566,7 @@ mod tests {
         for e in raw.as_array_mut().unwrap() {
             e.as_object_mut().unwrap().remove("multusRs");
         }
-        let parsed = parse_cache(raw.to_string().as_bytes(), "eth0", "").unwrap();
+        let parsed = parse_cache(raw.to_string().as_bytes(), "c5", "eth0", "", None).unwrap();
         let ifnames: Vec<&str> = parsed
             .attachments
             .iter()
@@ -462,8 +592,14 @@ mod tests {
             {"Conf":{"cniVersion":"0.3.0","name":"macvlan-conf","type":"macvlan"},"ConfList":{},
              "Name":"macvlan-conf","ifnameRequest":"data0","IsFilterV4Gateway":true,"IsFilterV6Gateway":true,"Bytes":b64(&macvlan)}
         ]);
-        let parsed =
-            parse_cache(upstream.to_string().as_bytes(), "eth0", "K8S_POD_NAME=p").unwrap();
+        let parsed = parse_cache(
+            upstream.to_string().as_bytes(),
+            "c3",
+            "eth0",
+            "K8S_POD_NAME=p",
+            None,
+        )
+        .unwrap();
         assert!(parsed.from_upstream);
         let a = &parsed.attachments;
         assert_eq!(a.len(), 3);
@@ -482,7 +618,7 @@ mod tests {
         let bytes = base64::engine::general_purpose::STANDARD
             .encode(json!({"name":"k","plugins":[{"type":"calico"}]}).to_string());
         let upstream = json!([{"Conf":{},"ConfList":{"cniVersion":"0.3.1","name":"k"},"Name":"k","Bytes":bytes}]);
-        let parsed = parse_cache(upstream.to_string().as_bytes(), "eth0", "").unwrap();
+        let parsed = parse_cache(upstream.to_string().as_bytes(), "c4", "eth0", "", None).unwrap();
         assert_eq!(
             parsed.attachments[0].config.cni_version_str(),
             Some("0.3.1")

@@ -46,6 +46,19 @@ pub enum PluginError {
     /// A result cannot be converted to the requested version.
     #[error("{0}")]
     Version(String),
+    /// An attachment whose NAD names a device resource gets no device.
+    #[error(transparent)]
+    Device(#[from] crate::devices::DeviceError),
+    /// The kubelet could not tell which devices the pod holds.
+    #[error("{attachment} needs a device of resource {resource}: {error}")]
+    Kubelet {
+        /// The first attachment that needs a device.
+        attachment: String,
+        /// Its resource.
+        resource: String,
+        /// What failed, naming the socket.
+        error: crate::podresources::PodResourcesError,
+    },
     /// Several failures (DEL keeps going and reports them all).
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Many(Vec<PluginError>),
@@ -71,6 +84,8 @@ impl PluginError {
             Self::Netlink(_) => ErrorCode::NetlinkFailure,
             Self::Readiness(_) => ErrorCode::ReadinessTimeout,
             Self::Version(_) => ErrorCode::IncompatibleCniVersion,
+            Self::Device(_) => ErrorCode::InvalidNetworkConfig,
+            Self::Kubelet { .. } => ErrorCode::TryAgainLater,
             Self::Many(errors) => {
                 let first = errors
                     .first()

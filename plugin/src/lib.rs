@@ -9,6 +9,7 @@ pub mod cache;
 pub mod cmd;
 pub mod command;
 pub mod delegate;
+pub mod devices;
 pub mod env;
 pub mod error;
 pub mod k8s;
@@ -16,6 +17,7 @@ pub mod logging;
 pub mod netns;
 pub mod network_status;
 pub mod plan;
+pub mod podresources;
 pub mod route;
 pub mod version;
 

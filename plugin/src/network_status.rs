@@ -42,7 +42,7 @@ pub fn network_statuses(attachments: &[Attachment]) -> Vec<NetworkStatus> {
                 default,
                 dns: dns.clone(),
                 default_route: gateways.clone(),
-                device_info: None,
+                device_info: attachment.device.info.clone(),
             });
         };
         if sandbox.is_empty() {
@@ -91,6 +91,7 @@ mod tests {
             is_cluster_network: cluster,
             default_route: None,
             result: Some(result),
+            device: Default::default(),
         }
     }
 

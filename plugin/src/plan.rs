@@ -21,6 +21,7 @@ use multus_config::cni::runtime::{
 use multus_config::cni::version::DEFAULT_NAD_VERSION;
 use multus_config::multus_conf::MultusNetConf;
 use multus_config::npwg::default_network::parse_default_network_annotation;
+use multus_config::npwg::device_info::nad_resource_name;
 use multus_config::npwg::nad::resolve_nad_config;
 use multus_config::npwg::selection::{NetworkSelectionElement, parse_networks_annotation};
 use multus_config::npwg::{
@@ -28,7 +29,7 @@ use multus_config::npwg::{
 };
 use serde_json::{Map, Value};
 
-use crate::attachment::Attachment;
+use crate::attachment::{Attachment, DeviceAttachment};
 use crate::env::{CniEnv, interface_name_problem};
 use crate::error::{PluginError, Result};
 
@@ -150,6 +151,18 @@ fn annotation<'p>(pod: Option<&'p Pod>, key: &str) -> Option<&'p str> {
         .filter(|v| !v.trim().is_empty())
 }
 
+/// A network reference resolved: its name (`namespace/name` for a NAD),
+/// config, and the NAD's device resource (`k8s.v1.cni.cncf.io/resourceName`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    /// `namespace/name` of the NAD, else the CNI network name.
+    pub name: String,
+    /// The network's config.
+    pub config: NetworkConfig,
+    /// The NAD's device resource, if it names one.
+    pub resource_name: Option<String>,
+}
+
 /// Resolves a network reference of the Multus config (`clusterNetwork`,
 /// `defaultNetworks` entries): an absolute path (file, or directory whose
 /// first config is taken), else a NAD in `namespace`, else a config in the
@@ -160,7 +173,7 @@ pub async fn resolve_reference(
     input: &PlanInput<'_>,
     nads: &impl NadSource,
     cache: &mut HashMap<(String, String), Option<NetworkAttachmentDefinition>>,
-) -> Result<(String, NetworkConfig)> {
+) -> Result<Resolved> {
     let version = default_version(input.conf);
     if reference.starts_with('/') {
         let path = Path::new(reference);
@@ -188,7 +201,11 @@ pub async fn resolve_reference(
         })?;
         config.set_cni_version_if_missing(version);
         let name = config.name().unwrap_or(reference).to_owned();
-        return Ok((name, config));
+        return Ok(Resolved {
+            name,
+            config,
+            resource_name: None,
+        });
     }
     let nad = lookup_nad(namespace, reference, nads, cache).await?;
     let spec_config = nad.as_ref().and_then(|n| n.spec.config.as_deref());
@@ -216,7 +233,11 @@ pub async fn resolve_reference(
     } else {
         config.name().unwrap_or(reference).to_owned()
     };
-    Ok((name, config))
+    Ok(Resolved {
+        name,
+        config,
+        resource_name: nad.as_ref().and_then(nad_resource_name).map(str::to_owned),
+    })
 }
 
 async fn lookup_nad(
@@ -370,6 +391,7 @@ impl Common {
             is_cluster_network,
             default_route: None,
             result: None,
+            device: DeviceAttachment::default(),
         }
     }
 }
@@ -417,16 +439,23 @@ async fn cluster_and_delegates(
     } else {
         None
     };
-    if let Some((name, config)) = replacement {
+    if let Some(resolved) = replacement {
         match attachments.iter_mut().find(|a| a.is_cluster_network) {
             Some(cluster) => {
-                cluster.name = name;
-                cluster.config = config;
+                cluster.name = resolved.name;
+                cluster.config = resolved.config;
+                cluster.device.resource_name = resolved.resource_name;
             }
-            None => attachments.insert(
-                0,
-                common.attachment(name, config, input.env.ifname.clone(), true),
-            ),
+            None => {
+                let mut cluster = common.attachment(
+                    resolved.name,
+                    resolved.config,
+                    input.env.ifname.clone(),
+                    true,
+                );
+                cluster.device.resource_name = resolved.resource_name;
+                attachments.insert(0, cluster);
+            }
         }
     }
     if !attachments.iter().any(|a| a.is_cluster_network) {
@@ -471,7 +500,7 @@ pub async fn plan(
     let system_pod = identity.is_known() && conf.is_system_namespace(&identity.namespace);
     if !system_pod {
         for reference in &conf.default_networks {
-            let (name, config) = resolve_reference(
+            let resolved = resolve_reference(
                 reference,
                 &conf.multus_namespace,
                 input,
@@ -481,7 +510,9 @@ pub async fn plan(
             .await
             .map_err(|e| (e, None))?;
             let ifname = format!("net{}", attachments.len());
-            attachments.push(common.attachment(name, config, ifname, false));
+            let mut attachment = common.attachment(resolved.name, resolved.config, ifname, false);
+            attachment.device.resource_name = resolved.resource_name;
+            attachments.push(attachment);
         }
     }
 
@@ -554,7 +585,7 @@ pub async fn plan(
                 .clone()
                 .unwrap_or_else(|| format!("net{}", attachments.len()));
             let default_route = element.default_route.as_ref().map(|_| element.gateways());
-            attachments.push(Attachment {
+            let mut attachment = Attachment {
                 name: full_name,
                 config,
                 ifname,
@@ -563,7 +594,23 @@ pub async fn plan(
                 is_cluster_network: false,
                 default_route,
                 result: None,
-            });
+                device: DeviceAttachment {
+                    resource_name: nad_resource_name(&nad).map(str::to_owned),
+                    ..DeviceAttachment::default()
+                },
+            };
+            if let Some(id) = &element.device_id {
+                // The annotation's device: runtimeConfig only (the
+                // kubelet's device of the NAD's resource, if any, wins).
+                crate::devices::set_device(
+                    &mut attachment,
+                    id,
+                    false,
+                    Path::new(conf.device_info_dir()),
+                    &input.env.container_id,
+                );
+            }
+            attachments.push(attachment);
         }
     }
 

@@ -4,7 +4,9 @@ use multus_config::cni::CniVersion;
 use multus_config::cni::result::CniResult;
 use multus_config::multus_conf::MultusNetConf;
 
-use super::{connect, del_all, exec_env, fetch_pod, k8s_error, pod_ref, wait_for_readiness};
+use super::{
+    allocate_devices, connect, del_all, exec_env, fetch_pod, k8s_error, pod_ref, wait_for_readiness,
+};
 use crate::attachment::Attachment;
 use crate::cache::Cache;
 use crate::delegate;
@@ -13,7 +15,7 @@ use crate::error::{PluginError, Result};
 use crate::k8s::EventType;
 use crate::network_status::{network_statuses, result100};
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, gateway_requests, plan};
-use crate::{netns, route};
+use crate::{devices, netns, route};
 
 /// Runs ADD; returns the cluster network's result in the Multus config's
 /// CNI version.
@@ -61,6 +63,9 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
             return Err(error);
         }
     };
+    if devices::needs_kubelet(&attachments) {
+        allocate_devices(env, conf, &identity, &mut attachments).await?;
+    }
 
     if let Some(netns) = &env.netns {
         let existing = netns::link_names(netns).map_err(|e| PluginError::Netlink(e.to_string()))?;
@@ -74,10 +79,12 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     let requests = route_requests(&attachments);
     route::check_requests(&requests).map_err(|e| PluginError::Annotation(e.to_string()))?;
 
-    let cache = Cache::new(&conf.cni_dir);
+    let cache = super::cache(conf);
     cache.save(&env.container_id, &attachments)?;
 
+    let info_dir = std::path::Path::new(conf.device_info_dir());
     for index in 0..attachments.len() {
+        devices::copy_device_plugin_info(&attachments[index], info_dir);
         let exec = exec_env(env, conf, &attachments[index]);
         let outcome = delegate::add_network(
             &attachments[index].config,
@@ -95,7 +102,10 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
             })
         });
         match outcome {
-            Ok(value) => attachments[index].result = Some(value),
+            Ok(value) => {
+                attachments[index].result = Some(value);
+                attachments[index].device.info = devices::read_device_info(&attachments[index]);
+            }
             Err(error) => {
                 let failed = PluginError::Delegate {
                     attachment: attachments[index].name.clone(),

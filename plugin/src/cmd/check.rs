@@ -3,14 +3,13 @@
 use multus_config::multus_conf::MultusNetConf;
 
 use super::exec_env;
-use crate::cache::Cache;
 use crate::delegate;
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
 
 /// Runs CHECK of every attachment ADD made, with its cached result.
 pub async fn check(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
-    let cache = Cache::new(&conf.cni_dir);
+    let cache = super::cache(conf);
     let cached = cache
         .load(&env.container_id, &env.ifname, &env.args.to_string())?
         .ok_or_else(|| {

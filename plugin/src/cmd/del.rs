@@ -4,7 +4,7 @@ use multus_config::multus_conf::MultusNetConf;
 
 use super::{connect, del_all, fetch_pod};
 use crate::attachment::Attachment;
-use crate::cache::Cache;
+use crate::devices;
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, plan, plan_static};
@@ -12,7 +12,7 @@ use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, plan, plan_static};
 /// Runs DEL. Idempotent: a second DEL finds no cache and DELs again what
 /// it can re-derive, which plugins accept.
 pub async fn del(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
-    let cache = Cache::new(&conf.cni_dir);
+    let cache = super::cache(conf);
     let cached = cache.load(&env.container_id, &env.ifname, &env.args.to_string())?;
     let attachments = match cached {
         Some(cached) => {
@@ -62,7 +62,25 @@ async fn rederive(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<Attachment>>
         _ => plan(&input, &NoNads).await,
     };
     match planned {
-        Ok(p) => Ok(p.attachments),
+        Ok(mut p) => {
+            if devices::needs_kubelet(&p.attachments) {
+                // The delegates' DEL may need their device back; without
+                // it they still get DEL, and the device-info files go.
+                if let Err(error) =
+                    super::allocate_devices(env, conf, &identity, &mut p.attachments).await
+                {
+                    tracing::warn!(%error, "cannot find the pod's devices for DEL");
+                }
+                let dir = std::path::Path::new(conf.device_info_dir());
+                for a in p.attachments.iter_mut() {
+                    if a.device.resource_name.is_some() && a.device.info_file.is_none() {
+                        a.device.info_file =
+                            Some(devices::cni_info_file(dir, a, &env.container_id));
+                    }
+                }
+            }
+            Ok(p.attachments)
+        }
         Err((error, _)) => {
             // The pod's annotations no longer resolve (NAD deleted, ...):
             // release what we can name for sure, the cluster network and

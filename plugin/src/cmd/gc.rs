@@ -9,7 +9,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::del_all;
-use crate::cache::Cache;
 use crate::delegate::{self, DEFAULT_DELEGATE_TIMEOUT, ExecEnv};
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
@@ -35,7 +34,7 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         })?,
         None => Vec::new(),
     };
-    let cache = Cache::new(&conf.cni_dir);
+    let cache = super::cache(conf);
     let mut errors = Vec::new();
     // network name -> (config, valid attachments of that network)
     let mut networks: BTreeMap<String, (NetworkConfig, Vec<Value>)> = BTreeMap::new();

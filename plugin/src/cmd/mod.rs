@@ -20,9 +20,15 @@ use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
 use crate::k8s::{K8sClient, K8sError, K8sSettings, PodRef};
 use crate::plan::{NadSource, PodIdentity};
+use crate::{devices, podresources};
 
 /// How long ADD and STATUS wait for the readiness indicator file.
 pub const READINESS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The per-container cache of `conf`.
+pub fn cache(conf: &MultusNetConf) -> crate::cache::Cache {
+    crate::cache::Cache::new(&conf.cni_dir).with_device_info_dir(conf.device_info_dir())
+}
 
 /// Converts an API error, keeping whether a retry may help.
 pub fn k8s_error(e: K8sError) -> PluginError {
@@ -81,6 +87,60 @@ pub fn exec_env(env: &CniEnv, conf: &MultusNetConf, attachment: &Attachment) -> 
     }
 }
 
+/// Asks the kubelet which devices the pod holds and gives every attachment
+/// whose NAD names a resource the next unused device of it. Call only when
+/// [`devices::needs_kubelet`]: it is the one place the kubelet is contacted.
+pub async fn allocate_devices(
+    env: &CniEnv,
+    conf: &MultusNetConf,
+    identity: &PodIdentity,
+    attachments: &mut [Attachment],
+) -> Result<()> {
+    let Some((attachment, resource)) = attachments.iter().find_map(|a| {
+        a.device
+            .resource_name
+            .as_ref()
+            .map(|r| (a.name.clone(), r.clone()))
+    }) else {
+        return Ok(());
+    };
+    if !identity.is_known() {
+        return Err(devices::DeviceError::UnknownPod {
+            attachment,
+            resource,
+        }
+        .into());
+    }
+    let socket = Path::new(conf.pod_resources_socket());
+    let pod = podresources::pod_resources(
+        socket,
+        &identity.namespace,
+        &identity.name,
+        podresources::KUBELET_TIMEOUT,
+    )
+    .await
+    .map_err(|error| PluginError::Kubelet {
+        attachment,
+        resource,
+        error,
+    })?;
+    let held = match &pod {
+        Some(pod) => devices::PodDevices::from_pod_resources(pod),
+        None => {
+            tracing::warn!(socket = %socket.display(), pod = %format!("{}/{}", identity.namespace, identity.name), "the kubelet does not list the pod");
+            devices::PodDevices::default()
+        }
+    };
+    devices::assign_devices(
+        attachments,
+        &held,
+        identity,
+        Path::new(conf.device_info_dir()),
+        &env.container_id,
+    )?;
+    Ok(())
+}
+
 /// Waits (bounded) until the readiness indicator file exists.
 pub async fn wait_for_readiness(conf: &MultusNetConf, timeout: Duration) -> Result<()> {
     let Some(path) = conf
@@ -132,6 +192,7 @@ pub async fn del_all(
                 // ADD never completed for it and its plugin is missing, so
                 // it cannot hold anything to release.
                 tracing::warn!(attachment = %attachment.name, %error, "skipping DEL of a delegate that never ran");
+                devices::remove_device_info(attachment);
                 continue;
             }
             tracing::warn!(attachment = %attachment.name, %error, "delegate DEL failed");
@@ -139,6 +200,9 @@ pub async fn del_all(
                 attachment: attachment.name.clone(),
                 error,
             });
+        } else {
+            // Kept while DEL fails, so a retry still finds it.
+            devices::remove_device_info(attachment);
         }
     }
     errors

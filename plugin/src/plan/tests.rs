@@ -27,6 +27,18 @@ impl Nads {
     }
 }
 
+impl Nads {
+    fn with_resource(mut self, ns: &str, name: &str, config: &str, resource: &str) -> Self {
+        self = self.with(ns, name, Some(config));
+        let nad = self.0.get_mut(&(ns.into(), name.into())).unwrap();
+        nad.metadata.annotations = Some(BTreeMap::from([(
+            multus_config::npwg::RESOURCE_NAME_ANNOTATION.to_owned(),
+            resource.to_owned(),
+        )]));
+        self
+    }
+}
+
 impl NadSource for Nads {
     async fn get_nad(&self, ns: &str, name: &str) -> Result<Option<NetworkAttachmentDefinition>> {
         self.1.set(self.1.get() + 1);
@@ -457,4 +469,60 @@ fn inline_delegates_without_any_is_an_empty_list() {
     let mut c = conf(json!({"clusterNetwork": "x"}));
     c.delegates.clear();
     assert!(inline_delegates(&c, "eth0").unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn nads_naming_a_resource_are_marked_for_a_device_wherever_they_are_used() {
+    const SRIOV: &str = r#"{"cniVersion":"1.0.0","type":"sriov","capabilities":{"deviceID":true,"CNIDeviceInfoFile":true}}"#;
+    let c = conf(json!({"defaultNetworks": ["dflt"], "multusNamespace": "kube-system"}));
+    let nads = Nads::default()
+        .with_resource("kube-system", "dflt", SRIOV, "example.com/nic")
+        .with_resource("default", "sriov", SRIOV, "intel.com/sriov")
+        .with("default", "macvlan", Some(MACVLAN));
+    let p = pod(
+        "default",
+        &[(
+            NETWORKS_ANNOTATION,
+            r#"[{"name":"sriov"},{"name":"macvlan"},{"name":"sriov","deviceID":"0000:01:00.1"}]"#,
+        )],
+    );
+    let plan = run_plan(&c, Some(&p), &nads).await.unwrap();
+    let resources: Vec<_> = plan
+        .attachments
+        .iter()
+        .map(|a| a.device.resource_name.as_deref())
+        .collect();
+    assert_eq!(
+        resources,
+        [
+            None,
+            Some("example.com/nic"),
+            Some("intel.com/sriov"),
+            None,
+            Some("intel.com/sriov")
+        ]
+    );
+    assert!(crate::devices::needs_kubelet(&plan.attachments));
+    // Nothing is assigned by the plan itself...
+    assert_eq!(plan.attachments[2].device.id, None);
+    assert!(
+        plan.attachments[2]
+            .capability_args
+            .get("deviceID")
+            .is_none()
+    );
+    // ...but the annotation's deviceID is offered, with a device-info file.
+    let a = &plan.attachments[4];
+    assert_eq!(a.device.id.as_deref(), Some("0000:01:00.1"));
+    assert_eq!(a.capability_args["deviceID"], "0000:01:00.1");
+    assert_eq!(
+        a.capability_args["CNIDeviceInfoFile"],
+        "/var/run/k8s.cni.cncf.io/devinfo/cni/default-sriov-c1_net4"
+    );
+    assert!(a.config.to_value().get("deviceID").is_none());
+
+    let plain = pod("default", &[(NETWORKS_ANNOTATION, "macvlan")]);
+    let c = conf(json!({}));
+    let plan = run_plan(&c, Some(&plain), &nads).await.unwrap();
+    assert!(!crate::devices::needs_kubelet(&plan.attachments));
 }

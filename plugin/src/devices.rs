@@ -1,0 +1,385 @@
+//! Device-aware attachments: a NAD annotated
+//! `k8s.v1.cni.cncf.io/resourceName: <resource>` gets one of the devices of
+//! that resource the kubelet allocated to the pod, its ID passed to the
+//! delegate as `deviceID`; device-info files are handed over per the
+//! multi-network device-info specification.
+//!
+//! The matching of the kubelet's allocation to the attachments is pure
+//! ([`PodDevices`], [`assign_devices`]); the file work is small and best
+//! effort, as upstream's.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use multus_config::cni::runtime::{CAP_CNI_DEVICE_INFO_FILE, CAP_DEVICE_ID};
+use multus_config::npwg::DeviceInfo;
+use multus_config::npwg::device_info::{
+    CNI_SUBDIR, DEVICE_PLUGIN_SUBDIR, cni_file_name, device_plugin_file_name, parse_device_info,
+};
+use serde_json::Value;
+
+use crate::attachment::Attachment;
+use crate::plan::PodIdentity;
+use crate::podresources::api;
+
+/// The devices a pod holds, per resource, in the order attachments take
+/// them: containers in the kubelet's order; within one container's entry of
+/// a resource, device IDs sorted (upstream since #1539: deterministic per
+/// container, never reordered across containers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodDevices {
+    by_resource: BTreeMap<String, Vec<String>>,
+    /// DRA claims whose devices cannot be matched to a resource name
+    /// (structured parameters, Kubernetes 1.31+), described for errors.
+    unmapped_claims: Vec<String>,
+}
+
+impl PodDevices {
+    /// What the kubelet reported for the pod.
+    pub fn from_pod_resources(pod: &api::PodResources) -> Self {
+        let mut out = Self::default();
+        for container in &pod.containers {
+            for devices in &container.devices {
+                let mut ids = devices.device_ids.clone();
+                ids.sort();
+                out.push(&devices.resource_name, ids);
+            }
+            for dynamic in &container.dynamic_resources {
+                out.add_dynamic(dynamic);
+            }
+        }
+        out
+    }
+
+    fn push(&mut self, resource: &str, ids: Vec<String>) {
+        if resource.is_empty() || ids.is_empty() {
+            return;
+        }
+        self.by_resource
+            .entry(resource.to_owned())
+            .or_default()
+            .extend(ids);
+    }
+
+    /// DRA devices: with a class name (kubelets 1.27 to 1.30, classic DRA)
+    /// they count as the resource named like the class, each CDI device
+    /// `vendor/class=ID` giving `ID`, as upstream v4.1 did. Kubelets 1.31+
+    /// report no class; their devices are kept only to explain a failure.
+    fn add_dynamic(&mut self, dynamic: &api::DynamicResource) {
+        let claim = format!("{}/{}", dynamic.claim_namespace, dynamic.claim_name);
+        if dynamic.class_name.is_empty() {
+            let devices: Vec<String> = dynamic
+                .claim_resources
+                .iter()
+                .map(|r| {
+                    if r.device_name.is_empty() {
+                        r.cdi_devices
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    } else {
+                        format!("{}/{}/{}", r.driver_name, r.pool_name, r.device_name)
+                    }
+                })
+                .collect();
+            self.unmapped_claims
+                .push(format!("{claim} ({})", devices.join(", ")));
+            return;
+        }
+        let mut ids = Vec::new();
+        for resource in &dynamic.claim_resources {
+            for cdi in &resource.cdi_devices {
+                match cdi.name.split_once('=') {
+                    Some((_, id)) if !id.is_empty() && !id.contains('=') => ids.push(id.to_owned()),
+                    _ => {
+                        tracing::warn!(claim = %claim, device = %cdi.name, "ignoring a CDI device name that is not vendor/class=ID")
+                    }
+                }
+            }
+        }
+        self.push(&dynamic.class_name, ids);
+    }
+
+    /// The device IDs of `resource`, in assignment order.
+    pub fn ids(&self, resource: &str) -> &[String] {
+        self.by_resource.get(resource).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every resource and its device IDs.
+    pub fn resources(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.by_resource
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+}
+
+/// Why an attachment gets no device.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The pod holds no (more) device of the NAD's resource.
+    #[error(
+        "{attachment}: the NetworkAttachmentDefinition needs a device of resource {resource} (k8s.v1.cni.cncf.io/resourceName) but pod {pod} {held}{hint}"
+    )]
+    NoDevice {
+        /// The attachment (`namespace/name` of its NAD).
+        attachment: String,
+        /// The NAD's resource name.
+        resource: String,
+        /// The pod, `namespace/name`.
+        pod: String,
+        /// What the pod holds of it.
+        held: String,
+        /// What else may explain it.
+        hint: String,
+    },
+    /// The runtime did not name the pod, so the kubelet cannot be asked.
+    #[error(
+        "{attachment}: the NetworkAttachmentDefinition needs a device of resource {resource} but the runtime's CNI_ARGS name no pod (K8S_POD_NAMESPACE, K8S_POD_NAME)"
+    )]
+    UnknownPod {
+        /// The attachment.
+        attachment: String,
+        /// The NAD's resource name.
+        resource: String,
+    },
+}
+
+/// Whether any attachment needs a device from the kubelet.
+pub fn needs_kubelet(attachments: &[Attachment]) -> bool {
+    attachments.iter().any(|a| a.device.resource_name.is_some())
+}
+
+/// The per-attachment device-info file (`CNIDeviceInfoFile`):
+/// `<dir>/cni/<network>-<containerID>_<ifname>`.
+pub fn cni_info_file(info_dir: &Path, attachment: &Attachment, container_id: &str) -> PathBuf {
+    info_dir.join(CNI_SUBDIR).join(cni_file_name(
+        &attachment.name,
+        container_id,
+        &attachment.ifname,
+    ))
+}
+
+/// The device plugin's device-info file of one device.
+pub fn device_plugin_info_file(info_dir: &Path, resource: &str, device_id: &str) -> PathBuf {
+    info_dir
+        .join(DEVICE_PLUGIN_SUBDIR)
+        .join(device_plugin_file_name(resource, device_id))
+}
+
+/// Gives `attachment` the device `id`: `deviceID` capability argument,
+/// `CNIDeviceInfoFile` pointing to its per-attachment file, and, for a
+/// device of the NAD's resource (`in_config`), `deviceID` and `pciBusID`
+/// in the delegate's config (every plugin of a list), as upstream does.
+pub fn set_device(
+    attachment: &mut Attachment,
+    id: &str,
+    in_config: bool,
+    info_dir: &Path,
+    container_id: &str,
+) {
+    attachment.device.id = Some(id.to_owned());
+    attachment
+        .capability_args
+        .insert(CAP_DEVICE_ID.into(), Value::from(id));
+    let file = cni_info_file(info_dir, attachment, container_id);
+    attachment.capability_args.insert(
+        CAP_CNI_DEVICE_INFO_FILE.into(),
+        Value::from(file.to_string_lossy().into_owned()),
+    );
+    attachment.device.info_file = Some(file);
+    if in_config {
+        let mut value = attachment.config.to_value();
+        inject_device_id(&mut value, id);
+        match multus_config::cni::netconf::NetworkConfig::from_value(value) {
+            Ok(config) => attachment.config = config,
+            Err(e) => {
+                tracing::warn!(attachment = %attachment.name, error = %e, "cannot add deviceID to the config")
+            }
+        }
+    }
+}
+
+/// Adds `deviceID` and `pciBusID` to a config: top level for a single
+/// config, every plugin for a list.
+pub fn inject_device_id(config: &mut Value, id: &str) {
+    let set = |plugin: &mut Value| {
+        if let Some(obj) = plugin.as_object_mut() {
+            obj.insert("deviceID".into(), Value::from(id));
+            obj.insert("pciBusID".into(), Value::from(id));
+        }
+    };
+    match config.get_mut("plugins").and_then(Value::as_array_mut) {
+        Some(plugins) => plugins.iter_mut().for_each(set),
+        None => set(config),
+    }
+}
+
+/// Gives every attachment whose NAD names a resource the next unused
+/// device of it, in attachment order. Fails for the first that gets none.
+pub fn assign_devices(
+    attachments: &mut [Attachment],
+    devices: &PodDevices,
+    pod: &PodIdentity,
+    info_dir: &Path,
+    container_id: &str,
+) -> Result<(), DeviceError> {
+    let mut used: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for attachment in attachments.iter_mut() {
+        let Some(resource) = attachment.device.resource_name.clone() else {
+            continue;
+        };
+        let taken = used.entry(resource.clone()).or_default();
+        let ids = devices.ids(&resource);
+        let Some(id) = ids.get(taken.len()) else {
+            return Err(no_device(attachment, &resource, devices, pod, taken));
+        };
+        if attachment.device.id.as_deref().is_some_and(|own| own != id) {
+            tracing::debug!(attachment = %attachment.name, "the annotation's deviceID is replaced by the kubelet's device of the NAD's resource");
+        }
+        taken.push(attachment.name.clone());
+        set_device(attachment, id, true, info_dir, container_id);
+        tracing::debug!(attachment = %attachment.name, resource = %resource, device = %id, "device assigned");
+    }
+    Ok(())
+}
+
+fn no_device(
+    attachment: &Attachment,
+    resource: &str,
+    devices: &PodDevices,
+    pod: &PodIdentity,
+    taken: &[String],
+) -> DeviceError {
+    let held = if taken.is_empty() {
+        format!("holds none: request {resource} in the resources of one of its containers")
+    } else {
+        format!(
+            "holds only {} and {} to earlier networks ({}): request one {resource} per network that uses it",
+            taken.len(),
+            if taken.len() == 1 {
+                "it went"
+            } else {
+                "they went"
+            },
+            taken.join(", ")
+        )
+    };
+    let mut hint = String::new();
+    if taken.is_empty() {
+        let others: Vec<&str> = devices.resources().map(|(r, _)| r).collect();
+        if !others.is_empty() {
+            hint.push_str(&format!("; it holds {}", others.join(", ")));
+        }
+    }
+    if !devices.unmapped_claims.is_empty() {
+        hint.push_str(&format!(
+            "; its DRA claims {} cannot be matched to a resource name (not supported, see docs/devices.md)",
+            devices.unmapped_claims.join(", ")
+        ));
+    }
+    DeviceError::NoDevice {
+        attachment: attachment.name.clone(),
+        resource: resource.to_owned(),
+        pod: format!("{}/{}", pod.namespace, pod.name),
+        held,
+        hint,
+    }
+}
+
+/// Before the delegate's ADD: copies the device plugin's device-info file
+/// of the attachment's device to its per-attachment file. Best effort (a
+/// device plugin need not write one): failures are logged, as upstream.
+pub fn copy_device_plugin_info(attachment: &Attachment, info_dir: &Path) {
+    let (Some(resource), Some(id), Some(target)) = (
+        &attachment.device.resource_name,
+        &attachment.device.id,
+        &attachment.device.info_file,
+    ) else {
+        return;
+    };
+    let source = device_plugin_info_file(info_dir, resource, id);
+    let bytes = match fs::read(&source) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::debug!(file = %source.display(), "the device plugin left no device-info file");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(file = %source.display(), error = %e, "cannot read the device plugin's device-info file");
+            return;
+        }
+    };
+    if let Err(e) = parse_device_info(&bytes) {
+        tracing::warn!(file = %source.display(), error = %e, "the device plugin's device-info file is not valid; not passed on");
+        return;
+    }
+    if let Err(e) = write_read_only(target, &bytes) {
+        tracing::warn!(file = %target.display(), error = %e, "cannot write the attachment's device-info file");
+    }
+}
+
+/// Writes `bytes` to `path` (mode 0444, as upstream) through a temp file
+/// and a rename, creating the directory.
+fn write_read_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o444)
+            .open(&tmp)?;
+        file.write_all(bytes)?;
+        file.set_permissions(fs::Permissions::from_mode(0o444))?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// After the delegate's ADD: the attachment's device information (copied
+/// from the device plugin, or written by the CNI plugin itself), for the
+/// network-status. Best effort.
+pub fn read_device_info(attachment: &Attachment) -> Option<DeviceInfo> {
+    let path = attachment.device.info_file.as_ref()?;
+    match fs::read(path) {
+        Ok(bytes) => parse_device_info(&bytes)
+            .inspect_err(|e| tracing::warn!(file = %path.display(), error = %e, "ignoring an invalid device-info file"))
+            .ok(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the device-info file");
+            None
+        }
+    }
+}
+
+/// After the delegate's DEL: removes the attachment's device-info file.
+/// Best effort.
+pub fn remove_device_info(attachment: &Attachment) {
+    let Some(path) = &attachment.device.info_file else {
+        return;
+    };
+    match fs::remove_file(path) {
+        Ok(()) => tracing::debug!(file = %path.display(), "device-info file removed"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot remove the device-info file")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

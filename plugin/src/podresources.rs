@@ -1,0 +1,190 @@
+//! The kubelet's PodResources API: gRPC v1 over a unix socket, asked which
+//! devices the kubelet allocated to a pod's containers. Contacted only when
+//! a NAD of the pod names a device resource, with one bounded deadline for
+//! connecting and every call.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use tonic::Code;
+use tonic::transport::Endpoint;
+
+/// The generated messages and client of `proto/podresources_v1.proto`.
+#[allow(missing_docs, missing_debug_implementations, clippy::all)]
+pub mod api {
+    include!(concat!(env!("OUT_DIR"), "/client/v1.rs"));
+}
+
+use api::pod_resources_lister_client::PodResourcesListerClient;
+use api::{GetPodResourcesRequest, ListPodResourcesRequest, PodResources};
+
+/// How long the whole exchange with the kubelet (connect, Get, List) may
+/// take.
+pub const KUBELET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Largest answer accepted (a List on a busy node); upstream's limit.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why the kubelet could not tell which devices a pod holds.
+#[derive(Debug, thiserror::Error)]
+pub enum PodResourcesError {
+    /// Nothing answers on the socket.
+    #[error("cannot reach the kubelet's PodResources API at {}: {detail}", socket.display())]
+    Connect {
+        /// The socket tried.
+        socket: PathBuf,
+        /// The cause, with its sources.
+        detail: String,
+    },
+    /// The kubelet did not answer in time.
+    #[error("the kubelet's PodResources API at {} did not answer within {}s", socket.display(), timeout.as_secs())]
+    Timeout {
+        /// The socket tried.
+        socket: PathBuf,
+        /// The deadline.
+        timeout: Duration,
+    },
+    /// The kubelet answered with an error.
+    #[error("the kubelet's PodResources API at {} failed: {code:?}: {message}", socket.display())]
+    Call {
+        /// The socket tried.
+        socket: PathBuf,
+        /// The gRPC status code.
+        code: Code,
+        /// The kubelet's message.
+        message: String,
+    },
+}
+
+/// An error with its chain of sources, one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// The resources the kubelet allocated to the pod `namespace/name`, or
+/// `None` when the kubelet does not know the pod. Uses `Get` when the
+/// kubelet serves it, else `List` (Kubernetes before 1.34 has `Get` off by
+/// default and answers it with an error).
+pub async fn pod_resources(
+    socket: &Path,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<Option<PodResources>, PodResourcesError> {
+    tokio::time::timeout(timeout, ask(socket, namespace, name))
+        .await
+        .map_err(|_| PodResourcesError::Timeout {
+            socket: socket.to_owned(),
+            timeout,
+        })?
+}
+
+async fn ask(
+    socket: &Path,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<PodResources>, PodResourcesError> {
+    let path = socket.to_owned();
+    // The URI only satisfies HTTP/2; the connector ignores it.
+    let channel = Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let path = path.clone();
+            async move {
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map(TokioIo::new)
+            }
+        }))
+        .await
+        .map_err(|e| PodResourcesError::Connect {
+            socket: socket.to_owned(),
+            detail: chain(&e),
+        })?;
+    let mut client =
+        PodResourcesListerClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let failed = |status: tonic::Status| PodResourcesError::Call {
+        socket: socket.to_owned(),
+        code: status.code(),
+        message: status.message().to_owned(),
+    };
+    let get = GetPodResourcesRequest {
+        pod_name: name.to_owned(),
+        pod_namespace: namespace.to_owned(),
+    };
+    match client.get(get).await {
+        Ok(answer) => {
+            if let Some(pod) = answer.into_inner().pod_resources {
+                return Ok(Some(pod));
+            }
+        }
+        Err(status)
+            if matches!(
+                status.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+            ) =>
+        {
+            return Err(failed(status));
+        }
+        Err(status) => {
+            tracing::debug!(code = ?status.code(), message = status.message(), "PodResources Get unavailable; using List");
+        }
+    }
+    let list = client
+        .list(ListPodResourcesRequest {})
+        .await
+        .map_err(failed)?
+        .into_inner();
+    Ok(list
+        .pod_resources
+        .into_iter()
+        .find(|p| p.namespace == namespace && p.name == name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_socket_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("kubelet.sock");
+        let err = pod_resources(&socket, "ns", "p", KUBELET_TIMEOUT)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, PodResourcesError::Connect { .. }), "{text}");
+        assert!(text.contains(&socket.display().to_string()), "{text}");
+        assert!(text.contains("No such file"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_socket_times_out() {
+        // A listener that accepts and never answers HTTP/2.
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("kubelet.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let err = pod_resources(&socket, "ns", "p", Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PodResourcesError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("did not answer"), "{err}");
+        hold.abort();
+    }
+}
