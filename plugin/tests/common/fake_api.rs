@@ -1,0 +1,133 @@
+//! A fake Kubernetes API server (a real HTTP server on a background thread
+//! of the test process) serving one pod and its NADs, recording every
+//! request; and the kubeconfig that points `multus` at it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::Sandbox;
+
+/// What the fake API server serves and saw.
+#[derive(Default)]
+pub struct Api {
+    pub pod: Value,
+    pub nads: Vec<(String, String, Value)>,
+    pub requests: Vec<(String, String, String)>,
+    /// Answer every request with 401 (a rejected token).
+    pub unauthorized: bool,
+}
+
+/// The server's state, shared with the test.
+pub type Shared = Arc<Mutex<Api>>;
+
+/// A JSON answer.
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn handle(State(api): State<Shared>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let path = uri.path().to_owned();
+    let mut api = api.lock().unwrap();
+    api.requests.push((
+        method.to_string(),
+        path.clone(),
+        String::from_utf8_lossy(&body).into_owned(),
+    ));
+    let ns = api.pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let name = api.pod["metadata"]["name"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    if api.unauthorized {
+        let status = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401,"message":"Unauthorized"});
+        return json_response(StatusCode::UNAUTHORIZED, &status);
+    }
+    let pod_path = format!("/api/v1/namespaces/{ns}/pods/{name}");
+    if method == Method::GET && path == pod_path {
+        return json_response(StatusCode::OK, &api.pod);
+    }
+    if method == Method::PATCH && path == format!("{pod_path}/status") {
+        return json_response(StatusCode::OK, &api.pod);
+    }
+    if method == Method::POST && path.ends_with("/events") {
+        let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+        return json_response(StatusCode::CREATED, &event);
+    }
+    for (nad_ns, nad_name, nad) in &api.nads {
+        if method == Method::GET
+            && path
+                == format!(
+                    "/apis/k8s.cni.cncf.io/v1/namespaces/{nad_ns}/network-attachment-definitions/{nad_name}"
+                )
+        {
+            return json_response(StatusCode::OK, nad);
+        }
+    }
+    let status = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":format!("{path} not found")});
+    json_response(StatusCode::NOT_FOUND, &status)
+}
+
+/// Runs the fake API server on a background thread; returns its address.
+pub fn serve(api: Shared) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            let app = Router::new().fallback(handle).with_state(api);
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    (rx.recv().unwrap(), stop_tx)
+}
+
+/// A NAD object with `config` as its spec.config.
+pub fn nad(ns: &str, name: &str, config: &Value) -> Value {
+    json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": ns, "uid": "nad-uid"},
+        "spec": {"config": config.to_string()}
+    })
+}
+
+/// A kubeconfig (token file) for the server at `addr`.
+pub fn write_kubeconfig(sb: &Sandbox, addr: SocketAddr) -> std::path::PathBuf {
+    let token = sb.path("token");
+    std::fs::write(&token, "test-token").unwrap();
+    let path = sb.path("multus.kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://{addr}\nusers:\n- name: u\n  user:\n    tokenFile: {}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n",
+            token.display()
+        ),
+    )
+    .unwrap();
+    path
+}
