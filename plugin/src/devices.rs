@@ -26,9 +26,11 @@ use crate::plan::PodIdentity;
 use crate::podresources::api;
 
 /// The devices a pod holds, per resource, in the order attachments take
-/// them: containers in the kubelet's order; within one container's entry of
-/// a resource, device IDs sorted (upstream since #1539: deterministic per
-/// container, never reordered across containers).
+/// them: containers in the kubelet's order; within one container, the IDs
+/// of a resource sorted (upstream since #1539: deterministic per container,
+/// never reordered across containers, whose devices are theirs). A 1.28
+/// kubelet lists a container's devices of one resource in several entries
+/// (one per device), which are merged before sorting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodDevices {
     by_resource: BTreeMap<String, Vec<String>>,
@@ -42,10 +44,15 @@ impl PodDevices {
     pub fn from_pod_resources(pod: &api::PodResources) -> Self {
         let mut out = Self::default();
         for container in &pod.containers {
+            let mut held: BTreeMap<&str, Vec<String>> = BTreeMap::new();
             for devices in &container.devices {
-                let mut ids = devices.device_ids.clone();
+                held.entry(&devices.resource_name)
+                    .or_default()
+                    .extend(devices.device_ids.iter().cloned());
+            }
+            for (resource, mut ids) in held {
                 ids.sort();
-                out.push(&devices.resource_name, ids);
+                out.push(resource, ids);
             }
             for dynamic in &container.dynamic_resources {
                 out.add_dynamic(dynamic);

@@ -78,7 +78,7 @@ fn ids(attachments: &[Attachment]) -> Vec<Option<&str>> {
 }
 
 #[test]
-fn ids_are_sorted_per_container_entry_and_keep_the_container_order() {
+fn ids_are_sorted_per_container_and_keep_the_container_order() {
     let held = PodDevices::from_pod_resources(&pod(vec![
         container(
             "first",
@@ -90,10 +90,13 @@ fn ids_are_sorted_per_container_entry_and_keep_the_container_order() {
         container(
             "second",
             vec![
-                devices("intel.com/sriov", &["0000:af:06.2", "0000:af:06.0"]),
+                devices("intel.com/sriov", &["0000:af:06.2"]),
                 devices("example.com/nic", &["nic-b", "nic-a"]),
                 devices("", &["ignored"]),
                 devices("example.com/none", &[]),
+                // Several entries of one resource (a 1.28 kubelet writes
+                // one per device): merged, then sorted.
+                devices("intel.com/sriov", &["0000:af:06.0"]),
             ],
         ),
     ]));
@@ -332,7 +335,35 @@ fn structured_dra_claims_are_named_when_no_device_matches() {
 }
 
 #[test]
-fn dra_from_a_recorded_list_answer() {
+fn a_recorded_kubelet_1_28_answer() {
+    // `cargo run -p multus-plugin --example pod_resources` against the
+    // Kubernetes 1.28.7 kubelet of the test machine, the test device
+    // plugin serving example.com/nic: container `first` was allocated
+    // nic-1, `second` nic-0 and nic-2 (one entry per device).
+    use base64::Engine;
+    use prost::Message;
+    const RECORDED: &str = "CgpuaWMtaG9sZGVyEg1kZXYxMi1kZXZpY2VzGiEKBWZpcnN0EhgKD2V4YW1wbGUuY29tL25pYxIFbmljLTEaPAoGc2Vjb25kEhgKD2V4YW1wbGUuY29tL25pYxIFbmljLTASGAoPZXhhbXBsZS5jb20vbmljEgVuaWMtMg==";
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(RECORDED)
+        .unwrap();
+    let pod = PodResources::decode(bytes.as_slice()).unwrap();
+    assert_eq!(
+        (pod.namespace.as_str(), pod.name.as_str()),
+        ("dev12-devices", "nic-holder")
+    );
+    assert_eq!(pod.containers[1].devices.len(), 2, "one entry per device");
+    let held = PodDevices::from_pod_resources(&pod);
+    assert_eq!(held.ids("example.com/nic"), ["nic-1", "nic-0", "nic-2"]);
+    let mut a = vec![
+        sriov("ns/a", "net1", "example.com/nic"),
+        sriov("ns/b", "net2", "example.com/nic"),
+    ];
+    assign(&mut a, &held).unwrap();
+    assert_eq!(ids(&a), [Some("nic-1"), Some("nic-0")]);
+}
+
+#[test]
+fn dra_from_an_encoded_list_answer() {
     // A List answer encoded as the kubelet sends it (protobuf), with a
     // device-plugin device and a classic DRA claim in one container.
     use prost::Message;
