@@ -999,7 +999,10 @@ impl Story {
                     .iter()
                     .find_map(|n| std::fs::read_to_string(Path::new(CONF_DIR).join(n)).ok())
                     .ok_or("no 00-multus.conf[list]")?;
-                if text.contains(r#""logLevel": "debug""#) {
+                let conf: Value =
+                    serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+                let multus = conf.get("plugins").and_then(|p| p.get(0)).unwrap_or(&conf);
+                if multus["logLevel"] == "debug" {
                     Ok(())
                 } else {
                     Err(text)
