@@ -163,6 +163,8 @@ fn default_render_has_the_operator_rbac_crds_and_a_default_multusconfig() {
         agent.rules,
         rbac::node_agent_cluster_role("multus-node-agent").rules
     );
+    let plugin: ClusterRole = one(&docs, "ClusterRole", "multus-plugin");
+    assert_eq!(plugin.rules, rbac::plugin_cluster_role("x").rules);
     let operator: ClusterRole = one(&docs, "ClusterRole", "rel-multus-operator");
     assert_eq!(
         operator.rules,
@@ -216,6 +218,10 @@ fn every_field_values_reach_the_objects() {
         args.contains(&"--agent-cluster-role=multus-node-agent-custom".to_owned()),
         "{args:?}"
     );
+    assert!(
+        args.contains(&"--plugin-cluster-role=multus-plugin-custom".to_owned()),
+        "{args:?}"
+    );
     assert!(args.contains(&"--log-format=json".to_owned()), "{args:?}");
     assert!(
         args.contains(&"--metrics-address=0.0.0.0:9090".to_owned()),
@@ -231,11 +237,14 @@ fn every_field_values_reach_the_objects() {
     let operator: ClusterRole = one(&docs, "ClusterRole", "rel-multus-operator");
     assert_eq!(
         operator.rules,
-        rbac::controller_cluster_role("x", "multus-node-agent-custom").rules,
-        "bind is limited to the configured agent role"
+        rbac::controller_cluster_role_with("x", "multus-node-agent-custom", "multus-plugin-custom")
+            .rules,
+        "bind is limited to the configured agent and plugin roles"
     );
     let agent: ClusterRole = one(&docs, "ClusterRole", "multus-node-agent-custom");
     assert_eq!(agent.rules, rbac::node_agent_cluster_role("y").rules);
+    let plugin: ClusterRole = one(&docs, "ClusterRole", "multus-plugin-custom");
+    assert_eq!(plugin.rules, rbac::plugin_cluster_role("y").rules);
     let mc: MultusConfig = one(&docs, "MultusConfig", "pool-a");
     assert!(mc.metadata.annotations.is_none(), "keep=false");
     let example: MultusConfig = serde_yaml::from_str(
