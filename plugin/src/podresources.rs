@@ -6,9 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::Code;
-use tonic::transport::Endpoint;
 
 /// The generated messages and client of `proto/podresources_v1.proto`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
@@ -95,24 +94,35 @@ async fn ask(
     namespace: &str,
     name: &str,
 ) -> Result<Option<PodResources>, PodResourcesError> {
-    let path = socket.to_owned();
-    // The URI only satisfies HTTP/2; the connector ignores it.
-    let channel = Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move {
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map(TokioIo::new)
-            }
-        }))
+    let connect_failed = |detail: String| PodResourcesError::Connect {
+        socket: socket.to_owned(),
+        detail,
+    };
+    // One HTTP/2 connection on the socket, driven by a task; no tonic
+    // Channel (its balancing and buffering are not needed for two calls,
+    // and cost binary size).
+    let stream = tokio::net::UnixStream::connect(socket)
         .await
-        .map_err(|e| PodResourcesError::Connect {
-            socket: socket.to_owned(),
-            detail: chain(&e),
-        })?;
-    let mut client =
-        PodResourcesListerClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        .map_err(|e| connect_failed(e.to_string()))?;
+    let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, tonic::body::Body>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .map_err(|e| connect_failed(chain(&e)))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PodResources connection ended");
+        }
+    });
+    let service = tower::service_fn(move |request| {
+        let mut sender = sender.clone();
+        async move { sender.send_request(request).await }
+    });
+    // The origin only fills in HTTP/2's :scheme and :authority.
+    let origin = tonic::codegen::http::Uri::from_static("http://localhost");
+    let mut client = PodResourcesListerClient::with_origin(service, origin)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let failed = |status: tonic::Status| PodResourcesError::Call {
         socket: socket.to_owned(),
         code: status.code(),

@@ -150,7 +150,7 @@ impl World {
     ) -> Self {
         let mut sb = Sandbox::new();
         let data = sb.path("ipam");
-        let (br0, br1) = (sb.bridge(), sb.bridge());
+        let (br0, br1, br2) = (sb.bridge(), sb.bridge(), sb.bridge());
 
         // The recording wrapper: saves its stdin and which device-info
         // files exist, then runs the real bridge plugin (except for CHECK:
@@ -172,7 +172,9 @@ impl World {
         let mut nic = bridge_conf("nic-net", &br1, "10.97.2.0/24", &data);
         nic["type"] = json!("record-bridge");
         nic["capabilities"] = json!({"deviceID": true, "CNIDeviceInfoFile": true});
-        let plain = bridge_conf("plain-net", &br1, "10.97.2.0/24", &data);
+        // Its own bridge: bridge's CHECK fails when the bridge's MAC
+        // changed as later ports joined it.
+        let plain = bridge_conf("plain-net", &br2, "10.97.3.0/24", &data);
         let with_resource = |name: &str, config: &Value, resource: &str| {
             let mut n = nad("default", name, config);
             n["metadata"]["annotations"] = json!({"k8s.v1.cni.cncf.io/resourceName": resource});
