@@ -8,7 +8,9 @@
 //!   `status.pluginCredential` says `TokenRequest`, expiring in about 24 h;
 //! - (e) 24 pods with two NADs each start (timed) without an agent restart,
 //!   and (a) again with the agent pod deleted in the middle: all Ready with
-//!   both networks, not one FailedCreatePodSandBox;
+//!   both networks, not one FailedCreatePodSandBox (the log counts the
+//!   plugin's AddedInterface events, posted with its token, that fall
+//!   between the old agent pod's disappearance and the new one's readiness);
 //! - (b) with the agents removed from the node for two minutes (the
 //!   MultusConfig's node selector matches no node), pods created meanwhile
 //!   still get both networks; the agents come back when it is restored;
@@ -236,6 +238,12 @@ async fn preflight(client: &Client) -> String {
         );
     }
     node
+}
+
+fn unix_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 fn unix_now() -> i64 {
@@ -583,6 +591,9 @@ impl Cred {
         let token_before = std::fs::read_to_string(TOKEN_FILE).unwrap_or_default();
         let start = Instant::now();
         let mut killed_at = None;
+        // Wall clock (µs) of: the agent pod's deletion, the old pod gone,
+        // the new agent Ready; compared with the plugin's event times.
+        let mut wall = (0i64, 0i64, 0i64);
         for i in 0..BATCH {
             self.create_pod(&format!("{batch}-{i}"), batch).await;
             if kill && i + 1 == BATCH / 2 {
@@ -593,6 +604,7 @@ impl Cred {
                         .unwrap_or_else(|e| panic!("deleting agent pod {}: {e}", agent.name_any()));
                 }
                 killed_at = Some(start.elapsed());
+                wall.0 = unix_micros();
             }
         }
         let created_in = start.elapsed();
@@ -619,6 +631,7 @@ impl Cred {
                 });
                 if !old_left && old_gone.is_none() {
                     old_gone = Some((now, ready_at.len()));
+                    wall.1 = unix_micros();
                 }
                 let new_up = agents.iter().any(|p| {
                     p.metadata
@@ -629,6 +642,7 @@ impl Cred {
                 });
                 if old_gone.is_some() && new_up && new_ready.is_none() {
                     new_ready = Some((now, ready_at.len()));
+                    wall.2 = unix_micros();
                 }
             }
             last_seen = format!(
@@ -687,6 +701,39 @@ impl Cred {
         // A failed sandbox is reported before its retry; give the events a
         // moment to land.
         tokio::time::sleep(Duration::from_secs(2)).await;
+        if kill {
+            // The plugin posts AddedInterface with its own token at the end
+            // of each ADD (eventTime in µs): those between the agent pod's
+            // deletion and the new agent's readiness ran with the agent down.
+            let added: Vec<i64> = Api::<Event>::namespaced(self.client.clone(), APP_NS)
+                .list(&ListParams::default().fields("reason=AddedInterface"))
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|e| {
+                    e.involved_object
+                        .name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with(&format!("{batch}-")))
+                })
+                .filter_map(|e| e.event_time.as_ref().map(|t| t.0.as_microsecond()))
+                .collect();
+            let down = added
+                .iter()
+                .filter(|t| (wall.0..wall.2).contains(t))
+                .count();
+            let no_pod = added
+                .iter()
+                .filter(|t| (wall.1..wall.2).contains(t))
+                .count();
+            log.note(&format!(
+                "AddedInterface events (posted by the plugin with its token): {} in all, {down} \
+                 between the agent pod's deletion and the new agent's readiness, {no_pod} while \
+                 no agent pod existed (the old agent's token was already invalid)",
+                added.len()
+            ));
+        }
         let failures: Vec<Event> = Api::<Event>::namespaced(self.client.clone(), APP_NS)
             .list(&ListParams::default().fields("reason=FailedCreatePodSandBox"))
             .await
