@@ -121,7 +121,7 @@ async fn ask(
     });
     // The origin only fills in HTTP/2's :scheme and :authority.
     let origin = tonic::codegen::http::Uri::from_static("http://localhost");
-    let mut client = PodResourcesListerClient::with_origin(service, origin)
+    let client = PodResourcesListerClient::with_origin(service, origin)
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let failed = |status: tonic::Status| PodResourcesError::Call {
         socket: socket.to_owned(),
@@ -132,7 +132,13 @@ async fn ask(
         pod_name: name.to_owned(),
         pod_namespace: namespace.to_owned(),
     };
-    match client.get(get).await {
+    let answer = retry_while_rate_limited(|| {
+        let mut client = client.clone();
+        let get = get.clone();
+        async move { client.get(get).await }
+    })
+    .await;
+    match answer {
         Ok(answer) => {
             if let Some(pod) = answer.into_inner().pod_resources {
                 return Ok(Some(pod));
@@ -150,15 +156,42 @@ async fn ask(
             tracing::debug!(code = ?status.code(), message = status.message(), "PodResources Get unavailable; using List");
         }
     }
-    let list = client
-        .list(ListPodResourcesRequest {})
-        .await
-        .map_err(failed)?
-        .into_inner();
+    let list = retry_while_rate_limited(|| {
+        let mut client = client.clone();
+        async move { client.list(ListPodResourcesRequest {}).await }
+    })
+    .await
+    .map_err(failed)?
+    .into_inner();
     Ok(list
         .pod_resources
         .into_iter()
         .find(|p| p.namespace == namespace && p.name == name))
+}
+
+/// Calls again while the kubelet answers `ResourceExhausted` (its
+/// PodResources API is rate limited: 100 calls per second, bursts of 10),
+/// pausing 20 ms, doubling up to 500 ms; the caller's deadline bounds it.
+async fn retry_while_rate_limited<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, tonic::Status>>,
+{
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match call().await {
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                tracing::debug!(
+                    message = status.message(),
+                    ?pause,
+                    "the kubelet's PodResources API is busy; retrying"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

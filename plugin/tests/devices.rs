@@ -36,7 +36,22 @@ struct FakeKubelet {
     pods: Vec<PodResources>,
     /// Whether `Get` is served (Kubernetes 1.34+); else it fails as 1.28's.
     get_enabled: bool,
+    /// How many calls to refuse first, as the kubelet's rate limiter does.
+    rate_limited: Arc<Mutex<usize>>,
     calls: Arc<Mutex<Vec<&'static str>>>,
+}
+
+impl FakeKubelet {
+    /// Records a call; `Err` while the rate limiter refuses it.
+    fn call(&self, name: &'static str) -> Result<(), tonic::Status> {
+        self.calls.lock().unwrap().push(name);
+        let mut refuse = self.rate_limited.lock().unwrap();
+        if *refuse > 0 {
+            *refuse -= 1;
+            return Err(tonic::Status::resource_exhausted("rejected by rate limit"));
+        }
+        Ok(())
+    }
 }
 
 #[tonic::async_trait]
@@ -45,7 +60,7 @@ impl PodResourcesLister for FakeKubelet {
         &self,
         _: tonic::Request<ListPodResourcesRequest>,
     ) -> Result<tonic::Response<ListPodResourcesResponse>, tonic::Status> {
-        self.calls.lock().unwrap().push("List");
+        self.call("List")?;
         Ok(tonic::Response::new(ListPodResourcesResponse {
             pod_resources: self.pods.clone(),
         }))
@@ -55,7 +70,7 @@ impl PodResourcesLister for FakeKubelet {
         &self,
         request: tonic::Request<GetPodResourcesRequest>,
     ) -> Result<tonic::Response<GetPodResourcesResponse>, tonic::Status> {
-        self.calls.lock().unwrap().push("Get");
+        self.call("Get")?;
         if !self.get_enabled {
             // What a 1.28 kubelet answers (the feature gate is off).
             return Err(tonic::Status::unknown(
@@ -128,6 +143,8 @@ struct World {
     sb: Sandbox,
     api: Shared,
     calls: Arc<Mutex<Vec<&'static str>>>,
+    /// Calls the kubelet refuses before answering.
+    rate_limited: Arc<Mutex<usize>>,
     conf: Value,
     data: PathBuf,
     _stops: (
@@ -211,6 +228,7 @@ impl World {
 
         let socket = sb.path("kubelet.sock");
         let calls = Arc::new(Mutex::new(Vec::new()));
+        let rate_limited = Arc::new(Mutex::new(0));
         let kubelet_stop = containers.map(|containers| {
             let kubelet = FakeKubelet {
                 pods: vec![
@@ -218,6 +236,7 @@ impl World {
                     pod_resources(&format!("pod-{id}"), containers),
                 ],
                 get_enabled,
+                rate_limited: rate_limited.clone(),
                 calls: calls.clone(),
             };
             serve_kubelet(&socket, kubelet)
@@ -233,6 +252,7 @@ impl World {
             sb,
             api,
             calls,
+            rate_limited,
             conf,
             data,
             _stops: (api_stop, kubelet_stop),
@@ -385,9 +405,11 @@ fn get_is_used_when_the_kubelet_serves_it() {
         Some(&[("init", &["nic-9"]), ("app", &["nic-1"])]),
         true,
     );
+    // The kubelet's rate limiter refuses the first two calls.
+    *w.rate_limited.lock().unwrap() = 2;
     let add = w.run("ADD", &id);
     assert_ok(&add, "ADD");
-    assert_eq!(*w.calls.lock().unwrap(), ["Get"]);
+    assert_eq!(*w.calls.lock().unwrap(), ["Get", "Get", "Get"]);
     assert_eq!(
         w.received("ADD", "net1")["deviceID"],
         "nic-9",
