@@ -34,6 +34,8 @@ use crate::podresources::api;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodDevices {
     by_resource: BTreeMap<String, Vec<String>>,
+    /// Whether the kubelet listed the pod at all.
+    listed: bool,
     /// DRA claims whose devices cannot be matched to a resource name
     /// (structured parameters, Kubernetes 1.31+), described for errors.
     unmapped_claims: Vec<String>,
@@ -42,7 +44,10 @@ pub struct PodDevices {
 impl PodDevices {
     /// What the kubelet reported for the pod.
     pub fn from_pod_resources(pod: &api::PodResources) -> Self {
-        let mut out = Self::default();
+        let mut out = Self {
+            listed: true,
+            ..Self::default()
+        };
         for container in &pod.containers {
             let mut held: BTreeMap<&str, Vec<String>> = BTreeMap::new();
             for devices in &container.devices {
@@ -276,6 +281,9 @@ fn no_device(
         )
     };
     let mut hint = String::new();
+    if !devices.listed {
+        hint.push_str("; the kubelet does not list the pod");
+    }
     if taken.is_empty() {
         let others: Vec<&str> = devices.resources().map(|(r, _)| r).collect();
         if !others.is_empty() {

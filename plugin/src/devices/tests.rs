@@ -216,6 +216,7 @@ fn a_pod_the_kubelet_does_not_list_holds_nothing() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("holds none"), "{err}");
+    assert!(err.contains("the kubelet does not list the pod"), "{err}");
 }
 
 #[test]
