@@ -136,7 +136,6 @@ impl Drop for DevicePlugin {
 }
 
 #[tokio::test]
-#[ignore = "not yet run on a cluster (written while other end-to-end runs held it): run with --ignored, then drop this"]
 async fn devices_from_the_kubelet_on_a_real_cluster() {
     let Some(client) = e2e_client(TEST).await else {
         return;
