@@ -182,6 +182,12 @@ pub struct MultusConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^/.*"))]
     pub additional_bin_dir: Option<String>,
+    /// Host path of the kubelet's PodResources socket, asked which devices
+    /// a pod holds when a NAD names a `resourceName` (docs/devices.md).
+    /// Default: /var/lib/kubelet/pod-resources/kubelet.sock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*"))]
+    pub pod_resources_socket: Option<String>,
 }
 
 /// Where the agent image comes from.

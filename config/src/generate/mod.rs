@@ -234,6 +234,10 @@ fn multus_settings(
         options.multus_conf_dir.as_ref().map(|v| json!(v)),
     );
     put("cniDir", options.cache_dir.as_ref().map(|v| json!(v)));
+    put(
+        "podResourcesSocket",
+        options.pod_resources_socket.as_ref().map(|v| json!(v)),
+    );
     m
 }
 

@@ -54,6 +54,9 @@ pub struct GeneratorOptions {
     /// Extra directory for delegate binaries (`binDir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additional_bin_dir: Option<String>,
+    /// The kubelet's PodResources socket (`podResourcesSocket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_resources_socket: Option<String>,
     /// Directory of NAD file references (`confDir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multus_conf_dir: Option<String>,
@@ -91,6 +94,7 @@ impl Default for GeneratorOptions {
             default_networks: Vec::new(),
             readiness_indicator_file: None,
             additional_bin_dir: None,
+            pod_resources_socket: None,
             multus_conf_dir: None,
             cache_dir: None,
             cni_version: None,
@@ -116,6 +120,7 @@ impl GeneratorOptions {
             default_networks: spec.default_networks.clone().unwrap_or_default(),
             readiness_indicator_file: spec.readiness_indicator_file.clone(),
             additional_bin_dir: spec.additional_bin_dir.clone(),
+            pod_resources_socket: spec.pod_resources_socket.clone(),
             multus_conf_dir: spec.multus_conf_dir.clone(),
             cache_dir: spec.cache_dir.clone(),
             cni_version: spec.cni_version.map(|v| v.cni_version()),

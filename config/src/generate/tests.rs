@@ -263,6 +263,7 @@ fn every_option_reaches_the_file() {
         default_networks: vec!["monitoring".into()],
         readiness_indicator_file: Some("/run/ready".into()),
         additional_bin_dir: Some("/opt/extra/bin".into()),
+        pod_resources_socket: Some("/var/lib/k0s/kubelet/pod-resources/kubelet.sock".into()),
         multus_conf_dir: Some("/etc/cni/multus/net.d".into()),
         cache_dir: Some("/var/lib/cni/multus".into()),
         cni_version: None,
@@ -284,6 +285,10 @@ fn every_option_reaches_the_file() {
     assert_eq!(conf.bin_dir, "/opt/extra/bin");
     assert_eq!(conf.conf_dir, "/etc/cni/multus/net.d");
     assert_eq!(conf.cni_dir, "/var/lib/cni/multus");
+    assert_eq!(
+        conf.pod_resources_socket(),
+        "/var/lib/k0s/kubelet/pod-resources/kubelet.sock"
+    );
     assert!(
         conf.extra.is_empty(),
         "no unexpected keys: {:?}",

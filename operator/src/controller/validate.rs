@@ -329,6 +329,10 @@ fn check_paths(spec: &MultusConfigSpec, p: &mut Problems) {
             "spec.readinessIndicatorFile",
             spec.readiness_indicator_file.as_deref(),
         ),
+        (
+            "spec.podResourcesSocket",
+            spec.pod_resources_socket.as_deref(),
+        ),
     ];
     let mut bad = BTreeSet::new();
     for (field, value) in dirs.iter().chain(files.iter()) {
