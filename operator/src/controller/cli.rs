@@ -359,6 +359,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let (mut stores, mut writers) = Stores::detached();
     let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
     let (inventory_tx, inventory_rx) = watch::channel(Arc::new(Inventory::new()));
+    let inventory_tx = Arc::new(inventory_tx);
 
     let nodes = watcher(
         Api::<PartialObjectMeta<Node>>::all(client.clone()),
@@ -371,6 +372,22 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         trigger_tx.clone(),
         || {},
         "nodes",
+    ));
+    // The resources nodes advertise, for the NADs' resourceName: a second
+    // Node watch (full objects, as allocatable is in the status) keeping
+    // only each node's resource names.
+    let advertised_tx = inventory_tx.clone();
+    tokio::spawn(nad::follow_advertised(
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
+        move |advertised| {
+            advertised_tx.send_if_modified(|inv| {
+                if inv.advertised() == Some(&advertised) {
+                    return false;
+                }
+                *inv = Arc::new(Inventory::clone(inv).with_advertised(Some(advertised)));
+                true
+            });
+        },
     ));
     let states_store = stores.node_states.clone();
     tokio::spawn(mirror(
@@ -391,6 +408,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         move || {
             let current = nad::inventory(states_store.state().iter().map(AsRef::as_ref));
             inventory_tx.send_if_modified(|inv| {
+                let current = current.with_advertised(inv.advertised().cloned());
                 let changed = **inv != current;
                 if changed {
                     *inv = Arc::new(current.clone());

@@ -12,13 +12,18 @@
 //! become Warning Events on the NAD (`InvalidConfig`, `PluginMissing` and
 //! `ConfigFileMissing` naming the nodes); a NAD that turns valid again gets
 //! a Normal `ConfigValid` event. Nodes that have not reported yet (no
-//! `cniPlugins`) are not compared against.
+//! `cniPlugins`) are not compared against. A NAD otherwise valid whose
+//! `k8s.v1.cni.cncf.io/resourceName` no node advertises in
+//! `status.allocatable` (quantity above 0) gets `ResourceNotAdvertised`,
+//! once the node watch has listed every node.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -26,6 +31,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use multus_config::cni::netconf::NetworkConfig;
 use multus_config::cni::version::DEFAULT_NAD_VERSION;
 use multus_config::crd::MultusNodeState;
+use multus_config::npwg::device_info::nad_resource_name;
 use multus_config::npwg::nad::{NetworkAttachmentDefinition, resolve_nad_config};
 use tokio::sync::{mpsc, watch};
 
@@ -39,6 +45,8 @@ pub const REASON_PLUGIN_MISSING: &str = "PluginMissing";
 /// Warning: `spec.config` is empty and the config file it refers to is
 /// missing on some nodes.
 pub const REASON_CONFIG_FILE_MISSING: &str = "ConfigFileMissing";
+/// Warning: the NAD's `resourceName` is in no node's allocatable resources.
+pub const REASON_RESOURCE_NOT_ADVERTISED: &str = "ResourceNotAdvertised";
 /// Normal: the NAD is valid again.
 pub const REASON_CONFIG_VALID: &str = "ConfigValid";
 
@@ -54,11 +62,16 @@ pub struct Inventory {
     conf_networks: BTreeMap<String, BTreeSet<String>>,
     lacking: Mutex<HashMap<String, Arc<[String]>>>,
     lacking_networks: Mutex<HashMap<String, Arc<[String]>>>,
+    /// The resources some node advertises with an allocatable quantity
+    /// above 0; `None` until the node watch has listed every node.
+    advertised: Option<Arc<BTreeSet<String>>>,
 }
 
 impl PartialEq for Inventory {
     fn eq(&self, other: &Self) -> bool {
-        self.nodes == other.nodes && self.conf_networks == other.conf_networks
+        self.nodes == other.nodes
+            && self.conf_networks == other.conf_networks
+            && self.advertised == other.advertised
     }
 }
 
@@ -66,7 +79,9 @@ impl Eq for Inventory {}
 
 impl Clone for Inventory {
     fn clone(&self) -> Self {
-        Self::from(self.nodes.clone()).with_conf_networks(self.conf_networks.clone())
+        Self::from(self.nodes.clone())
+            .with_conf_networks(self.conf_networks.clone())
+            .with_advertised(self.advertised.clone())
     }
 }
 
@@ -79,6 +94,7 @@ impl From<BTreeMap<String, BTreeSet<String>>> for Inventory {
             conf_networks: BTreeMap::new(),
             lacking: Mutex::new(HashMap::new()),
             lacking_networks: Mutex::new(HashMap::new()),
+            advertised: None,
         }
     }
 }
@@ -152,6 +168,109 @@ impl Inventory {
             network,
         )
     }
+
+    /// Sets the resources some node advertises (`None`: the nodes are not
+    /// listed yet, so no resource is checked).
+    pub fn with_advertised(mut self, advertised: Option<Arc<BTreeSet<String>>>) -> Self {
+        self.advertised = advertised;
+        self
+    }
+
+    /// The resources some node advertises with an allocatable quantity
+    /// above 0, once every node is listed.
+    pub fn advertised(&self) -> Option<&Arc<BTreeSet<String>>> {
+        self.advertised.as_ref()
+    }
+}
+
+/// Whether a quantity (`"1"`, `"2k"`, `"500m"`, `"1e3"`) is above 0; an
+/// unparsable one is not.
+pub fn quantity_above_zero(quantity: &Quantity) -> bool {
+    let q = quantity.0.trim();
+    let end = q
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | '+' | '-')))
+        .unwrap_or(q.len());
+    q[..end].parse::<f64>().is_ok_and(|n| n > 0.0)
+}
+
+/// The resources `node` advertises in `status.allocatable` with a quantity
+/// above 0 (not `capacity`: a stopped device plugin leaves its capacity
+/// with 0 allocatable).
+pub fn advertised_by(node: &Node) -> BTreeSet<String> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.allocatable.as_ref())
+        .map(|alloc| {
+            alloc
+                .iter()
+                .filter(|(_, q)| quantity_above_zero(q))
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The resource a NAD names that no node advertises: none without a
+/// resource, and none while the nodes are not listed (`advertised` is
+/// `None`), so an unfilled cache gives no false warning.
+pub fn unadvertised<'a>(
+    resource: Option<&'a str>,
+    advertised: Option<&BTreeSet<String>>,
+) -> Option<&'a str> {
+    let resource = resource?;
+    (!advertised?.contains(resource)).then_some(resource)
+}
+
+/// Follows a Node watch and publishes the union of the resources the nodes
+/// advertise ([`advertised_by`]): first when the initial list is complete,
+/// then whenever it changes. Only each node's resource names are kept.
+pub async fn follow_advertised<S>(stream: S, publish: impl Fn(Arc<BTreeSet<String>>))
+where
+    S: Stream<Item = Result<watcher::Event<Node>, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut nodes: HashMap<String, BTreeSet<String>> = HashMap::new();
+    let mut relist: Option<HashMap<String, BTreeSet<String>>> = None;
+    let mut listed = false;
+    let mut last: Option<Arc<BTreeSet<String>>> = None;
+    while let Some(event) = stream.next().await {
+        let changed = match event {
+            Ok(watcher::Event::Init) => {
+                relist = Some(HashMap::new());
+                false
+            }
+            Ok(watcher::Event::InitApply(node)) => {
+                if let Some(r) = relist.as_mut() {
+                    r.insert(node.name_any(), advertised_by(&node));
+                }
+                false
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some(r) = relist.take() {
+                    nodes = r;
+                }
+                listed = true;
+                true
+            }
+            Ok(watcher::Event::Apply(node)) => {
+                let now = advertised_by(&node);
+                nodes.insert(node.name_any(), now.clone()).as_ref() != Some(&now)
+            }
+            Ok(watcher::Event::Delete(node)) => nodes.remove(&node.name_any()).is_some(),
+            Err(e) => {
+                tracing::warn!(error = %e, "node watch (allocatable resources) failed; retrying");
+                false
+            }
+        };
+        if changed && listed {
+            let union: BTreeSet<String> = nodes.values().flatten().cloned().collect();
+            if last.as_deref() != Some(&union) {
+                let union = Arc::new(union);
+                last = Some(union.clone());
+                publish(union);
+            }
+        }
+    }
 }
 
 /// The plugin and Multus conf dir inventory of the reporting nodes (those
@@ -213,6 +332,12 @@ pub enum Verdict {
         /// The reporting nodes without it.
         nodes: Arc<[String]>,
     },
+    /// Otherwise valid, but no node advertises the resource its
+    /// `k8s.v1.cni.cncf.io/resourceName` names.
+    ResourceNotAdvertised {
+        /// The resource name.
+        resource: String,
+    },
 }
 
 impl Verdict {
@@ -220,7 +345,10 @@ impl Verdict {
     pub fn is_invalid(&self) -> bool {
         matches!(
             self,
-            Self::InvalidConfig(_) | Self::PluginMissing(_) | Self::ConfigFileMissing { .. }
+            Self::InvalidConfig(_)
+                | Self::PluginMissing(_)
+                | Self::ConfigFileMissing { .. }
+                | Self::ResourceNotAdvertised { .. }
         )
     }
 
@@ -230,12 +358,13 @@ impl Verdict {
             Self::InvalidConfig(_) => Some(REASON_INVALID_CONFIG),
             Self::PluginMissing(_) => Some(REASON_PLUGIN_MISSING),
             Self::ConfigFileMissing { .. } => Some(REASON_CONFIG_FILE_MISSING),
+            Self::ResourceNotAdvertised { .. } => Some(REASON_RESOURCE_NOT_ADVERTISED),
             _ => None,
         }
     }
 
-    /// Whether the problem affects any of `nodes` (an invalid config
-    /// affects every node).
+    /// Whether the problem affects any of `nodes` (an invalid config, and
+    /// a resource no node advertises, affect every node).
     pub fn affects(&self, nodes: &BTreeSet<String>) -> bool {
         self.affects_memo(nodes, &mut HashMap::new())
     }
@@ -251,7 +380,7 @@ impl Verdict {
                 .or_insert_with(|| lacking.iter().any(|n| nodes.contains(n)))
         };
         match self {
-            Self::InvalidConfig(_) => true,
+            Self::InvalidConfig(_) | Self::ResourceNotAdvertised { .. } => true,
             Self::PluginMissing(missing) => missing.values().any(shared),
             Self::ConfigFileMissing { nodes: lacking, .. } => shared(lacking),
             _ => false,
@@ -322,6 +451,29 @@ pub fn validate(
     }
 }
 
+/// Validates `nad` ([`validate`]); a NAD valid so far whose resource no
+/// node advertises ([`unadvertised`]) is `ResourceNotAdvertised`.
+pub fn validate_nad(nad: &NetworkAttachmentDefinition, inventory: &Inventory) -> Verdict {
+    let verdict = validate(
+        nad.namespace().as_deref().unwrap_or_default(),
+        &nad.name_any(),
+        nad.spec.config.as_deref(),
+        inventory,
+    );
+    if verdict.is_invalid() {
+        return verdict;
+    }
+    match unadvertised(
+        nad_resource_name(nad),
+        inventory.advertised().map(AsRef::as_ref),
+    ) {
+        Some(resource) => Verdict::ResourceNotAdvertised {
+            resource: resource.to_owned(),
+        },
+        None => verdict,
+    }
+}
+
 /// An Event for a NAD.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NadEvent {
@@ -373,6 +525,14 @@ pub fn event_for(previous: Option<&Verdict>, next: &Verdict) -> Option<NadEvent>
                  to start; add a *.conf, *.conflist or *.json file with \"name\": {network:?} \
                  to the Multus conf dir of those nodes, or set spec.config.",
                 name_list(nodes, NAMES_SHOWN)
+            ),
+        }),
+        Verdict::ResourceNotAdvertised { resource } => Some(NadEvent {
+            warning: true,
+            reason: REASON_RESOURCE_NOT_ADVERTISED,
+            note: format!(
+                "no node advertises {resource} in its allocatable resources: pods attaching this \
+                 network fail ADD until its device plugin runs (see docs/devices.md)."
             ),
         }),
         Verdict::FileReference { network, nodes } if previous.is_some_and(Verdict::is_invalid) => {
@@ -469,12 +629,7 @@ pub async fn check(
     metrics: &Metrics,
 ) -> bool {
     let key = key_of(nad);
-    let verdict = validate(
-        nad.namespace().as_deref().unwrap_or_default(),
-        &nad.name_any(),
-        nad.spec.config.as_deref(),
-        inventory,
-    );
+    let verdict = validate_nad(nad, inventory);
     metrics.nad_validations.inc();
     let previous = registry.set(&key, verdict.clone());
     if let Some(event) = event_for(previous.as_ref(), &verdict) {
@@ -832,6 +987,169 @@ mod tests {
         assert!(i.conf_networks()["n1"].contains("macvlan-conf"));
         assert!(i.lacking_network("macvlan-conf").is_empty());
         assert_eq!(i.lacking_network("x")[..], ["n1"]);
+    }
+
+    fn node_with(name: &str, capacity: &[(&str, &str)], allocatable: &[(&str, &str)]) -> Node {
+        let map = |list: &[(&str, &str)]| {
+            Some(
+                list.iter()
+                    .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+                    .collect(),
+            )
+        };
+        let mut node = Node::default();
+        node.metadata.name = Some(name.to_owned());
+        node.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            capacity: map(capacity),
+            allocatable: map(allocatable),
+            ..Default::default()
+        });
+        node
+    }
+
+    fn nad_with(resource: Option<&str>) -> NetworkAttachmentDefinition {
+        let mut nad = NetworkAttachmentDefinition::new(
+            "sriov",
+            multus_config::npwg::NetworkAttachmentDefinitionSpec {
+                config: Some(r#"{"cniVersion":"1.0.0","type":"sriov"}"#.to_owned()),
+            },
+        );
+        nad.metadata.namespace = Some("ns".to_owned());
+        if let Some(r) = resource {
+            nad.metadata.annotations = Some(BTreeMap::from([(
+                "k8s.v1.cni.cncf.io/resourceName".to_owned(),
+                r.to_owned(),
+            )]));
+        }
+        nad
+    }
+
+    #[test]
+    fn quantities_above_zero() {
+        for (q, above) in [
+            ("0", false),
+            ("1", true),
+            ("2k", true),
+            ("0k", false),
+            ("500m", true),
+            ("1e3", true),
+            ("-1", false),
+            ("", false),
+            ("x", false),
+        ] {
+            assert_eq!(quantity_above_zero(&Quantity(q.to_owned())), above, "{q:?}");
+        }
+    }
+
+    #[test]
+    fn resource_not_advertised_only_when_no_node_allocates_it() {
+        const R: &str = "intel.com/sriov";
+        let advertised = |nodes: &[Node]| -> Arc<BTreeSet<String>> {
+            Arc::new(nodes.iter().flat_map(advertised_by).collect())
+        };
+        let on_one = advertised(&[
+            node_with("n1", &[(R, "4")], &[(R, "4")]),
+            node_with("n2", &[], &[("cpu", "2")]),
+        ]);
+        // Capacity only: the device plugin stopped, allocatable went to 0.
+        let capacity_only = advertised(&[node_with("n1", &[(R, "4")], &[(R, "0")])]);
+        let none = Arc::new(BTreeSet::new());
+        let cases = [
+            (Some(R), Some(&on_one), None::<&str>),
+            (Some(R), Some(&capacity_only), Some(R)),
+            (Some(R), Some(&none), Some(R)),
+            // Nodes not listed yet: no false warning.
+            (Some(R), None, None),
+            (None, Some(&none), None),
+            (None, None, None),
+        ];
+        for (resource, adv, expect) in cases {
+            assert_eq!(
+                unadvertised(resource, adv.map(AsRef::as_ref)),
+                expect,
+                "{resource:?} {adv:?}"
+            );
+        }
+
+        let plugins = inv(&[("n1", &["sriov"])]);
+        let verdict = validate_nad(
+            &nad_with(Some(R)),
+            &plugins.clone().with_advertised(Some(capacity_only)),
+        );
+        assert_eq!(
+            verdict,
+            Verdict::ResourceNotAdvertised {
+                resource: R.to_owned()
+            }
+        );
+        assert!(verdict.is_invalid());
+        assert_eq!(verdict.reason(), Some("ResourceNotAdvertised"));
+        assert!(verdict.affects(&["n1".to_owned()].into()));
+        let e = event_for(None, &verdict).unwrap();
+        assert!(e.warning);
+        assert_eq!(e.reason, "ResourceNotAdvertised");
+        assert!(
+            e.note.starts_with(
+                "no node advertises intel.com/sriov in its allocatable resources: pods \
+                 attaching this network fail ADD until its device plugin runs"
+            ),
+            "{}",
+            e.note
+        );
+        let ok = validate_nad(
+            &nad_with(Some(R)),
+            &plugins.clone().with_advertised(Some(on_one)),
+        );
+        assert!(matches!(ok, Verdict::Valid { .. }), "{ok:?}");
+        assert_eq!(
+            event_for(Some(&verdict), &ok).unwrap().reason,
+            "ConfigValid"
+        );
+        assert!(matches!(
+            validate_nad(
+                &nad_with(None),
+                &plugins.clone().with_advertised(Some(none.clone()))
+            ),
+            Verdict::Valid { .. }
+        ));
+        assert!(matches!(
+            validate_nad(&nad_with(Some(R)), &plugins),
+            Verdict::Valid { .. }
+        ));
+        // A config problem comes first.
+        assert!(matches!(
+            validate_nad(
+                &nad_with(Some(R)),
+                &inv(&[("n1", &["bridge"])]).with_advertised(Some(none))
+            ),
+            Verdict::PluginMissing(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn advertised_resources_follow_the_node_watch() {
+        const R: &str = "example.com/nic";
+        let with = node_with("n1", &[(R, "2")], &[(R, "2")]);
+        let stopped = node_with("n1", &[(R, "2")], &[(R, "0")]);
+        let events = futures::stream::iter(vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(with.clone())),
+            Ok(watcher::Event::InitApply(node_with("n2", &[], &[]))),
+            Ok(watcher::Event::InitDone),
+            // Same resources: nothing published.
+            Ok(watcher::Event::Apply(with.clone())),
+            Ok(watcher::Event::Apply(stopped)),
+            Ok(watcher::Event::Apply(with.clone())),
+            Ok(watcher::Event::Delete(with)),
+        ]);
+        let seen = Mutex::new(Vec::new());
+        follow_advertised(events, |a| seen.lock().unwrap().push(a)).await;
+        let seen = seen.into_inner().unwrap();
+        let sets: Vec<Vec<&str>> = seen
+            .iter()
+            .map(|s| s.iter().map(String::as_str).collect())
+            .collect();
+        assert_eq!(sets, [vec![R], vec![], vec![R], vec![]]);
     }
 
     #[test]

@@ -189,7 +189,7 @@ pub fn controller_cluster_rules(
             "",
             &["nodes"],
             &["list", "watch"],
-            "node labels for node-pool conflicts (metadata only)",
+            "node labels for node-pool conflicts; allocatable resources for NADs' resourceName",
         ),
         DocumentedRule::new(
             "k8s.cni.cncf.io",
