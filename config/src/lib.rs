@@ -9,6 +9,8 @@ pub mod conf_file;
 pub mod crd;
 pub mod generate;
 pub mod multus_conf;
+pub mod names;
 pub mod npwg;
+pub mod text;
 
 pub use conf_file::ConfFile;

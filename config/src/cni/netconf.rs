@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer, ser::SerializeMap}
 use serde_json::{Map, Value};
 
 use super::version::{CniVersion, UnknownVersion};
+pub(crate) use crate::text::json_type;
 
 /// The original key order of a parsed JSON object. It is only a hint for
 /// serialisation and never affects equality.
@@ -114,18 +115,6 @@ fn place(plugin: Option<usize>) -> String {
     match plugin {
         None => "network config".to_owned(),
         Some(i) => format!("plugins[{i}] of network config list"),
-    }
-}
-
-/// The JSON type of a value, with an article, for error messages.
-pub(crate) fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

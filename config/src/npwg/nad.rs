@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::cni::CniVersion;
+use crate::text::json_type;
 
 /// Spec of a NetworkAttachmentDefinition: an optional CNI config as JSON text.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -121,18 +122,6 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-/// The JSON kind of a value, for error messages.
-pub(crate) fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// File name endings that mark a conf dir file as a candidate config.
 const CONF_EXTENSIONS: [&str; 3] = [".conf", ".conflist", ".json"];
 
@@ -164,7 +153,7 @@ pub fn resolve_nad_config(
         }
         None => find_in_conf_dir(&nad, nad_name, conf_dir)?,
     };
-    let found = json_kind(&value);
+    let found = json_type(&value);
     let Value::Object(mut object) = value else {
         return Err(NadError::NotAnObject {
             nad,
@@ -218,13 +207,13 @@ fn find_in_conf_dir(
             Some(other) => looked_at.push(format!(
                 "{:?} (name is {} rather than a string)",
                 file.name,
-                json_kind(other)
+                json_type(other)
             )),
             None if value.is_object() => looked_at.push(format!("{:?} (no name)", file.name)),
             None => skipped.push(format!(
                 "{:?}: {} rather than a JSON object",
                 file.name,
-                json_kind(&value)
+                json_type(&value)
             )),
         }
     }
@@ -255,7 +244,7 @@ fn config_shape(object: &Map<String, Value>) -> Result<bool, String> {
                     Some(other) if plugin.is_object() => {
                         return Err(format!(
                             "`type` of `plugins[{i}]` is {} rather than a string",
-                            json_kind(other)
+                            json_type(other)
                         ));
                     }
                     None if plugin.is_object() => {
@@ -264,7 +253,7 @@ fn config_shape(object: &Map<String, Value>) -> Result<bool, String> {
                     _ => {
                         return Err(format!(
                             "`plugins[{i}]` is {} rather than an object",
-                            json_kind(plugin)
+                            json_type(plugin)
                         ));
                     }
                 }
@@ -273,12 +262,12 @@ fn config_shape(object: &Map<String, Value>) -> Result<bool, String> {
         }
         (_, Some(other)) => Err(format!(
             "`plugins` is {} rather than an array",
-            json_kind(other)
+            json_type(other)
         )),
         (Some(Value::String(_)), None) => Err("`type` is empty".to_owned()),
         (Some(other), None) => Err(format!(
             "`type` is {} rather than a string",
-            json_kind(other)
+            json_type(other)
         )),
         (None, None) => Err("it has neither a `type` nor a `plugins` list".to_owned()),
     }
@@ -295,7 +284,7 @@ fn fill_string(object: &mut Map<String, Value>, key: &str, value: &str) -> Resul
         }
         Some(other) => Err(format!(
             "`{key}` is {} rather than a string",
-            json_kind(other)
+            json_type(other)
         )),
     }
 }

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::NETWORKS_ANNOTATION;
-use super::nad::json_kind;
+use crate::names::dns1123_label_problem;
+use crate::text::{json_type, prefix_on_char_boundary};
 
 /// One requested attachment of the networks annotation.
 ///
@@ -406,18 +407,14 @@ pub(crate) fn parse_selection(
 /// Longest JSON quote put into an error message.
 const MAX_QUOTE: usize = 200;
 
-/// Compact JSON of `value`, cut to [`MAX_QUOTE`] bytes on a char boundary.
+/// Compact JSON of `value`, cut to [`MAX_QUOTE`] bytes on a char boundary
+/// (then marked with "...").
 fn quote_json(value: &Value) -> String {
-    let mut text = value.to_string();
-    if text.len() > MAX_QUOTE {
-        let mut end = MAX_QUOTE;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push_str("...");
+    let text = value.to_string();
+    if text.len() <= MAX_QUOTE {
+        return text;
     }
-    text
+    format!("{}...", prefix_on_char_boundary(&text, MAX_QUOTE))
 }
 
 /// Parses the JSON form into (quoted item, element) pairs.
@@ -430,7 +427,7 @@ fn parse_json_form(
     let Value::Array(array) = value else {
         return Err(AnnotationError::NotAnArray {
             key,
-            found: json_kind(&value),
+            found: json_type(&value),
             value: quote_json(&value),
         });
     };
@@ -441,7 +438,7 @@ fn parse_json_form(
             return Err(AnnotationError::ElementNotAnObject {
                 key,
                 index,
-                found: json_kind(&element),
+                found: json_type(&element),
                 element: quoted,
             });
         }
@@ -598,26 +595,6 @@ fn validate_element(
         }
     }
     Ok(())
-}
-
-/// Longest DNS-1123 label.
-const MAX_LABEL: usize = 63;
-
-/// Why `s` is not a DNS-1123 label, or `None` when it is one.
-pub(crate) fn dns1123_label_problem(s: &str) -> Option<&'static str> {
-    let bytes = s.as_bytes();
-    let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if bytes.is_empty() {
-        Some("it is empty")
-    } else if bytes.len() > MAX_LABEL {
-        Some("it is longer than 63 characters")
-    } else if !bytes.iter().all(|b| alnum(b) || *b == b'-') {
-        Some("it may contain only lowercase letters, digits and '-'")
-    } else if !bytes.first().is_some_and(alnum) || !bytes.last().is_some_and(alnum) {
-        Some("it must start and end with a lowercase letter or digit")
-    } else {
-        None
-    }
 }
 
 /// Longest interface name the kernel accepts (IFNAMSIZ - 1).

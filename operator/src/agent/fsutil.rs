@@ -2,11 +2,9 @@
 //! an empty or partial file behind, and the conf-dir listing handed to the
 //! pure generator.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::Path;
 
 use multus_config::ConfFile;
 use multus_config::generate::{SkippedFile, hex_sha256, is_candidate_name};
@@ -15,153 +13,31 @@ use multus_config::generate::{SkippedFile, hex_sha256, is_candidate_name};
 /// never a `*.conf`/`*.conflist` candidate).
 pub const TEMP_PREFIX: &str = ".multus-agent.";
 /// ... and ends with this.
-pub const TEMP_SUFFIX: &str = ".tmp";
+pub use multus_fsutil::TEMP_SUFFIX;
 
 /// CNI configs larger than this are not read (they are reported unreadable).
 pub const MAX_CONF_SIZE: u64 = 4 * 1024 * 1024;
 
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// An I/O error with the action and the path it concerns.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}: {source}", path.display())]
-pub struct IoError {
-    /// What was attempted ("write", "rename", ...).
-    pub action: &'static str,
-    /// The file or directory concerned.
-    pub path: PathBuf,
-    /// The OS error.
-    #[source]
-    pub source: io::Error,
-}
-
-impl IoError {
-    /// Wraps `source` with its context.
-    pub fn new(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Self {
-            action,
-            path: path.into(),
-            source,
-        }
-    }
-
-    /// Whether the underlying error is "not found".
-    pub fn is_not_found(&self) -> bool {
-        self.source.kind() == io::ErrorKind::NotFound
-    }
-}
-
-/// What [`write_atomic`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// The file already held exactly these bytes (its mode was fixed if
-    /// needed); nothing was written.
-    Unchanged,
-    /// The file was replaced.
-    Written,
-}
+pub use multus_fsutil::{IoError, WriteOutcome, ensure_dir, remove_file, sync_dir};
 
 /// Whether `name` is one of our temporary files.
 pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX)
+    multus_fsutil::is_temp_name(TEMP_PREFIX, name)
 }
 
-fn temp_path(path: &Path) -> Result<PathBuf, IoError> {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return Err(IoError::new(
-            "write",
-            path,
-            io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
-        ));
-    };
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    Ok(dir.join(format!(
-        "{TEMP_PREFIX}{}.{}-{n}{TEMP_SUFFIX}",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
-}
-
-/// Whether `path` is a regular file holding exactly `bytes`.
-fn holds(path: &Path, bytes: &[u8]) -> Result<bool, IoError> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_file() && meta.len() == bytes.len() as u64 => {}
-        Ok(_) => return Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(IoError::new("inspect", path, e)),
-    }
-    match fs::read(path) {
-        Ok(existing) => Ok(existing == bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(IoError::new("read", path, e)),
-    }
-}
-
-/// Replaces `path` with `bytes` (file mode `mode`) atomically: the bytes go
-/// to a temporary file in the same directory, which is fsynced and renamed
-/// over `path`, and the directory is fsynced. Readers see the old file or
-/// the new one, never an empty or partial one; a running executable is
-/// replaced without "text file busy". Skips the write when `path` already
-/// holds `bytes`.
+/// Replaces `path` with `bytes` (file mode `mode`) atomically and durably
+/// (temporary file, fsync, rename, directory fsync); skips the write when
+/// `path` already holds `bytes`. See [`multus_fsutil::AtomicWrite`].
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<WriteOutcome, IoError> {
-    if holds(path, bytes)? {
-        let perms = fs::metadata(path)
-            .map_err(|e| IoError::new("inspect", path, e))?
-            .permissions();
-        if perms.mode() & 0o7777 != mode {
-            fs::set_permissions(path, fs::Permissions::from_mode(mode))
-                .map_err(|e| IoError::new("set the mode of", path, e))?;
-        }
-        return Ok(WriteOutcome::Unchanged);
-    }
-    let temp = temp_path(path)?;
-    let result = write_temp(&temp, bytes, mode).and_then(|()| {
-        fs::rename(&temp, path).map_err(|e| IoError::new("rename a temporary file to", path, e))
-    });
-    if let Err(err) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(err);
-    }
-    if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
-    }
-    Ok(WriteOutcome::Written)
+    atomic_write(mode).write(path, bytes)
 }
 
-fn write_temp(temp: &Path, bytes: &[u8], mode: u32) -> Result<(), IoError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(temp)
-        .map_err(|e| IoError::new("create", temp, e))?;
-    file.write_all(bytes)
-        .map_err(|e| IoError::new("write", temp, e))?;
-    // The umask may have cleared bits of `mode`.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| IoError::new("set the mode of", temp, e))?;
-    file.sync_all().map_err(|e| IoError::new("fsync", temp, e))
-}
-
-/// Fsyncs a directory so a rename or removal in it is durable.
-pub fn sync_dir(dir: &Path) -> Result<(), IoError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| IoError::new("fsync the directory", dir, e))
-}
-
-/// Removes `path`; `Ok(false)` when it did not exist.
-pub fn remove_file(path: &Path) -> Result<bool, IoError> {
-    match fs::remove_file(path) {
-        Ok(()) => {
-            if let Some(dir) = path.parent() {
-                sync_dir(dir)?;
-            }
-            Ok(true)
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(IoError::new("remove", path, e)),
-    }
+/// How the agent writes every file: agent temporary names, unchanged files
+/// left alone, directory fsynced.
+fn atomic_write(mode: u32) -> multus_fsutil::AtomicWrite<'static> {
+    multus_fsutil::AtomicWrite::new(mode)
+        .temp_prefix(TEMP_PREFIX)
+        .skip_unchanged()
 }
 
 /// SHA-256 (hex) of a file's contents; `None` when it does not exist.
@@ -313,19 +189,10 @@ fn read_candidate(path: &Path) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(bytes))
 }
 
-/// Creates `dir` (and its parents); `Ok(true)` when it did not exist before.
-pub fn ensure_dir(dir: &Path) -> Result<bool, IoError> {
-    if dir.is_dir() {
-        return Ok(false);
-    }
-    fs::create_dir_all(dir).map_err(|e| IoError::new("create the directory", dir, e))?;
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     fn mode_of(path: &Path) -> u32 {
         fs::metadata(path).unwrap().permissions().mode() & 0o7777
@@ -384,7 +251,9 @@ mod tests {
     #[test]
     fn temp_names_are_recognised_and_cleaned_up() {
         let dir = tempfile::tempdir().unwrap();
-        let temp = temp_path(&dir.path().join("multus")).unwrap();
+        let temp = atomic_write(0o600)
+            .temp_path_for(&dir.path().join("multus"))
+            .unwrap();
         let name = temp.file_name().unwrap().to_str().unwrap().to_owned();
         assert!(is_temp_name(&name), "{name}");
         assert!(!is_candidate_name(&name));
