@@ -4,3 +4,4 @@
 pub mod agent;
 pub mod controller;
 pub mod crd;
+pub mod health;

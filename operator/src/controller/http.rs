@@ -1,16 +1,13 @@
-//! `/healthz`, `/readyz` and `/metrics` of the controller.
+//! `/healthz`, `/readyz` and `/metrics` of the controller: ready once its
+//! caches are filled (the routes live in `crate::health`).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
-
 use super::metrics::Metrics;
+use crate::health::Probe;
+
+pub use crate::health::{router, serve};
 
 /// What the endpoints report.
 #[derive(Debug, Default)]
@@ -36,49 +33,18 @@ impl Health {
     }
 }
 
-/// The routes.
-pub fn router(health: Arc<Health>) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(health)
-}
-
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    if health.ready.load(Ordering::Relaxed) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: caches are filling\n",
-        )
+impl Probe for Health {
+    fn readiness(&self) -> Result<(), String> {
+        if self.ready.load(Ordering::Relaxed) {
+            Ok(())
+        } else {
+            Err("caches are filling".to_owned())
+        }
     }
-}
 
-async fn metrics(State(health): State<Arc<Health>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        health.metrics.encode(),
-    )
-}
-
-/// Serves the routes on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    health: Arc<Health>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(health))
-        .with_graceful_shutdown(shutdown)
-        .await
+    fn encode_metrics(&self) -> String {
+        self.metrics.encode()
+    }
 }
 
 #[cfg(test)]
