@@ -15,6 +15,9 @@
 //! remove only what we installed on uninstall.
 //!
 //! Where things are:
+//! - [`args`]: the command line, shared with the controller that renders it
+//!   into the DaemonSet; [`cli`]: logging, runtime, run / `--once` /
+//!   `--uninstall`;
 //! - [`settings`]: [`Settings`], fixed names and timings, the `--config`
 //!   file; [`error`]: [`AgentError`];
 //! - `run`: the event loop ([`run()`], [`run_once`]): what wakes the agent;
@@ -29,6 +32,8 @@
 //!   own tokens), [`kubeconfig`], [`install`], [`manifest`] (what is ours),
 //!   [`fsutil`], [`node_state`], [`metrics`], [`http`], [`uninstall`](mod@uninstall).
 
+pub mod args;
+pub mod cli;
 pub mod credential;
 pub mod dirty;
 pub mod error;
@@ -48,6 +53,7 @@ mod status;
 pub mod uninstall;
 pub mod watch;
 
+pub use args::NodeAgentArgs;
 pub use error::AgentError;
 pub use manifest::is_multus_output;
 pub use run::{KubeAccess, run, run_once, run_once_with_client, run_with, shutdown_signal};

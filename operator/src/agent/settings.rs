@@ -1,5 +1,5 @@
 //! The agent's [`Settings`] (from the command line and the environment,
-//! see `multus-operator node-agent --help`), the fixed names, modes and timings that go with
+//! see [`super::args`]), the fixed names, modes and timings that go with
 //! them, and loading the generator options of the `--config` file.
 
 use std::net::SocketAddr;
