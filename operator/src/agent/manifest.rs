@@ -2,11 +2,13 @@
 //! `<cni-conf-dir>/multus.d/node-agent-files.json`. It decides what is "ours"
 //! when a stale output file is removed and on `--uninstall`: a file is ours
 //! when its current contents hash to what we recorded writing, so a file that
-//! someone else replaced or edited is never removed.
+//! someone else replaced or edited is never removed. A stale output may
+//! also go when it is another Multus generator's ([`is_multus_output`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use multus_config::multus_conf::{MULTUS_NETWORK_NAME, MULTUS_PLUGIN_TYPE, MULTUS_SHIM_TYPE};
 use serde::{Deserialize, Serialize};
 
 use super::fsutil::{self, IoError};
@@ -145,6 +147,23 @@ impl ManifestStore {
     }
 }
 
+/// Whether `bytes` are a config some Multus generator wrote (ours, or
+/// upstream's thin or thick output): a JSON object named
+/// `multus-cni-network` whose type (or first plugin's type) is `multus` or
+/// `multus-shim`. Such a file left under the other extension would shadow
+/// or duplicate ours.
+pub fn is_multus_output(bytes: &[u8]) -> bool {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return false;
+    };
+    let plugin_type = value
+        .get("type")
+        .or_else(|| value.get("plugins")?.get(0)?.get("type"))
+        .and_then(serde_json::Value::as_str);
+    value.get("name").and_then(serde_json::Value::as_str) == Some(MULTUS_NETWORK_NAME)
+        && matches!(plugin_type, Some(t) if t == MULTUS_PLUGIN_TYPE || t == MULTUS_SHIM_TYPE)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,5 +200,22 @@ mod tests {
         std::fs::write(dir.path().join(MANIFEST_FILE), b"{not json").unwrap();
         let mut store = ManifestStore::new(dir.path());
         assert!(store.load().unwrap_err().contains("cannot parse"));
+    }
+
+    #[test]
+    fn recognises_multus_outputs() {
+        assert!(is_multus_output(
+            br#"{"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus"}"#
+        ));
+        assert!(is_multus_output(
+            br#"{"name":"multus-cni-network","plugins":[{"type":"multus-shim"}]}"#
+        ));
+        assert!(!is_multus_output(
+            br#"{"name":"k8s-pod-network","type":"multus"}"#
+        ));
+        assert!(!is_multus_output(
+            br#"{"name":"multus-cni-network","type":"calico"}"#
+        ));
+        assert!(!is_multus_output(b"not json"));
     }
 }

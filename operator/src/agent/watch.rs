@@ -15,19 +15,8 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::dirty::Dirty;
 use super::fsutil::is_temp_name;
-
-/// Something in the CNI conf dir (or the readiness file's dir) changed.
-pub const DIRTY_CONF: u8 = 1;
-/// The `--config` file (or its directory) changed.
-pub const DIRTY_CONFIG: u8 = 2;
-/// The service-account directory (token, CA) changed.
-pub const DIRTY_TOKEN: u8 = 4;
-/// Something in the Multus conf dir (configs of NADs without
-/// `spec.config`) changed.
-pub const DIRTY_MULTUS_CONF: u8 = 8;
-/// Everything.
-pub const DIRTY_ALL: u8 = DIRTY_CONF | DIRTY_CONFIG | DIRTY_TOKEN | DIRTY_MULTUS_CONF;
 
 /// Quiet period after a completed change (close after write, rename,
 /// create, delete) before reconciling: coalesces a burst such as
@@ -50,19 +39,19 @@ pub struct Signal {
 
 impl Signal {
     /// Marks `flags` dirty and wakes the loop.
-    pub fn raise(&self, flags: u8, writing: bool) {
-        if flags == 0 {
+    pub fn raise(&self, flags: Dirty, writing: bool) {
+        if flags.is_empty() {
             return;
         }
-        self.flags.fetch_or(flags, Ordering::SeqCst);
+        self.flags.fetch_or(flags.bits(), Ordering::SeqCst);
         self.writing.store(writing, Ordering::SeqCst);
         self.events.fetch_add(1, Ordering::SeqCst);
         self.wake.notify_one();
     }
 
     /// Takes (and clears) the dirty flags.
-    pub fn take(&self) -> u8 {
-        self.flags.swap(0, Ordering::SeqCst)
+    pub fn take(&self) -> Dirty {
+        Dirty::from_bits_truncate(self.flags.swap(0, Ordering::SeqCst))
     }
 
     /// Waits until something is marked dirty.
@@ -110,19 +99,19 @@ impl Signal {
 #[derive(Debug, Clone)]
 struct Target {
     dir: PathBuf,
-    flags: u8,
+    flags: Dirty,
     watched: bool,
 }
 
 /// Which flags an event raises, and whether it is an unfinished write.
-fn classify(event: &Event, targets: &mut [Target]) -> (u8, bool) {
+fn classify(event: &Event, targets: &mut [Target]) -> (Dirty, bool) {
     if event.need_rescan() {
-        return (DIRTY_ALL, false);
+        return (Dirty::ALL, false);
     }
     match event.kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
         // Opening or reading a file (our own reads included) changes nothing.
-        EventKind::Access(_) => return (0, false),
+        EventKind::Access(_) => return (Dirty::NONE, false),
         _ => {}
     }
     let writing = matches!(
@@ -130,9 +119,9 @@ fn classify(event: &Event, targets: &mut [Target]) -> (u8, bool) {
         EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any)
     );
     if event.paths.is_empty() {
-        return (DIRTY_ALL, writing);
+        return (Dirty::ALL, writing);
     }
-    let mut flags = 0;
+    let mut flags = Dirty::NONE;
     for path in &event.paths {
         if path
             .file_name()
@@ -187,7 +176,7 @@ impl DirWatcher {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "file watch error; rescanning everything");
-                    (DIRTY_ALL, false)
+                    (Dirty::ALL, false)
                 }
             };
             signal.raise(flags, writing);
@@ -198,7 +187,7 @@ impl DirWatcher {
     /// Watches `dir`, raising `flags` for changes of its entries. A missing
     /// directory is remembered and watched by [`DirWatcher::retry`] once it
     /// exists; `Ok(false)` then.
-    pub fn add(&mut self, dir: &Path, flags: u8) -> Result<bool, notify::Error> {
+    pub fn add(&mut self, dir: &Path, flags: Dirty) -> Result<bool, notify::Error> {
         {
             let mut targets = self.targets.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(t) = targets.iter_mut().find(|t| t.dir == dir) {
@@ -234,8 +223,8 @@ impl DirWatcher {
     /// not exist yet, or was removed and recreated). Returns the flags of
     /// the directories newly watched (their contents may have changed
     /// unseen).
-    pub fn retry(&mut self) -> u8 {
-        let missing: Vec<(PathBuf, u8)> = self
+    pub fn retry(&mut self) -> Dirty {
+        let missing: Vec<(PathBuf, Dirty)> = self
             .targets
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -243,7 +232,7 @@ impl DirWatcher {
             .filter(|t| !t.watched)
             .map(|t| (t.dir.clone(), t.flags))
             .collect();
-        let mut flags = 0;
+        let mut flags = Dirty::NONE;
         for (dir, dir_flags) in missing {
             match self.watch_one(&dir) {
                 Ok(true) => {
@@ -278,12 +267,12 @@ mod tests {
         vec![
             Target {
                 dir: PathBuf::from("/net.d"),
-                flags: DIRTY_CONF,
+                flags: Dirty::CONF,
                 watched: true,
             },
             Target {
                 dir: PathBuf::from("/sa"),
-                flags: DIRTY_TOKEN,
+                flags: Dirty::TOKEN,
                 watched: true,
             },
         ]
@@ -299,36 +288,42 @@ mod tests {
         let create = EventKind::Create(CreateKind::File);
         assert_eq!(
             classify(&event(create, "/net.d/10-a.conf"), &mut t),
-            (DIRTY_CONF, false)
+            (Dirty::CONF, false)
         );
         assert_eq!(
             classify(&event(create, "/sa/..data_tmp"), &mut t),
-            (DIRTY_TOKEN, false)
+            (Dirty::TOKEN, false)
         );
-        assert_eq!(classify(&event(create, "/elsewhere/x"), &mut t).0, 0);
+        assert_eq!(
+            classify(&event(create, "/elsewhere/x"), &mut t).0,
+            Dirty::NONE
+        );
         let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
-        assert_eq!(classify(&event(open, "/net.d/10-a.conf"), &mut t).0, 0);
+        assert_eq!(
+            classify(&event(open, "/net.d/10-a.conf"), &mut t).0,
+            Dirty::NONE
+        );
         let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
         assert_eq!(
             classify(&event(closed, "/net.d/10-a.conf"), &mut t),
-            (DIRTY_CONF, false)
+            (Dirty::CONF, false)
         );
         let data = EventKind::Modify(ModifyKind::Data(DataChange::Any));
         assert_eq!(
             classify(&event(data, "/net.d/10-a.conf"), &mut t),
-            (DIRTY_CONF, true)
+            (Dirty::CONF, true)
         );
         let temp = "/net.d/.multus-agent.00-multus.conf.1-2.tmp";
-        assert_eq!(classify(&event(create, temp), &mut t).0, 0);
+        assert_eq!(classify(&event(create, temp), &mut t).0, Dirty::NONE);
         let rescan = Event::new(EventKind::Other).set_flag(notify::event::Flag::Rescan);
-        assert_eq!(classify(&rescan, &mut t).0, DIRTY_ALL);
+        assert_eq!(classify(&rescan, &mut t).0, Dirty::ALL);
     }
 
     #[test]
     fn removal_of_a_watched_directory_drops_its_watch() {
         let mut t = targets();
         let removed = EventKind::Remove(RemoveKind::Folder);
-        assert_eq!(classify(&event(removed, "/sa"), &mut t).0, DIRTY_TOKEN);
+        assert_eq!(classify(&event(removed, "/sa"), &mut t).0, Dirty::TOKEN);
         assert!(!t[1].watched);
         let moved = EventKind::Modify(ModifyKind::Name(RenameMode::From));
         classify(&event(moved, "/net.d"), &mut t);
@@ -341,18 +336,18 @@ mod tests {
         // so a loaded machine cannot make this flaky.
         let slack = Duration::from_secs(2);
         let signal = Arc::new(Signal::default());
-        signal.raise(DIRTY_CONF, false);
+        signal.raise(Dirty::CONF, false);
         let start = Instant::now();
         signal.debounce().await;
         assert!(start.elapsed() >= QUIET && start.elapsed() < QUIET + slack);
-        assert_eq!(signal.take(), DIRTY_CONF);
-        assert_eq!(signal.take(), 0);
+        assert_eq!(signal.take(), Dirty::CONF);
+        assert_eq!(signal.take(), Dirty::NONE);
 
         // an endless stream of events is cut off at MAX_DELAY
         let noisy = Arc::clone(&signal);
         let stream = tokio::spawn(async move {
             loop {
-                noisy.raise(DIRTY_CONF, false);
+                noisy.raise(Dirty::CONF, false);
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         });
@@ -363,7 +358,7 @@ mod tests {
         stream.abort();
 
         // an unfinished write waits longer
-        signal.raise(DIRTY_CONF, true);
+        signal.raise(Dirty::CONF, true);
         let start = Instant::now();
         signal.debounce().await;
         assert!(start.elapsed() >= WRITING_QUIET);

@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Component, Path};
 
 use k8s_openapi::api::apps::v1::{
@@ -38,6 +39,7 @@ use multus_config::generate::{GeneratorOptions, hex_sha256};
 
 use super::operand::{Kind, Operand};
 use super::rbac::{agent_token_rules, policy_rules};
+use crate::agent::args::{self as agent_args, InstallDirs, NodeAgentArgs};
 
 /// `app.kubernetes.io/name` of every object we create.
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
@@ -65,23 +67,23 @@ pub const ANNOTATION_CONFIG_HASH: &str = "multus.dev/config-hash";
 pub const ANNOTATION_RENDERED_HASH: &str = "multus.dev/rendered-hash";
 
 /// Where the host's CNI conf dir is mounted in the agent container.
-pub const CONTAINER_CONF_DIR: &str = "/host/etc/cni/net.d";
+pub const CONTAINER_CONF_DIR: &str = agent_args::DEFAULT_CNI_CONF_DIR;
 /// Where the host's CNI bin dir is mounted in the agent container.
-pub const CONTAINER_BIN_DIR: &str = "/host/opt/cni/bin";
+pub const CONTAINER_BIN_DIR: &str = agent_args::DEFAULT_CNI_BIN_DIR;
 /// Where the host's Multus conf dir (`spec.multusConfDir`) is mounted,
 /// read-only, in the agent container: the agent reports the CNI networks of
 /// its configs, which NADs without `spec.config` refer to.
-pub const CONTAINER_MULTUS_CONF_DIR: &str = "/host/etc/cni/multus/net.d";
+pub const CONTAINER_MULTUS_CONF_DIR: &str = agent_args::DEFAULT_MULTUS_CONF_DIR;
 /// Where the agent settings ConfigMap is mounted.
 pub const CONFIG_MOUNT_DIR: &str = "/etc/multus";
 /// Key (file name) of the agent settings in the ConfigMap.
 pub const AGENT_CONFIG_KEY: &str = "agent.yaml";
 /// Where the projected service-account token is mounted.
-pub const TOKEN_MOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+pub const TOKEN_MOUNT_DIR: &str = agent_args::DEFAULT_SERVICE_ACCOUNT_DIR;
 /// Host directory for the plugin's runtime files, mounted at the same path.
 pub const RUN_MULTUS_DIR: &str = "/run/multus";
 /// Port of the agent's `/healthz`, `/readyz` and `/metrics` (host network).
-pub const AGENT_PORT: u16 = 9101;
+pub const AGENT_PORT: u16 = agent_args::DEFAULT_METRICS_PORT;
 /// The executable of the image that runs the agent.
 pub const AGENT_COMMAND: &str = "multus-operator";
 /// Name of the agent container.
@@ -545,23 +547,25 @@ fn token_volume() -> Volume {
     }
 }
 
-/// The agent's command-line arguments (after [`AGENT_COMMAND`]) for the
-/// MultusConfig `config`.
-pub fn agent_args(config: &str, spec: &MultusConfigSpec) -> Vec<String> {
-    vec![
-        "node-agent".to_owned(),
-        format!("--cni-conf-dir={CONTAINER_CONF_DIR}"),
-        format!("--host-cni-conf-dir={}", spec.cni_conf_dir()),
-        format!("--cni-bin-dir={CONTAINER_BIN_DIR}"),
-        format!("--multus-conf-dir={CONTAINER_MULTUS_CONF_DIR}"),
-        format!("--config={CONFIG_MOUNT_DIR}/{AGENT_CONFIG_KEY}"),
-        format!("--metrics-address=0.0.0.0:{AGENT_PORT}"),
-        format!("--plugin-service-account={}", plugin_name(config)),
-        format!(
-            "--plugin-token-expiration-seconds={}",
-            spec.plugin_token_expiration_seconds()
-        ),
-    ]
+/// The agent's command line for the MultusConfig `config`: the mounts of
+/// the DaemonSet, its settings file, the metrics port on every address and
+/// the plugin's ServiceAccount. Its [`NodeAgentArgs::to_args`] are the
+/// container's arguments (after [`AGENT_COMMAND`]). The node name, the
+/// MultusConfig's name and the namespace come from the environment.
+pub fn agent_args(config: &str, spec: &MultusConfigSpec) -> NodeAgentArgs {
+    NodeAgentArgs {
+        dirs: InstallDirs {
+            cni_conf_dir: CONTAINER_CONF_DIR.into(),
+            host_cni_conf_dir: spec.cni_conf_dir().into(),
+            cni_bin_dir: CONTAINER_BIN_DIR.into(),
+        },
+        multus_conf_dir: CONTAINER_MULTUS_CONF_DIR.into(),
+        config: Some(Path::new(CONFIG_MOUNT_DIR).join(AGENT_CONFIG_KEY)),
+        metrics_address: SocketAddr::from((Ipv4Addr::UNSPECIFIED, AGENT_PORT)),
+        plugin_service_account: Some(plugin_name(config)),
+        plugin_token_expiration_seconds: spec.plugin_token_expiration_seconds(),
+        ..NodeAgentArgs::default()
+    }
 }
 
 /// Renders the operands of `config`, whose DaemonSet skips the nodes in
@@ -685,7 +689,7 @@ pub fn render(
         image: Some(image.to_string()),
         image_pull_policy: Some(spec.image_pull_policy().as_str().to_owned()),
         command: Some(vec![AGENT_COMMAND.to_owned()]),
-        args: Some(agent_args(name, spec)),
+        args: Some(agent_args(name, spec).to_args()),
         env: Some(vec![
             EnvVar {
                 name: "NODE_NAME".to_owned(),
@@ -824,17 +828,15 @@ pub fn render(
     })
 }
 
-/// Argument prefixes of the install command that the uninstall keeps (it
-/// must look at the same directories).
-const UNINSTALL_KEPT_ARGS: [&str; 3] =
-    ["--cni-conf-dir=", "--host-cni-conf-dir=", "--cni-bin-dir="];
-
 /// The DaemonSet that removes Multus from the nodes, derived from the
 /// live install DaemonSet `live` so it reaches exactly the nodes and host
 /// paths the agents used (even when the spec changed since): the agent
-/// container runs `node-agent --uninstall` with the same mounts, without
-/// probes or ports, and every node is switched at once (`maxUnavailable:
-/// 100%`). `None` when `live` has no pod template to derive from.
+/// container runs `node-agent --uninstall` with the same mounts and the
+/// directories of its install command line
+/// ([`NodeAgentArgs::uninstall_form`]), without probes or ports, and every
+/// node is switched at once (`maxUnavailable: 100%`). `None` when `live`
+/// has no pod template to derive from or its agent's command line cannot
+/// be read.
 pub fn uninstall_daemon_set(live: &DaemonSet) -> Option<DaemonSet> {
     let live_spec = live.spec.as_ref()?;
     let mut template = live_spec.template.clone();
@@ -850,16 +852,12 @@ pub fn uninstall_daemon_set(live: &DaemonSet) -> Option<DaemonSet> {
         .containers
         .iter_mut()
         .find(|c| c.name == AGENT_CONTAINER)?;
-    let mut args = vec!["node-agent".to_owned(), "--uninstall".to_owned()];
-    args.extend(
-        container
-            .args
-            .iter()
-            .flatten()
-            .filter(|a| UNINSTALL_KEPT_ARGS.iter().any(|p| a.starts_with(p)))
-            .cloned(),
-    );
-    container.args = Some(args);
+    let install_args = container
+        .args
+        .clone()
+        .unwrap_or_else(|| vec![agent_args::SUBCOMMAND.to_owned()]);
+    let installed = NodeAgentArgs::parse_rendered_lenient(&install_args).ok()?;
+    container.args = Some(installed.uninstall_form().to_args());
     container.liveness_probe = None;
     container.readiness_probe = None;
     container.ports = None;
