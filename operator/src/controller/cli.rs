@@ -241,7 +241,7 @@ impl KindVisitor for MirrorOperand<'_> {
     type Output = ();
 
     fn visit<K: Operand>(self) {
-        let writer = std::mem::take(K::writer(self.writers));
+        let writer = std::mem::take(self.writers.operand::<K>());
         tokio::spawn(mirror(
             watcher(K::api(self.client.clone(), self.namespace), owned_config()),
             writer,
@@ -262,7 +262,7 @@ impl<'a> KindVisitor for WaitOperand<'a> {
     type Output = BoxFuture<'a, anyhow::Result<()>>;
 
     fn visit<K: Operand>(self) -> Self::Output {
-        Box::pin(async move { wait_ready(K::store(self.stores), &K::KIND.name()).await })
+        Box::pin(async move { wait_ready(self.stores.operand::<K>(), &K::KIND.name()).await })
     }
 }
 

@@ -13,7 +13,6 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::rbac::v1::ClusterRole;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
 use kube::core::PartialObjectMeta;
@@ -32,9 +31,9 @@ use super::conditions::{
 };
 use super::context::{Context, Stores};
 use super::nad::truncate_note;
-use super::operand::{KindVisitor, Operand};
+use super::operand::{Kind, KindVisitor, ObjectKey, Operand};
 use super::pools::{self, NodeInfo};
-use super::prune::{self, Kind, ObjectKey};
+use super::prune;
 use super::render::{
     self, ANNOTATION_RENDERED_HASH, ChildVisitor, Children, LABEL_CONFIG, LABEL_MODE,
     MODE_UNINSTALL, agent_name,
@@ -119,30 +118,10 @@ fn node_infos(store: &Store<PartialObjectMeta<Node>>) -> Vec<NodeInfo> {
         .collect()
 }
 
-/// Versions of the live children, in apply order (see [`live_version`]).
+/// Versions of the live children, in apply order (see
+/// [`Operand::live_version`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct LiveVersions(Vec<String>);
-
-fn version_of(meta: Option<&ObjectMeta>) -> String {
-    meta.and_then(|m| m.resource_version.clone())
-        .unwrap_or_else(|| "absent".to_owned())
-}
-
-fn generation_of(meta: Option<&ObjectMeta>) -> String {
-    meta.and_then(|m| m.generation)
-        .map_or_else(|| "absent".to_owned(), |g| g.to_string())
-}
-
-/// The version of a live child: the DaemonSet's generation (its status
-/// changes all the time, its generation only with its spec), every other
-/// object's resourceVersion.
-fn live_version(kind: Kind, meta: Option<&ObjectMeta>) -> String {
-    if kind == Kind::DaemonSet {
-        generation_of(meta)
-    } else {
-        version_of(meta)
-    }
-}
 
 /// The versions of the children's live objects in the caches.
 fn cached_versions(children: &Children, ctx: &Context) -> LiveVersions {
@@ -152,9 +131,9 @@ fn cached_versions(children: &Children, ctx: &Context) -> LiveVersions {
     }
     impl ChildVisitor<'_> for Cached<'_> {
         fn child<K: Operand>(&mut self, object: &K) {
-            let live = K::store(self.stores).get(&ObjectRef::from_obj(object));
+            let live = self.stores.operand::<K>().get(&ObjectRef::from_obj(object));
             self.versions
-                .push(live_version(K::KIND, live.as_deref().map(Resource::meta)));
+                .push(K::live_version(live.as_deref().map(Resource::meta)));
         }
     }
     let mut cached = Cached {
@@ -178,8 +157,8 @@ fn applied_digest(children: &Children, versions: &LiveVersions) -> Result<String
     ))
 }
 
-/// Server-side apply of one object given as JSON; returns its metadata as
-/// the API server has it.
+/// Server-side apply of one object given as JSON; returns its live
+/// version (see [`Operand::live_version`]) as the API server has it.
 struct ApplyOne<'a> {
     client: Client,
     namespace: &'a str,
@@ -188,14 +167,14 @@ struct ApplyOne<'a> {
 }
 
 impl<'a> KindVisitor for ApplyOne<'a> {
-    type Output = BoxFuture<'a, Result<ObjectMeta, kube::Error>>;
+    type Output = BoxFuture<'a, Result<String, kube::Error>>;
 
     fn visit<K: Operand>(self) -> Self::Output {
         Box::pin(async move {
             let applied: K = K::api(self.client, self.namespace)
                 .patch(self.name, &apply_params(), &Patch::Apply(self.body))
                 .await?;
-            Ok(applied.meta().clone())
+            Ok(K::live_version(Some(applied.meta())))
         })
     }
 }
@@ -242,11 +221,11 @@ async fn apply_children(
                 .patch(&ds_name, &params, &Patch::Apply(&children.daemon_set))
                 .await
                 .map_err(|e| Error::api("apply", key.to_string(), e))?;
-            versions.push(live_version(kind, Some(&ds.metadata)));
+            versions.push(DaemonSet::live_version(Some(&ds.metadata)));
             applied_ds = Some(ds);
             continue;
         }
-        let applied = kind
+        let version = kind
             .visit(ApplyOne {
                 client: client.clone(),
                 namespace: ns,
@@ -255,7 +234,7 @@ async fn apply_children(
             })
             .await
             .map_err(|e| Error::api("apply", key.to_string(), e))?;
-        versions.push(live_version(kind, Some(&applied)));
+        versions.push(version);
     }
     let ds = applied_ds.ok_or(Error::Incomplete("DaemonSet among the rendered operands"))?;
     Ok((ds, LiveVersions(versions)))
@@ -271,7 +250,8 @@ fn owned_objects(ctx: &Context, config: &str, uid: &str) -> Vec<ObjectKey> {
     impl KindVisitor for Owned<'_> {
         type Output = Vec<ObjectKey>;
         fn visit<K: Operand>(self) -> Vec<ObjectKey> {
-            K::store(self.stores)
+            self.stores
+                .operand::<K>()
                 .state()
                 .iter()
                 .filter(|o| owned(o.as_ref(), self.config, self.uid))
@@ -280,7 +260,7 @@ fn owned_objects(ctx: &Context, config: &str, uid: &str) -> Vec<ObjectKey> {
         }
     }
     let mut keys: Vec<ObjectKey> = Kind::ALL
-        .into_iter()
+        .iter()
         .flat_map(|kind| {
             kind.visit(Owned {
                 stores: &ctx.stores,
