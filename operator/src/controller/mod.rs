@@ -19,8 +19,10 @@
 //!
 //! The I/O lives in [`reconcile`] (one reconcile per MultusConfig through
 //! kube-runtime's `Controller`, with the finalizer helper and server-side
-//! apply under one field manager), [`nad`]'s watcher, [`crds`], [`http`],
-//! [`server_version`] (the supported Kubernetes releases) and [`cli`].
+//! apply under one field manager), [`watch`] (the caches and what
+//! triggers a reconcile), [`leader`] (the leader Lease), [`nad`]'s watcher,
+//! [`crds`], [`http`], [`server_version`] (the supported Kubernetes
+//! releases) and [`cli`] (the wiring).
 
 pub mod cli;
 pub mod conditions;
@@ -28,6 +30,7 @@ pub mod context;
 pub mod crds;
 pub mod error;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod nad;
 pub mod operand;
@@ -39,6 +42,7 @@ pub mod render;
 pub mod server_version;
 pub mod uninstall;
 pub mod validate;
+pub mod watch;
 
 pub use cli::ControllerArgs;
 pub use context::{Context, Settings};

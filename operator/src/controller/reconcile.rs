@@ -5,7 +5,7 @@
 //! with Events for state changes. On deletion: switch the agents to
 //! uninstall, wait for every node, then delete the operands.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -800,34 +800,4 @@ async fn cleanup(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> 
     .await;
     ctx.forget(name);
     Ok(Action::await_change())
-}
-
-/// The label maps of reconcile-relevant fields, for change detection of
-/// watched objects (see [`super::cli`]).
-pub fn node_state_digest(state: &MultusNodeState) -> String {
-    let status = state.status.clone().unwrap_or_default();
-    let summary: BTreeMap<&str, String> = BTreeMap::from([
-        (
-            "config",
-            state.spec.multus_config.clone().unwrap_or_default(),
-        ),
-        ("ready", status.ready.to_string()),
-        ("message", status.message.unwrap_or_default()),
-        ("primary", status.primary_network_name.unwrap_or_default()),
-        (
-            "credential",
-            status
-                .plugin_credential
-                .map(|c| {
-                    format!(
-                        "{}|{:?}|{:?}",
-                        c.source.as_str(),
-                        c.expires_at.map(|t| t.0),
-                        c.since.map(|t| t.0)
-                    )
-                })
-                .unwrap_or_default(),
-        ),
-    ]);
-    format!("{summary:?}")
 }
