@@ -551,7 +551,7 @@ mod controller {
         let mut edited = applied.ds.clone();
         edited["metadata"]["generation"] = json!(2);
         put(
-            &mut h.writers.daemon_sets,
+            h.writers.operand::<DaemonSet>(),
             serde_json::from_value::<DaemonSet>(edited).unwrap(),
         );
         let mc = with_status(mc, &applied.status);
@@ -640,11 +640,11 @@ mod controller {
         let mut ds_done = served_ds(&ds, 2, 2, 2, 2);
         ds_done["metadata"]["resourceVersion"] = json!("ds-done");
         put(
-            &mut h.writers.daemon_sets,
+            h.writers.operand::<DaemonSet>(),
             serde_json::from_value::<DaemonSet>(ds_done).unwrap(),
         );
         put(
-            &mut h.writers.config_maps,
+            h.writers.operand::<ConfigMap>(),
             serde_json::from_value::<ConfigMap>(new_cm).unwrap(),
         );
         node_state(&mut h, "n1", "default", true, Some("k8s-pod-network"));
@@ -1040,7 +1040,7 @@ mod controller {
 
         // Pass 2: every node done; the operands go, then the finalizer.
         put(
-            &mut h.writers.daemon_sets,
+            h.writers.operand::<DaemonSet>(),
             serde_json::from_value::<DaemonSet>(served_ds(&switch, 2, 2, 2, 0)).unwrap(),
         );
         let deleting = with_status(deleting, &status.body);
@@ -1134,7 +1134,7 @@ mod controller {
         "currentNumberScheduled": 1, "numberMisscheduled": 0, "numberReady": 0,
         "updatedNumberScheduled": 1});
         put(
-            &mut h.writers.daemon_sets,
+            h.writers.operand::<DaemonSet>(),
             serde_json::from_value::<DaemonSet>(ds).unwrap(),
         );
         let mut deleting = mc;

@@ -1,38 +1,34 @@
-//! `multus-operator controller`: wiring of the caches, the MultusConfig
-//! controller, the NAD validator and the health/metrics server, with
-//! graceful shutdown on SIGTERM/SIGINT. This is the binary's edge, so its
+//! `multus-operator controller`: the binary's edge. [`run`] connects to
+//! the API server, checks its version and the CRDs, starts the
+//! health/metrics server and the watches that fill the caches
+//! ([`super::watch`]), waits for the leader Lease ([`super::leader`]),
+//! then runs the MultusConfig controller and the NAD validator until
+//! SIGTERM/SIGINT (or the Lease is lost), and shuts down gracefully. Its
 //! errors are `anyhow`.
 
-use std::collections::HashMap;
-use std::fmt::Debug;
 use std::future::Future;
-use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::future::BoxFuture;
-use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Node;
+use futures::StreamExt;
+use kube::Client;
 use kube::api::Api;
-use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{Controller, WatchStreamExt, controller, watcher};
-use kube::{Client, Resource, ResourceExt};
-use multus_config::crd::{MultusConfig, MultusNodeState};
+use kube::runtime::{Controller, controller, watcher};
+use multus_config::crd::MultusConfig;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
-use super::context::{Context, Settings, StoreWriters, Stores};
+use super::context::{Context, Settings, Stores};
 use super::http::{self, Health};
+use super::leader::{self, Election, Release};
 use super::metrics::Metrics;
-use super::nad::{self, Inventory, NadRegistry};
-use super::operand::{Kind, KindVisitor, Operand};
+use super::nad::{self, NadRegistry};
 use super::rbac::{AGENT_CLUSTER_ROLE, PLUGIN_CLUSTER_ROLE};
-use super::reconcile::{error_policy, node_state_digest, reconcile};
-use super::render::{ImageRef, LABEL_MANAGED_BY, MANAGED_BY_VALUE, OperandSettings};
+use super::reconcile::{error_policy, reconcile};
+use super::render::{ImageRef, OperandSettings};
 use super::{REPORTER, crds, server_version};
 
 /// Log output format.
@@ -104,6 +100,21 @@ impl ControllerArgs {
             role_check_interval: Duration::from_secs(300),
         })
     }
+
+    /// How this replica leads (the Lease lives in `--namespace`).
+    pub fn election(&self) -> Election {
+        if self.no_leader_election {
+            return Election::Disabled;
+        }
+        Election::Lease {
+            namespace: self.namespace.clone(),
+            lease: self.lease_name.clone(),
+            identity: self
+                .pod_name
+                .clone()
+                .unwrap_or_else(|| format!("multus-operator-{}", std::process::id())),
+        }
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -135,10 +146,7 @@ pub fn main(args: ControllerArgs) -> anyhow::Result<()> {
 
 /// Resolves when SIGTERM or SIGINT arrives (or the sender is dropped).
 fn shutdown_future(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + Sync + 'static {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+    leader::watch_for(rx, true)
 }
 
 async fn wait_for_signal() {
@@ -161,124 +169,6 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Keeps a cache filled from a watch and sends on `trigger` when an
-/// object's `digest` changes (or it appears or goes); `on_change` runs
-/// first.
-async fn mirror<K, S>(
-    stream: S,
-    writer: Writer<K>,
-    digest: impl Fn(&K) -> String,
-    trigger: mpsc::Sender<()>,
-    on_change: impl Fn(),
-    what: impl std::fmt::Display,
-) where
-    K: Resource + Clone + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
-{
-    let stream = reflector::reflector(writer, stream).default_backoff();
-    let mut stream = std::pin::pin!(stream);
-    let mut digests: HashMap<String, String> = HashMap::new();
-    let key = |o: &K| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
-    while let Some(event) = stream.next().await {
-        let changed = match event {
-            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
-                let d = digest(&o);
-                digests.insert(key(&o), d.clone()).as_ref() != Some(&d)
-            }
-            Ok(watcher::Event::Delete(o)) => {
-                digests.remove(&key(&o));
-                true
-            }
-            Ok(watcher::Event::InitDone) => true,
-            Ok(watcher::Event::Init) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, what = %what, "watch failed; retrying");
-                false
-            }
-        };
-        if changed {
-            on_change();
-            // A full channel already holds a pending trigger.
-            let _ = trigger.try_send(());
-        }
-    }
-}
-
-fn owned_config() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}"))
-}
-
-fn resource_version<K: Resource>(o: &K) -> String {
-    o.meta().resource_version.clone().unwrap_or_default()
-}
-
-async fn wait_ready<K>(store: &Store<K>, what: &str) -> anyhow::Result<()>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Eq + Hash + Clone,
-{
-    store
-        .wait_until_ready()
-        .await
-        .with_context(|| format!("the {what} cache stopped before it was filled"))
-}
-
-/// Starts the watch that fills an operand kind's cache (our objects only,
-/// by label; in the operator's namespace for namespaced kinds) and
-/// triggers a reconcile of every MultusConfig when one of them changes.
-struct MirrorOperand<'a> {
-    client: &'a Client,
-    namespace: &'a str,
-    writers: &'a mut StoreWriters,
-    trigger: &'a mpsc::Sender<()>,
-}
-
-impl KindVisitor for MirrorOperand<'_> {
-    type Output = ();
-
-    fn visit<K: Operand>(self) {
-        let writer = std::mem::take(K::writer(self.writers));
-        tokio::spawn(mirror(
-            watcher(K::api(self.client.clone(), self.namespace), owned_config()),
-            writer,
-            resource_version,
-            self.trigger.clone(),
-            || {},
-            K::KIND.name(),
-        ));
-    }
-}
-
-/// Waits until an operand kind's cache is filled.
-struct WaitOperand<'a> {
-    stores: &'a Stores,
-}
-
-impl<'a> KindVisitor for WaitOperand<'a> {
-    type Output = BoxFuture<'a, anyhow::Result<()>>;
-
-    fn visit<K: Operand>(self) -> Self::Output {
-        Box::pin(async move { wait_ready(K::store(self.stores), &K::KIND.name()).await })
-    }
-}
-
-/// Seconds a leader's lease stays valid without renewal.
-pub const LEASE_DURATION_SECONDS: u64 = 15;
-/// Seconds before expiry at which the leader renews.
-pub const LEASE_GRACE_SECONDS: u64 = 5;
-
-/// Resolves when `rx` holds `value` (or its sender is gone).
-fn watch_for(
-    rx: &watch::Receiver<bool>,
-    value: bool,
-) -> impl Future<Output = ()> + Send + Sync + 'static {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|v| *v == value).await;
     }
 }
 
@@ -318,196 +208,55 @@ async fn require_supported_server(client: &Client) -> anyhow::Result<()> {
     }
 }
 
-/// Runs the controller until a shutdown signal.
+/// Runs the controller until a shutdown signal (or the loss of the
+/// leader Lease, which is an error so that a restart rejoins as a
+/// follower).
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
-    let client = Client::try_default()
-        .await
-        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")?;
+    let client = connect().await?;
     require_supported_server(&client).await?;
-    if args.skip_crd_apply {
-        tracing::info!("not applying CRDs (--skip-crd-apply)");
-    } else {
-        let report = crds::apply_crds(&client)
-            .await
-            .context("cannot apply the CRDs (pass --skip-crd-apply when the chart manages them)")?;
-        tracing::info!(
-            applied = ?report.applied,
-            created_nad_crd = report.created_nad_crd,
-            "CRDs in place"
-        );
-    }
+    ensure_crds(&client, args.skip_crd_apply).await?;
 
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::new(metrics.clone()));
-    let listener = tokio::net::TcpListener::bind(args.metrics_address)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.metrics_address))?;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
+    let listener = listen(args.metrics_address).await?;
+    let stop = stop_on_signal();
     let server = tokio::spawn(http::serve(
         listener,
         health.clone(),
-        shutdown_future(&stop_rx),
+        shutdown_future(&stop),
     ));
 
-    let ns = settings.operands.namespace.clone();
-    let (mut stores, mut writers) = Stores::detached();
-    let (trigger_tx, trigger_rx) = mpsc::channel::<()>(1);
-    let (inventory_tx, inventory_rx) = watch::channel(Arc::new(Inventory::new()));
-    let inventory_tx = Arc::new(inventory_tx);
-
-    let nodes = watcher(
-        Api::<PartialObjectMeta<Node>>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    tokio::spawn(mirror(
-        nodes,
-        std::mem::take(&mut writers.nodes),
-        |n| format!("{:?}", n.metadata.labels),
-        trigger_tx.clone(),
-        || {},
-        "nodes",
-    ));
-    // The resources nodes advertise, for the NADs' resourceName: a second
-    // Node watch (full objects, as allocatable is in the status) keeping
-    // only each node's resource names.
-    let advertised_tx = inventory_tx.clone();
-    tokio::spawn(nad::follow_advertised(
-        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
-        move |advertised| {
-            advertised_tx.send_if_modified(|inv| {
-                if inv.advertised() == Some(&advertised) {
-                    return false;
-                }
-                *inv = Arc::new(Inventory::clone(inv).with_advertised(Some(advertised)));
-                true
-            });
-        },
-    ));
-    let states_store = stores.node_states.clone();
-    tokio::spawn(mirror(
-        watcher(
-            Api::<MultusNodeState>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-        std::mem::take(&mut writers.node_states),
-        |s: &MultusNodeState| {
-            let (plugins, networks) = s
-                .status
-                .as_ref()
-                .map(|st| (st.cni_plugins.join(","), st.multus_conf_networks.join(",")))
-                .unwrap_or_default();
-            format!("{}|{plugins}|{networks}", node_state_digest(s))
-        },
-        trigger_tx.clone(),
-        move || {
-            let current = nad::inventory(states_store.state().iter().map(AsRef::as_ref));
-            inventory_tx.send_if_modified(|inv| {
-                let current = current.with_advertised(inv.advertised().cloned());
-                let changed = **inv != current;
-                if changed {
-                    *inv = Arc::new(current.clone());
-                }
-                changed
-            });
-        },
-        "MultusNodeStates",
-    ));
-    for kind in Kind::ALL {
-        kind.visit(MirrorOperand {
-            client: &client,
-            namespace: &ns,
-            writers: &mut writers,
-            trigger: &trigger_tx,
-        });
-    }
-
-    let controller = Controller::new(
-        Api::<MultusConfig>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(
-        controller::Config::default()
-            .debounce(Duration::from_secs(1))
-            .concurrency(args.concurrency),
-    );
-    stores.configs = controller.store();
-
-    let filled = async {
-        wait_ready(&stores.nodes, "node").await?;
-        wait_ready(&stores.node_states, "MultusNodeState").await?;
-        for kind in Kind::ALL {
-            kind.visit(WaitOperand { stores: &stores }).await?;
-        }
-        Ok::<(), anyhow::Error>(())
+    let watches = super::watch::start(&client, &settings.operands.namespace);
+    let controller = build_controller(&client, args.concurrency);
+    let stores = Stores {
+        configs: controller.store(),
+        ..watches.stores
     };
-    tokio::select! {
-        result = filled => result?,
-        () = shutdown_future(&stop_rx) => return Ok(()),
+    if !caches_filled(&stores, &stop).await? {
+        return Ok(());
     }
     health.set_ready(true);
-    tracing::info!(namespace = %ns, "caches filled");
+    tracing::info!(namespace = %settings.operands.namespace, "caches filled");
 
-    // Leader election: replicas keep their caches warm, only the holder of
-    // the Lease reconciles and validates NADs.
-    // Without election the sender lives as long as `run`: always leading.
-    let mut _always_leader = None;
-    let (leader_rx, lease_task) = if args.no_leader_election {
-        let (tx, rx) = watch::channel(true);
-        _always_leader = Some(tx);
-        (rx, None)
-    } else {
-        let identity = args
-            .pod_name
-            .clone()
-            .unwrap_or_else(|| format!("multus-operator-{}", std::process::id()));
-        let manager =
-            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-                .with_namespace(&ns)
-                .with_identity(&identity)
-                .with_duration(LEASE_DURATION_SECONDS)
-                .with_grace(LEASE_GRACE_SECONDS)
-                .with_field_manager(super::FIELD_MANAGER)
-                .build()
-                .await
-                .with_context(|| format!("cannot use Lease {ns}/{}", args.lease_name))?;
-        let (rx, task) = manager.watch().await;
-        tracing::info!(lease = %args.lease_name, %identity, "waiting for the leader Lease");
-        tokio::select! {
-            () = watch_for(&rx, true) => {}
-            () = shutdown_future(&stop_rx) => return Ok(()),
-        }
-        if !*rx.borrow() {
-            anyhow::bail!("leader election stopped before this replica became the leader");
-        }
-        (rx, Some(task))
+    let leading = leader::acquire(&client, &args.election(), shutdown_future(&stop)).await?;
+    let Some(leadership) = leading else {
+        return Ok(());
     };
     metrics.leader.set(1);
     tracing::info!("leading; reconciling MultusConfigs");
-    let stop_or_lost = || either(shutdown_future(&stop_rx), watch_for(&leader_rx, false));
+    let stop_or_lost = || either(shutdown_future(&stop), leadership.lost());
 
     let registry = Arc::new(NadRegistry::default());
     let nad_task = tokio::spawn(nad::run(
         client.clone(),
-        Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: REPORTER.to_owned(),
-                instance: args.pod_name.clone(),
-            },
-        ),
+        recorder(&client, &args),
         registry.clone(),
         metrics.clone(),
-        inventory_rx,
-        trigger_tx.clone(),
+        watches.inventory,
+        watches.trigger.clone(),
         stop_or_lost(),
     ));
-
     let ctx = Arc::new(Context::new(
         client,
         settings,
@@ -516,12 +265,111 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         registry,
         args.pod_name.clone(),
     ));
-    let triggers = futures::stream::unfold(trigger_rx, |mut rx| async move {
+    reconcile_until(controller, ctx, watches.triggers, stop_or_lost()).await;
+    health.set_ready(false);
+    metrics.leader.set(0);
+    // Without a stop signal, the controller only stops when the Lease is lost.
+    let lost_leadership = !*stop.borrow();
+    shut_down(nad_task, leadership.release(), server, lost_leadership).await;
+    if lost_leadership {
+        anyhow::bail!(
+            "lost the leader Lease (or the election stopped); exiting so that a restart rejoins \
+             as a follower"
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A client from the in-cluster config or KUBECONFIG.
+async fn connect() -> anyhow::Result<Client> {
+    Client::try_default()
+        .await
+        .context("cannot build a Kubernetes client (in-cluster config or KUBECONFIG)")
+}
+
+/// Applies the compiled-in CRDs, unless `skip` (`--skip-crd-apply`).
+async fn ensure_crds(client: &Client, skip: bool) -> anyhow::Result<()> {
+    if skip {
+        tracing::info!("not applying CRDs (--skip-crd-apply)");
+        return Ok(());
+    }
+    let report = crds::apply_crds(client)
+        .await
+        .context("cannot apply the CRDs (pass --skip-crd-apply when the chart manages them)")?;
+    tracing::info!(
+        applied = ?report.applied,
+        created_nad_crd = report.created_nad_crd,
+        "CRDs in place"
+    );
+    Ok(())
+}
+
+/// The listener of /healthz, /readyz and /metrics.
+async fn listen(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))
+}
+
+/// A receiver that turns true when SIGTERM or SIGINT arrives.
+fn stop_on_signal() -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    stop_rx
+}
+
+/// The MultusConfig controller (its own watch of every MultusConfig),
+/// debounced, reconciling `concurrency` MultusConfigs at a time.
+fn build_controller(client: &Client, concurrency: u16) -> Controller<MultusConfig> {
+    Controller::new(
+        Api::<MultusConfig>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(
+        controller::Config::default()
+            .debounce(Duration::from_secs(1))
+            .concurrency(concurrency),
+    )
+}
+
+/// Waits until the caches are filled; `false` when stopped first.
+async fn caches_filled(stores: &Stores, stop: &watch::Receiver<bool>) -> anyhow::Result<bool> {
+    tokio::select! {
+        result = super::watch::filled(stores) => result.map(|()| true).map_err(Into::into),
+        () = shutdown_future(stop) => Ok(false),
+    }
+}
+
+/// The Event recorder of NAD validation.
+fn recorder(client: &Client, args: &ControllerArgs) -> Recorder {
+    Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: REPORTER.to_owned(),
+            instance: args.pod_name.clone(),
+        },
+    )
+}
+
+/// Reconciles each MultusConfig on its own changes and all of them on
+/// `triggers` (the watches and NAD validation), until `stop`.
+async fn reconcile_until(
+    controller: Controller<MultusConfig>,
+    ctx: Arc<Context>,
+    triggers: mpsc::Receiver<()>,
+    stop: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let triggers = futures::stream::unfold(triggers, |mut rx| async move {
         rx.recv().await.map(|()| ((), rx))
     });
     controller
         .reconcile_all_on(triggers)
-        .graceful_shutdown_on(stop_or_lost())
+        .graceful_shutdown_on(stop)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
@@ -530,21 +378,19 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             }
         })
         .await;
-    health.set_ready(false);
-    metrics.leader.set(0);
-    // Without a stop signal, the controller only stops when the Lease is lost.
-    let lost_leadership = !*stop_rx.borrow();
-    // Dropping the last receiver makes the lease task release the Lease.
-    drop(leader_rx);
+}
+
+/// Waits (at most 10 s) for NAD validation to stop, the Lease to be
+/// released and, unless the Lease was lost, the health server to finish.
+async fn shut_down(
+    nad_task: JoinHandle<()>,
+    release: Release,
+    server: JoinHandle<std::io::Result<()>>,
+    lost_leadership: bool,
+) {
     let drain = async {
         let _ = nad_task.await;
-        if let Some(task) = lease_task {
-            match task.await {
-                Ok(Ok(_)) => tracing::info!("released the leader Lease"),
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot release the leader Lease"),
-                Err(e) => tracing::warn!(error = %e, "the lease task failed"),
-            }
-        }
+        release.finish().await;
         if lost_leadership {
             server.abort();
             return;
@@ -561,21 +407,12 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("background tasks did not stop within 10s");
     }
-    if lost_leadership {
-        anyhow::bail!(
-            "lost the leader Lease (or the election stopped); exiting so that a restart rejoins \
-             as a follower"
-        );
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::Parser;
-    use k8s_openapi::api::core::v1::ConfigMap;
 
     #[derive(Debug, Parser)]
     struct Wrapper {
@@ -606,47 +443,5 @@ mod tests {
         assert_eq!(w.args.lease_name, "multus-operator");
         let bad = Wrapper::try_parse_from(["x", "--agent-image", " "]).unwrap();
         assert!(bad.args.settings().is_err());
-    }
-
-    #[tokio::test]
-    async fn mirror_fills_the_cache_and_triggers_only_on_digest_changes() {
-        let mut cm = ConfigMap::default();
-        cm.metadata.name = Some("a".into());
-        cm.metadata.namespace = Some("ns".into());
-        cm.metadata.resource_version = Some("1".into());
-        let mut changed = cm.clone();
-        changed.metadata.resource_version = Some("2".into());
-        let events = futures::stream::iter(vec![
-            Ok(watcher::Event::Init),
-            Ok(watcher::Event::InitApply(cm.clone())),
-            Ok(watcher::Event::InitDone),
-            Ok(watcher::Event::Apply(cm.clone())),
-            Ok(watcher::Event::Apply(changed.clone())),
-            Ok(watcher::Event::Delete(changed)),
-        ]);
-        let writer: Writer<ConfigMap> = Writer::default();
-        let store = writer.as_reader();
-        let (tx, mut rx) = mpsc::channel(16);
-        let calls = std::sync::atomic::AtomicUsize::new(0);
-        mirror(
-            events,
-            writer,
-            resource_version,
-            tx,
-            || {
-                calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            },
-            "test",
-        )
-        .await;
-        let mut triggers = 0;
-        while rx.try_recv().is_ok() {
-            triggers += 1;
-        }
-        // new object, list complete, changed, deleted; the unchanged
-        // re-apply triggers nothing.
-        assert_eq!(triggers, 4);
-        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 4);
-        assert!(store.is_empty());
     }
 }

@@ -457,238 +457,339 @@ pub fn credential_problem(
     }
 }
 
-/// Computes the three conditions and the counters.
+/// A reason for `Degraded` and its message.
+type Issue = (&'static str, String);
+
+/// Computes the three conditions and the counters: while uninstalling
+/// (`uninstalling`), else `Ready` and `Progressing` from the rollout
+/// (`rollout_verdicts`, unless a failed apply or a missing role blocks
+/// it: `ready_unless_blocked`) and `Degraded` from every issue, most
+/// serious first (`degraded`).
 pub fn assess(obs: &Observation<'_>) -> Assessment {
     let (primary, by_network) = primary_networks(obs.nodes);
     let rollout = obs.rollout.unwrap_or_default();
-    let counts = (rollout.desired, rollout.ready, rollout.updated);
-
-    if let Phase::Uninstalling { pending, desired } = &obs.phase {
-        let message = if pending.is_empty() {
-            "Multus is being removed from the nodes; the operands are deleted next.".to_owned()
-        } else {
-            format!(
-                "Removing Multus from the nodes before the MultusConfig goes away: waiting for \
-                 {} of {desired} ({}). Deletion continues without them after \
-                 progressDeadlineSeconds ({}s); run `kubectl -n {} get pods -l {LABEL_CONFIG}={} \
-                 -o wide` to see their uninstall pods.",
-                plural(pending.len(), "node", "nodes"),
-                name_list(pending, NAMES_SHOWN),
-                obs.deadline.as_secs(),
-                obs.namespace,
-                obs.name,
+    let (ready, progressing, degraded, recheck_in) = match &obs.phase {
+        Phase::Uninstalling { pending, desired } => {
+            let (ready, progressing, degraded) = uninstalling(obs, pending, *desired);
+            (ready, progressing, degraded, None)
+        }
+        Phase::Active => {
+            let pods_hint = pods_hint(obs);
+            let (ready, progressing, rollout_issue) = rollout_verdicts(obs, &pods_hint);
+            let (credential_issue, recheck) = credential_issue(obs, &pods_hint);
+            let issues: Vec<Issue> = [
+                spec_issue(obs),
+                apply_issue(obs),
+                role_issue(obs),
+                plugin_role_issue(obs),
+                conflict_issue(obs),
+                rollout_issue,
+                credential_issue,
+                primary_mismatch_issue(&primary, &by_network),
+                invalid_nads_issue(obs),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let recheck_in = recheck
+                .map(|t| Duration::try_from(t.duration_since(obs.now)).unwrap_or(Duration::ZERO));
+            (
+                ready_unless_blocked(obs, ready),
+                progressing,
+                degraded(&issues),
+                recheck_in,
             )
-        };
-        return Assessment {
-            ready: Verdict::new(false, REASON_UNINSTALLING, message.clone()),
-            progressing: Verdict::new(true, REASON_UNINSTALLING, message),
-            degraded: Verdict::new(
-                false,
-                REASON_UNINSTALLING,
-                "The MultusConfig is being deleted.",
-            ),
-            desired_nodes: counts.0,
-            ready_nodes: counts.1,
-            updated_nodes: counts.2,
-            primary_networks: primary,
-            recheck_in: None,
-        };
+        }
+    };
+    Assessment {
+        ready,
+        progressing,
+        degraded,
+        desired_nodes: rollout.desired,
+        ready_nodes: rollout.ready,
+        updated_nodes: rollout.updated,
+        primary_networks: primary,
+        recheck_in,
     }
+}
 
-    let mut issues: Vec<(&'static str, String)> = Vec::new();
-    let pods_hint = format!(
+/// Decides the three conditions while the MultusConfig is deleted and the
+/// agents remove Multus: waiting, naming the `pending` nodes.
+fn uninstalling(
+    obs: &Observation<'_>,
+    pending: &[String],
+    desired: i32,
+) -> (Verdict, Verdict, Verdict) {
+    let message = if pending.is_empty() {
+        "Multus is being removed from the nodes; the operands are deleted next.".to_owned()
+    } else {
+        format!(
+            "Removing Multus from the nodes before the MultusConfig goes away: waiting for \
+             {} of {desired} ({}). Deletion continues without them after \
+             progressDeadlineSeconds ({}s); run `kubectl -n {} get pods -l {LABEL_CONFIG}={} \
+             -o wide` to see their uninstall pods.",
+            plural(pending.len(), "node", "nodes"),
+            name_list(pending, NAMES_SHOWN),
+            obs.deadline.as_secs(),
+            obs.namespace,
+            obs.name,
+        )
+    };
+    (
+        Verdict::new(false, REASON_UNINSTALLING, message.clone()),
+        Verdict::new(true, REASON_UNINSTALLING, message),
+        Verdict::new(
+            false,
+            REASON_UNINSTALLING,
+            "The MultusConfig is being deleted.",
+        ),
+    )
+}
+
+/// The commands that show the agent pods and their DaemonSet.
+fn pods_hint(obs: &Observation<'_>) -> String {
+    format!(
         "`kubectl -n {} get pods -l {LABEL_CONFIG}={} -o wide` and `kubectl -n {} describe \
          daemonset {}`",
         obs.namespace,
         obs.name,
         obs.namespace,
         obs.daemon_set.rsplit('/').next().unwrap_or_default(),
-    );
+    )
+}
 
+/// Decides whether the spec is an issue: it cannot be applied.
+fn spec_issue(obs: &Observation<'_>) -> Option<Issue> {
+    if obs.spec_problems.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = obs.spec_problems.iter().map(ToString::to_string).collect();
+    Some((
+        REASON_INVALID_SPEC,
+        format!(
+            "The spec cannot be applied, so nothing was changed on the cluster (the agents \
+             keep their last good settings): {}. Fix it with `kubectl edit multusconfig {}`.",
+            list.join("; "),
+            obs.name
+        ),
+    ))
+}
+
+/// Decides whether applying the operands failed.
+fn apply_issue(obs: &Observation<'_>) -> Option<Issue> {
+    let err = obs.apply_error?;
+    Some((
+        REASON_APPLY_FAILED,
+        format!(
+            "Applying the operands failed: {}. The controller retries with back-off; check \
+             its RBAC (docs/rbac.md) and its log.",
+            shorten(err, 400)
+        ),
+    ))
+}
+
+/// Decides whether the chart's agent ClusterRole is missing.
+fn role_issue(obs: &Observation<'_>) -> Option<Issue> {
+    let role = obs.missing_role?;
+    Some((
+        REASON_ROLE_MISSING,
+        format!(
+            "ClusterRole {role} does not exist, so the node agents cannot report their \
+             nodes' state. Install or upgrade the Helm chart, which ships it."
+        ),
+    ))
+}
+
+/// Decides whether the chart's plugin ClusterRole is missing.
+fn plugin_role_issue(obs: &Observation<'_>) -> Option<Issue> {
+    let role = obs.missing_plugin_role?;
+    Some((
+        REASON_PLUGIN_ROLE_MISSING,
+        format!(
+            "ClusterRole {role} does not exist, so the multus plugin cannot read pods or \
+             NetworkAttachmentDefinitions and pods with extra networks fail to start. \
+             Install or upgrade the Helm chart, which ships it."
+        ),
+    ))
+}
+
+/// Decides whether older MultusConfigs keep some of the selected nodes.
+fn conflict_issue(obs: &Observation<'_>) -> Option<Issue> {
+    if obs.conflicts.is_empty() {
+        return None;
+    }
+    let nodes: Vec<&str> = obs.conflicts.iter().map(|c| c.node.as_str()).collect();
+    let mut owners: Vec<&str> = obs.conflicts.iter().map(|c| c.owner.as_str()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    Some((
+        REASON_CONFLICT,
+        format!(
+            "{} also selected by the older MultusConfig {} and stay with it: {}. This \
+             MultusConfig's agents skip them. Make the node selectors of {} and {} disjoint.",
+            plural(nodes.len(), "node is", "nodes are"),
+            owners.join(", "),
+            name_list(&nodes, NAMES_SHOWN),
+            obs.name,
+            owners.join(", "),
+        ),
+    ))
+}
+
+/// Decides `Ready` and `Progressing` from the rollout and the agents'
+/// reports, and whether a rollout stalled past the deadline is an issue.
+fn rollout_verdicts(obs: &Observation<'_>, pods_hint: &str) -> (Verdict, Verdict, Option<Issue>) {
     if !obs.spec_problems.is_empty() {
-        let list: Vec<String> = obs.spec_problems.iter().map(ToString::to_string).collect();
-        issues.push((
-            REASON_INVALID_SPEC,
-            format!(
-                "The spec cannot be applied, so nothing was changed on the cluster (the agents \
-                 keep their last good settings): {}. Fix it with `kubectl edit multusconfig {}`.",
-                list.join("; "),
-                obs.name
-            ),
-        ));
+        let msg = "Nothing is rolled out while the spec is invalid; see the Degraded condition.";
+        return (
+            Verdict::new(false, REASON_INVALID_SPEC, msg),
+            Verdict::new(false, REASON_INVALID_SPEC, msg),
+            None,
+        );
     }
-    if let Some(err) = obs.apply_error {
-        issues.push((
-            REASON_APPLY_FAILED,
-            format!(
-                "Applying the operands failed: {}. The controller retries with back-off; check \
-                 its RBAC (docs/rbac.md) and its log.",
-                shorten(err, 400)
-            ),
-        ));
-    }
-    if let Some(role) = obs.missing_role {
-        issues.push((
-            REASON_ROLE_MISSING,
-            format!(
-                "ClusterRole {role} does not exist, so the node agents cannot report their \
-                 nodes' state. Install or upgrade the Helm chart, which ships it."
-            ),
-        ));
-    }
-    if let Some(role) = obs.missing_plugin_role {
-        issues.push((
-            REASON_PLUGIN_ROLE_MISSING,
-            format!(
-                "ClusterRole {role} does not exist, so the multus plugin cannot read pods or \
-                 NetworkAttachmentDefinitions and pods with extra networks fail to start. \
-                 Install or upgrade the Helm chart, which ships it."
-            ),
-        ));
-    }
-    if !obs.conflicts.is_empty() {
-        let nodes: Vec<&str> = obs.conflicts.iter().map(|c| c.node.as_str()).collect();
-        let mut owners: Vec<&str> = obs.conflicts.iter().map(|c| c.owner.as_str()).collect();
-        owners.sort_unstable();
-        owners.dedup();
-        issues.push((
-            REASON_CONFLICT,
-            format!(
-                "{} also selected by the older MultusConfig {} and stay with it: {}. This \
-                 MultusConfig's agents skip them. Make the node selectors of {} and {} disjoint.",
-                plural(nodes.len(), "node is", "nodes are"),
-                owners.join(", "),
-                name_list(&nodes, NAMES_SHOWN),
-                obs.name,
-                owners.join(", "),
-            ),
-        ));
-    }
-
     let not_ready = not_ready_nodes(obs.nodes);
     let stalled = obs.stalled_for > obs.deadline;
-    let (ready, progressing) = if !obs.spec_problems.is_empty() {
-        let msg = "Nothing is rolled out while the spec is invalid; see the Degraded condition.";
-        (
-            Verdict::new(false, REASON_INVALID_SPEC, msg),
-            Verdict::new(false, REASON_INVALID_SPEC, msg),
+    match obs.rollout {
+        None => {
+            let (ready, progressing) = deploying(obs);
+            (ready, progressing, None)
+        }
+        Some(r) if r.observed() && r.desired == 0 => {
+            let (ready, progressing) = no_nodes(obs);
+            (ready, progressing, None)
+        }
+        Some(r) if !r.complete() => rolling_out(obs, r, &not_ready, stalled, pods_hint),
+        Some(r) => rolled_out(r, &not_ready, stalled),
+    }
+}
+
+/// `Ready` and `Progressing` while the DaemonSet does not exist yet.
+fn deploying(obs: &Observation<'_>) -> (Verdict, Verdict) {
+    let msg = format!(
+        "The node-agent DaemonSet {} is being created.",
+        obs.daemon_set
+    );
+    let ready = match obs.apply_error {
+        Some(_) => Verdict::new(
+            false,
+            REASON_APPLY_FAILED,
+            "The operands could not be applied; see the Degraded condition.",
+        ),
+        None => Verdict::new(false, REASON_DEPLOYING, msg.clone()),
+    };
+    (ready, Verdict::new(true, REASON_DEPLOYING, msg))
+}
+
+/// `Ready` and `Progressing` when the DaemonSet runs on no node.
+fn no_nodes(obs: &Observation<'_>) -> (Verdict, Verdict) {
+    let msg = if obs.conflicts.is_empty() {
+        format!(
+            "No node matches spec.placement of MultusConfig {}, so Multus runs \
+             nowhere. Label the nodes that should get Multus, or change \
+             spec.placement.nodeSelector.",
+            obs.name
         )
     } else {
-        match obs.rollout {
-            None => {
-                let msg = format!(
-                    "The node-agent DaemonSet {} is being created.",
-                    obs.daemon_set
-                );
-                let ready = match obs.apply_error {
-                    Some(_) => Verdict::new(
-                        false,
-                        REASON_APPLY_FAILED,
-                        "The operands could not be applied; see the Degraded condition.",
-                    ),
-                    None => Verdict::new(false, REASON_DEPLOYING, msg.clone()),
-                };
-                (ready, Verdict::new(true, REASON_DEPLOYING, msg))
-            }
-            Some(r) if r.observed() && r.desired == 0 => {
-                let msg = if obs.conflicts.is_empty() {
-                    format!(
-                        "No node matches spec.placement of MultusConfig {}, so Multus runs \
-                         nowhere. Label the nodes that should get Multus, or change \
-                         spec.placement.nodeSelector.",
-                        obs.name
-                    )
-                } else {
-                    "Every node this MultusConfig selects is kept by an older MultusConfig; \
-                     see the Degraded condition."
-                        .to_owned()
-                };
-                (
-                    Verdict::new(false, REASON_NO_NODES, msg.clone()),
-                    Verdict::new(false, REASON_NO_NODES, msg),
-                )
-            }
-            Some(r) if !r.complete() => {
-                let mut msg = if r.observed() {
-                    format!(
-                        "{} of {} run the current agent, {} ready, {} unavailable.",
-                        r.updated,
-                        plural(usize::try_from(r.desired).unwrap_or(0), "node", "nodes"),
-                        r.ready,
-                        r.unavailable
-                    )
-                } else {
-                    format!(
-                        "The DaemonSet {} has not yet picked up the latest change.",
-                        obs.daemon_set
-                    )
-                };
-                if !not_ready.is_empty() {
-                    msg.push_str(&format!(
-                        " Not ready: {}.",
-                        name_list(&not_ready, NAMES_SHOWN)
-                    ));
-                }
-                if stalled {
-                    issues.push((
-                        REASON_ROLLOUT_STUCK,
-                        format!(
-                            "The rollout of DaemonSet {} made no progress for {}s \
-                             (progressDeadlineSeconds {}): {} Look at the agent pods: {}.",
-                            obs.daemon_set,
-                            obs.stalled_for.as_secs(),
-                            obs.deadline.as_secs(),
-                            msg,
-                            pods_hint
-                        ),
-                    ));
-                }
-                (
-                    Verdict::new(false, REASON_ROLLING_OUT, msg.clone()),
-                    Verdict::new(true, REASON_ROLLING_OUT, msg),
-                )
-            }
-            Some(r) => {
-                let progressing = Verdict::new(
-                    false,
-                    REASON_ROLLOUT_COMPLETE,
-                    format!(
-                        "All {} run the current agent.",
-                        plural(usize::try_from(r.desired).unwrap_or(0), "node", "nodes")
-                    ),
-                );
-                if not_ready.is_empty() {
-                    (
-                        Verdict::new(
-                            true,
-                            REASON_READY,
-                            format!(
-                                "Multus is installed and current on all {}.",
-                                plural(usize::try_from(r.desired).unwrap_or(0), "node", "nodes")
-                            ),
-                        ),
-                        progressing,
-                    )
-                } else {
-                    let msg = format!(
-                        "The agents of {} report that the Multus config is not current: {}. \
-                         Usually the node's default network is not installed yet or its CNI \
-                         config is broken; see `kubectl get multusnodestate <node> -o yaml`.",
-                        plural(not_ready.len(), "node", "nodes"),
-                        name_list(&not_ready, NAMES_SHOWN)
-                    );
-                    if stalled {
-                        issues.push((REASON_NODES_NOT_READY, msg.clone()));
-                    }
-                    (
-                        Verdict::new(false, REASON_NODES_NOT_READY, msg),
-                        progressing,
-                    )
-                }
-            }
-        }
+        "Every node this MultusConfig selects is kept by an older MultusConfig; \
+         see the Degraded condition."
+            .to_owned()
     };
+    (
+        Verdict::new(false, REASON_NO_NODES, msg.clone()),
+        Verdict::new(false, REASON_NO_NODES, msg),
+    )
+}
 
+/// `Ready` and `Progressing` while the DaemonSet rolls out, and the
+/// `RolloutStuck` issue when it made no progress within the deadline.
+fn rolling_out(
+    obs: &Observation<'_>,
+    r: Rollout,
+    not_ready: &[String],
+    stalled: bool,
+    pods_hint: &str,
+) -> (Verdict, Verdict, Option<Issue>) {
+    let mut msg = if r.observed() {
+        format!(
+            "{} of {} run the current agent, {} ready, {} unavailable.",
+            r.updated,
+            plural(usize::try_from(r.desired).unwrap_or(0), "node", "nodes"),
+            r.ready,
+            r.unavailable
+        )
+    } else {
+        format!(
+            "The DaemonSet {} has not yet picked up the latest change.",
+            obs.daemon_set
+        )
+    };
+    if !not_ready.is_empty() {
+        msg.push_str(&format!(
+            " Not ready: {}.",
+            name_list(not_ready, NAMES_SHOWN)
+        ));
+    }
+    let stuck = stalled.then(|| {
+        (
+            REASON_ROLLOUT_STUCK,
+            format!(
+                "The rollout of DaemonSet {} made no progress for {}s \
+                 (progressDeadlineSeconds {}): {} Look at the agent pods: {}.",
+                obs.daemon_set,
+                obs.stalled_for.as_secs(),
+                obs.deadline.as_secs(),
+                msg,
+                pods_hint
+            ),
+        )
+    });
+    (
+        Verdict::new(false, REASON_ROLLING_OUT, msg.clone()),
+        Verdict::new(true, REASON_ROLLING_OUT, msg),
+        stuck,
+    )
+}
+
+/// `Ready` and `Progressing` once every node runs the current agent:
+/// ready unless agents report their node's Multus config is not current
+/// (an issue once that lasts past the deadline).
+fn rolled_out(
+    r: Rollout,
+    not_ready: &[String],
+    stalled: bool,
+) -> (Verdict, Verdict, Option<Issue>) {
+    let nodes = plural(usize::try_from(r.desired).unwrap_or(0), "node", "nodes");
+    let progressing = Verdict::new(
+        false,
+        REASON_ROLLOUT_COMPLETE,
+        format!("All {nodes} run the current agent."),
+    );
+    if not_ready.is_empty() {
+        let ready = Verdict::new(
+            true,
+            REASON_READY,
+            format!("Multus is installed and current on all {nodes}."),
+        );
+        return (ready, progressing, None);
+    }
+    let msg = format!(
+        "The agents of {} report that the Multus config is not current: {}. \
+         Usually the node's default network is not installed yet or its CNI \
+         config is broken; see `kubectl get multusnodestate <node> -o yaml`.",
+        plural(not_ready.len(), "node", "nodes"),
+        name_list(not_ready, NAMES_SHOWN)
+    );
+    let issue = stalled.then(|| (REASON_NODES_NOT_READY, msg.clone()));
+    (
+        Verdict::new(false, REASON_NODES_NOT_READY, msg),
+        progressing,
+        issue,
+    )
+}
+
+/// Decides which nodes' plugin tokens are not being refreshed (see
+/// [`credential_problem`]), and when the next one crosses a threshold.
+fn credential_issue(obs: &Observation<'_>, pods_hint: &str) -> (Option<Issue>, Option<Timestamp>) {
     let mut expiring = Vec::new();
     let mut recheck: Option<Timestamp> = None;
     for node in obs.nodes {
@@ -704,68 +805,89 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
             recheck = Some(recheck.map_or(next, |r| r.min(next)));
         }
     }
-    if !expiring.is_empty() {
-        issues.push((
-            REASON_CREDENTIAL_EXPIRING,
-            format!(
-                "The multus plugin's API token is not being refreshed on {}: {}. Pods with extra \
-                 networks fail to start on a node once its token has expired. The agent \
-                 refreshes the token at half its life and otherwise uses a copy of its own token \
-                 (which dies with the agent pod); see the reason in `kubectl get \
-                 multusnodestate <node> -o yaml` (status.pluginCredential.message) and the agent \
-                 pods: {}.",
-                plural(expiring.len(), "node", "nodes"),
-                name_list(&expiring, NAMES_SHOWN),
-                pods_hint
-            ),
-        ));
+    if expiring.is_empty() {
+        return (None, recheck);
     }
+    let issue = (
+        REASON_CREDENTIAL_EXPIRING,
+        format!(
+            "The multus plugin's API token is not being refreshed on {}: {}. Pods with extra \
+             networks fail to start on a node once its token has expired. The agent \
+             refreshes the token at half its life and otherwise uses a copy of its own token \
+             (which dies with the agent pod); see the reason in `kubectl get \
+             multusnodestate <node> -o yaml` (status.pluginCredential.message) and the agent \
+             pods: {}.",
+            plural(expiring.len(), "node", "nodes"),
+            name_list(&expiring, NAMES_SHOWN),
+            pods_hint
+        ),
+    );
+    (Some(issue), recheck)
+}
 
-    if by_network.len() > 1 {
-        let majority = primary.first().map(|p| p.name.clone()).unwrap_or_default();
-        let minority: Vec<String> = by_network
-            .iter()
-            .filter(|(name, _)| **name != majority)
-            .map(|(name, nodes)| format!("{name:?} on {}", name_list(nodes, NAMES_SHOWN)))
-            .collect();
-        issues.push((
-            REASON_PRIMARY_MISMATCH,
-            format!(
-                "Nodes disagree on the primary (cluster) network: {:?} on {}, but {}. Pods on \
-                 those nodes get a different default network. Remove the stray CNI config from \
-                 the conf dir of those nodes, or pin spec.primaryConfigFile.",
-                majority,
-                plural(
-                    by_network.get(&majority).map_or(0, Vec::len),
-                    "node",
-                    "nodes"
-                ),
-                minority.join("; ")
-            ),
-        ));
+/// Decides whether the nodes disagree on the primary network, naming the
+/// nodes that differ from the majority.
+fn primary_mismatch_issue(
+    primary: &[PrimaryNetworkSummary],
+    by_network: &BTreeMap<String, Vec<String>>,
+) -> Option<Issue> {
+    if by_network.len() <= 1 {
+        return None;
     }
-    if !obs.invalid_nads.is_empty() {
-        let list: Vec<String> = obs
-            .invalid_nads
-            .iter()
-            .map(|n| format!("{} ({})", n.key, n.reason))
-            .collect();
-        issues.push((
-            REASON_INVALID_NADS,
-            format!(
-                "{} invalid: {}. Pods that use them fail to start; \
-                 `kubectl describe network-attachment-definition -n <namespace> <name>` shows \
-                 why in its Warning events.",
-                plural(
-                    list.len(),
-                    "NetworkAttachmentDefinition is",
-                    "NetworkAttachmentDefinitions are"
-                ),
-                name_list(&list, NAMES_SHOWN)
+    let majority = primary.first().map(|p| p.name.clone()).unwrap_or_default();
+    let minority: Vec<String> = by_network
+        .iter()
+        .filter(|(name, _)| **name != majority)
+        .map(|(name, nodes)| format!("{name:?} on {}", name_list(nodes, NAMES_SHOWN)))
+        .collect();
+    Some((
+        REASON_PRIMARY_MISMATCH,
+        format!(
+            "Nodes disagree on the primary (cluster) network: {:?} on {}, but {}. Pods on \
+             those nodes get a different default network. Remove the stray CNI config from \
+             the conf dir of those nodes, or pin spec.primaryConfigFile.",
+            majority,
+            plural(
+                by_network.get(&majority).map_or(0, Vec::len),
+                "node",
+                "nodes"
             ),
-        ));
-    }
+            minority.join("; ")
+        ),
+    ))
+}
 
+/// Decides whether NetworkAttachmentDefinitions used on these nodes are
+/// invalid.
+fn invalid_nads_issue(obs: &Observation<'_>) -> Option<Issue> {
+    if obs.invalid_nads.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = obs
+        .invalid_nads
+        .iter()
+        .map(|n| format!("{} ({})", n.key, n.reason))
+        .collect();
+    Some((
+        REASON_INVALID_NADS,
+        format!(
+            "{} invalid: {}. Pods that use them fail to start; \
+             `kubectl describe network-attachment-definition -n <namespace> <name>` shows \
+             why in its Warning events.",
+            plural(
+                list.len(),
+                "NetworkAttachmentDefinition is",
+                "NetworkAttachmentDefinitions are"
+            ),
+            name_list(&list, NAMES_SHOWN)
+        ),
+    ))
+}
+
+/// Decides `Ready` when something blocks the rollout's verdict: a failed
+/// apply over an existing DaemonSet (the nodes may run an outdated agent)
+/// or a missing ClusterRole, unless the spec itself is invalid.
+fn ready_unless_blocked(obs: &Observation<'_>, ready: Verdict) -> Verdict {
     let missing_role = obs
         .missing_role
         .map(|role| (REASON_ROLE_MISSING, role))
@@ -773,7 +895,7 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
             obs.missing_plugin_role
                 .map(|role| (REASON_PLUGIN_ROLE_MISSING, role))
         });
-    let ready = match (obs.apply_error, missing_role) {
+    match (obs.apply_error, missing_role) {
         (Some(_), _) if obs.spec_problems.is_empty() && obs.rollout.is_some() => Verdict::new(
             false,
             REASON_APPLY_FAILED,
@@ -786,8 +908,13 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
             format!("ClusterRole {role} is missing; see the Degraded condition."),
         ),
         _ => ready,
-    };
-    let degraded = match issues.first() {
+    }
+}
+
+/// Decides `Degraded`: the first (most serious) issue's reason, and every
+/// issue's message.
+fn degraded(issues: &[Issue]) -> Verdict {
+    match issues.first() {
         None => Verdict::new(false, REASON_AS_EXPECTED, "Nothing needs attention."),
         Some((reason, _)) => Verdict::new(
             true,
@@ -798,17 +925,6 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
                 .collect::<Vec<_>>()
                 .join(" Also: "),
         ),
-    };
-    Assessment {
-        ready,
-        progressing,
-        degraded,
-        desired_nodes: counts.0,
-        ready_nodes: counts.1,
-        updated_nodes: counts.2,
-        primary_networks: primary,
-        recheck_in: recheck
-            .map(|t| Duration::try_from(t.duration_since(obs.now)).unwrap_or(Duration::ZERO)),
     }
 }
 

@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Node, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::core::PartialObjectMeta;
@@ -22,7 +21,7 @@ use super::REPORTER;
 use super::conditions::ProgressMark;
 use super::metrics::Metrics;
 use super::nad::NadRegistry;
-use super::operand::{Kind, KindVisitor, Operand};
+use super::operand::{Kind, KindVisitor, Operand, OperandStores, OperandWriters};
 use super::render::OperandSettings;
 
 /// Operator settings (from the command line).
@@ -43,18 +42,8 @@ pub struct Stores {
     pub nodes: Store<PartialObjectMeta<Node>>,
     /// Every MultusNodeState.
     pub node_states: Store<MultusNodeState>,
-    /// Our DaemonSets.
-    pub daemon_sets: Store<DaemonSet>,
-    /// Our ConfigMaps.
-    pub config_maps: Store<ConfigMap>,
-    /// Our ServiceAccounts.
-    pub service_accounts: Store<ServiceAccount>,
-    /// Our ClusterRoleBindings.
-    pub bindings: Store<ClusterRoleBinding>,
-    /// Our Roles.
-    pub roles: Store<Role>,
-    /// Our RoleBindings.
-    pub role_bindings: Store<RoleBinding>,
+    /// Our objects, a cache per operand kind.
+    pub operands: OperandStores,
 }
 
 impl fmt::Debug for Stores {
@@ -63,13 +52,13 @@ impl fmt::Debug for Stores {
             .field("configs", &self.configs.len())
             .field("nodes", &self.nodes.len())
             .field("node_states", &self.node_states.len())
-            .field("daemon_sets", &self.daemon_sets.len())
-            .finish_non_exhaustive()
+            .field("operands", &self.operands)
+            .finish()
     }
 }
 
 /// The write handles of [`Stores`] for callers that fill the caches
-/// themselves (tests, or reflectors started by [`super::cli`]).
+/// themselves (tests, or the watches started by [`super::watch`]).
 pub struct StoreWriters {
     /// MultusConfigs.
     pub configs: Writer<MultusConfig>,
@@ -77,21 +66,16 @@ pub struct StoreWriters {
     pub nodes: Writer<PartialObjectMeta<Node>>,
     /// MultusNodeStates.
     pub node_states: Writer<MultusNodeState>,
-    /// DaemonSets.
-    pub daemon_sets: Writer<DaemonSet>,
-    /// ConfigMaps.
-    pub config_maps: Writer<ConfigMap>,
-    /// ServiceAccounts.
-    pub service_accounts: Writer<ServiceAccount>,
-    /// ClusterRoleBindings.
-    pub bindings: Writer<ClusterRoleBinding>,
-    /// Roles.
-    pub roles: Writer<Role>,
-    /// RoleBindings.
-    pub role_bindings: Writer<RoleBinding>,
+    /// Our objects, per operand kind.
+    pub operands: OperandWriters,
 }
 
 impl StoreWriters {
+    /// The write handle of operand kind `K`'s cache.
+    pub fn operand<K: Operand>(&mut self) -> &mut Writer<K> {
+        self.operands.of::<K>()
+    }
+
     /// Puts an operand given as JSON into its cache (its `kind` picks the
     /// cache); for tests and benchmarks that play the API server.
     pub fn put_operand(&mut self, object: serde_json::Value) -> Result<Kind, serde_json::Error> {
@@ -103,7 +87,7 @@ impl StoreWriters {
             type Output = Result<(), serde_json::Error>;
             fn visit<K: Operand>(self) -> Self::Output {
                 put(
-                    K::writer(self.writers),
+                    self.writers.operand::<K>(),
                     serde_json::from_value::<K>(self.object)?,
                 );
                 Ok(())
@@ -155,30 +139,25 @@ impl Stores {
             configs: Writer::default(),
             nodes: Writer::default(),
             node_states: Writer::default(),
-            daemon_sets: Writer::default(),
-            config_maps: Writer::default(),
-            service_accounts: Writer::default(),
-            bindings: Writer::default(),
-            roles: Writer::default(),
-            role_bindings: Writer::default(),
+            operands: OperandWriters::new(),
         };
         let stores = Self {
             configs: writers.configs.as_reader(),
             nodes: writers.nodes.as_reader(),
             node_states: writers.node_states.as_reader(),
-            daemon_sets: writers.daemon_sets.as_reader(),
-            config_maps: writers.config_maps.as_reader(),
-            service_accounts: writers.service_accounts.as_reader(),
-            bindings: writers.bindings.as_reader(),
-            roles: writers.roles.as_reader(),
-            role_bindings: writers.role_bindings.as_reader(),
+            operands: writers.operands.readers(),
         };
         (stores, writers)
     }
 
+    /// The cache of operand kind `K`.
+    pub fn operand<K: Operand>(&self) -> &Store<K> {
+        self.operands.of::<K>()
+    }
+
     /// The DaemonSet `namespace/name`.
     pub fn daemon_set(&self, namespace: &str, name: &str) -> Option<Arc<DaemonSet>> {
-        self.daemon_sets
+        self.operand::<DaemonSet>()
             .get(&ObjectRef::new(name).within(namespace))
     }
 }

@@ -1,54 +1,16 @@
 //! Which of our objects the current spec no longer renders.
 //!
 //! Candidates carry our labels and a controller owner reference to the
-//! MultusConfig's uid; anything else is never deleted. Settings
-//! ConfigMaps that are no longer current stay until the rollout is
-//! complete, because agent pods of the previous template still mount them.
-
-use std::fmt;
+//! MultusConfig's uid; anything else is never deleted. Objects the agent
+//! pods mount (the settings ConfigMaps, see
+//! [`super::operand::Operand::MOUNTED_BY_AGENTS`]) that are no longer
+//! current stay until the rollout is complete, because agent pods of the
+//! previous template still mount them.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-pub use super::operand::Kind;
+use super::operand::ObjectKey;
 use super::render::{Children, LABEL_CONFIG, LABEL_MANAGED_BY, MANAGED_BY_VALUE};
-
-/// One object, by kind and name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectKey {
-    /// Its kind.
-    pub kind: Kind,
-    /// Its namespace (`None` for cluster-scoped kinds).
-    pub namespace: Option<String>,
-    /// Its name.
-    pub name: String,
-    /// Its uid (a delete precondition).
-    pub uid: Option<String>,
-}
-
-impl fmt::Display for ObjectKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
-            None => write!(f, "{} {}", self.kind, self.name),
-        }
-    }
-}
-
-impl ObjectKey {
-    /// The key of an object's metadata.
-    pub fn of(kind: Kind, meta: &ObjectMeta) -> Self {
-        Self {
-            kind,
-            namespace: meta.namespace.clone(),
-            name: meta.name.clone().unwrap_or_default(),
-            uid: meta.uid.clone(),
-        }
-    }
-
-    fn same_object(&self, other: &Self) -> bool {
-        self.kind == other.kind && self.namespace == other.namespace && self.name == other.name
-    }
-}
 
 /// Whether `meta` is ours for the MultusConfig `config` with uid `uid`:
 /// our labels and a controller owner reference to that uid.
@@ -78,8 +40,8 @@ pub fn desired_keys(children: &Children) -> Vec<ObjectKey> {
 }
 
 /// The objects of `existing` (ours) to delete given the `desired` set:
-/// everything not desired, except ConfigMaps while the rollout is not
-/// complete. Sorted, DaemonSets first.
+/// everything not desired, except what the agent pods mount (ConfigMaps)
+/// while the rollout is not complete. Sorted, DaemonSets first.
 pub fn stale(
     existing: &[ObjectKey],
     desired: &[ObjectKey],
@@ -88,7 +50,7 @@ pub fn stale(
     let mut out: Vec<ObjectKey> = existing
         .iter()
         .filter(|e| !desired.iter().any(|d| d.same_object(e)))
-        .filter(|e| rollout_complete || e.kind != Kind::ConfigMap)
+        .filter(|e| rollout_complete || !e.kind.mounted_by_agents())
         .cloned()
         .collect();
     out.sort();
@@ -98,6 +60,7 @@ pub fn stale(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::operand::Kind;
     use crate::controller::render::{
         ImageRef, OperandSettings, common_labels, owner_reference, render,
     };

@@ -1,54 +1,49 @@
-//! One reconcile of a MultusConfig (through kube-runtime's finalizer
-//! helper): validate, render, apply the operands with server-side apply
-//! under one field manager, prune what is no longer rendered, compute the
-//! status and publish it (server-side apply on the status subresource)
-//! with Events for state changes. On deletion: switch the agents to
-//! uninstall, wait for every node, then delete the operands.
+//! One reconcile of a MultusConfig, through kube-runtime's finalizer
+//! helper (which adds [`FINALIZER`] before the first apply and removes it
+//! once the cleanup succeeded), its retry policy, and what a reconcile of
+//! a live MultusConfig does, step by step:
+//! 1. `node_pool`: the nodes, and those an older MultusConfig keeps;
+//! 2. `roll_out`: validate, render, apply the operands with server-side
+//!    apply under one field manager ([`super::apply`]) unless nothing
+//!    changed, and prune what is no longer rendered;
+//! 3. `assess_active`: compute the conditions ([`super::conditions`])
+//!    from the rollout, the agents' reports and the chart's ClusterRoles
+//!    ([`super::observe`]);
+//! 4. publish the status and the Events of its changes
+//!    ([`super::status`]), and requeue (`requeue_after`).
+//!
+//! What happens when a MultusConfig is deleted (the finalizer's cleanup)
+//! is [`super::uninstall`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::api::rbac::v1::ClusterRole;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
-use kube::core::PartialObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource, ResourceExt};
+use multus_config::crd::MultusConfig;
 use multus_config::crd::multus_config::CONDITION_PROGRESSING;
-use multus_config::crd::{MultusConfig, MultusNodeState};
-use multus_config::generate::hex_sha256;
-use serde_json::json;
 
-use super::conditions::{
-    self, Assessment, NodeReport, Observation, Phase, Rollout, Severity, StateEvent,
-};
-use super::context::{Context, Stores};
-use super::nad::truncate_note;
-use super::operand::{KindVisitor, Operand};
-use super::pools::{self, NodeInfo};
-use super::prune::{self, Kind, ObjectKey};
-use super::render::{
-    self, ANNOTATION_RENDERED_HASH, ChildVisitor, Children, LABEL_CONFIG, LABEL_MODE,
-    MODE_UNINSTALL, agent_name,
-};
+use super::apply::{self, owned};
+use super::conditions::{self, Assessment, NodeReport, Observation, Phase, Rollout, Severity};
+use super::context::Context;
+use super::observe;
+use super::pools::{self, Conflict, NodeInfo};
+use super::prune;
+use super::render::{self, Children, agent_name};
+use super::status::{publish, publish_status, whole_seconds};
 use super::uninstall;
 use super::validate::{SpecProblem, validate};
-use super::{Error, FIELD_MANAGER, FINALIZER};
+use super::{Error, FINALIZER};
 
 /// Requeue while a rollout is under way (stuck-rollout detection).
 pub const REQUEUE_PROGRESSING: Duration = Duration::from_secs(15);
 /// Requeue in a steady state (a safety net; watches do the real work).
 pub const REQUEUE_STEADY: Duration = Duration::from_secs(300);
-/// Requeue while waiting for the agents' uninstall.
-pub const REQUEUE_UNINSTALL: Duration = Duration::from_secs(5);
 
 /// Reconciles one MultusConfig.
 pub async fn reconcile(config: Arc<MultusConfig>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -59,7 +54,7 @@ pub async fn reconcile(config: Arc<MultusConfig>, ctx: Arc<Context>) -> Result<A
     let result = finalizer(&api, FINALIZER, config, |event| async {
         match event {
             Finalize::Apply(config) => apply(&config, &ctx).await,
-            Finalize::Cleanup(config) => cleanup(&config, &ctx).await,
+            Finalize::Cleanup(config) => uninstall::cleanup(&config, &ctx).await,
         }
     })
     .await
@@ -75,7 +70,7 @@ pub async fn reconcile(config: Arc<MultusConfig>, ctx: Arc<Context>) -> Result<A
 /// uninstall, otherwise back off exponentially (5 s doubling to 5 min).
 pub fn error_policy(config: Arc<MultusConfig>, error: &Error, ctx: Arc<Context>) -> Action {
     if error.is_uninstall_pending() {
-        return Action::requeue(REQUEUE_UNINSTALL);
+        return Action::requeue(uninstall::REQUEUE_UNINSTALL);
     }
     ctx.metrics.error(error.metric_label());
     let failures = ctx.record_failure(&config.name_any());
@@ -95,396 +90,156 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs((5u64 << exponent).min(300))
 }
 
-fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
+/// The name and uid of a MultusConfig (the API server always sets both).
+pub fn name_and_uid(config: &MultusConfig) -> Result<(&str, &str), Error> {
+    let name = config
+        .metadata
+        .name
+        .as_deref()
+        .ok_or(Error::Incomplete("metadata.name"))?;
+    let uid = config
+        .metadata
+        .uid
+        .as_deref()
+        .ok_or(Error::Incomplete("metadata.uid"))?;
+    Ok((name, uid))
 }
 
-/// Seconds precision, as the API server stores condition times.
-fn whole_seconds(t: Timestamp) -> Timestamp {
-    Timestamp::from_second(t.as_second()).unwrap_or(t)
+/// The Apply branch: roll the spec out, then report how it stands.
+async fn apply(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
+    let (name, uid) = name_and_uid(config)?;
+    let now = whole_seconds(ctx.now());
+    let pool = node_pool(ctx, config, uid);
+    let outcome = roll_out(ctx, config, name, uid, &pool.excluded).await?;
+    let (assessment, invalid_nads) = assess_active(ctx, config, name, &pool, &outcome, now).await;
+    publish_status(ctx, config, &assessment, invalid_nads, now).await?;
+    if let Some(e) = outcome.error {
+        return Err(e);
+    }
+    Ok(Action::requeue(requeue_after(&assessment)))
 }
 
-fn owned<K: Resource>(obj: &K, config: &str, uid: &str) -> bool {
-    prune::is_owned(obj.meta(), config, uid)
+/// The nodes as a MultusConfig sees them.
+#[derive(Debug)]
+struct NodePool {
+    /// Every node.
+    nodes: Vec<NodeInfo>,
+    /// The nodes it selects that an older MultusConfig keeps.
+    conflicts: Vec<Conflict>,
+    /// The names of those nodes (its agents skip them).
+    excluded: BTreeSet<String>,
 }
 
-fn node_infos(store: &Store<PartialObjectMeta<Node>>) -> Vec<NodeInfo> {
-    store
-        .state()
+/// Decides which of the nodes the MultusConfig `uid` leaves to older
+/// MultusConfigs that also select them.
+fn node_pool(ctx: &Context, config: &MultusConfig, uid: &str) -> NodePool {
+    let nodes = observe::node_infos(&ctx.stores.nodes);
+    let all = ctx.stores.configs.state();
+    let others: Vec<&MultusConfig> = all
         .iter()
-        .map(|n| NodeInfo {
-            name: n.name_any(),
-            labels: n.metadata.labels.clone().unwrap_or_default(),
-        })
-        .collect()
-}
-
-/// Versions of the live children, in apply order (see [`live_version`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct LiveVersions(Vec<String>);
-
-fn version_of(meta: Option<&ObjectMeta>) -> String {
-    meta.and_then(|m| m.resource_version.clone())
-        .unwrap_or_else(|| "absent".to_owned())
-}
-
-fn generation_of(meta: Option<&ObjectMeta>) -> String {
-    meta.and_then(|m| m.generation)
-        .map_or_else(|| "absent".to_owned(), |g| g.to_string())
-}
-
-/// The version of a live child: the DaemonSet's generation (its status
-/// changes all the time, its generation only with its spec), every other
-/// object's resourceVersion.
-fn live_version(kind: Kind, meta: Option<&ObjectMeta>) -> String {
-    if kind == Kind::DaemonSet {
-        generation_of(meta)
-    } else {
-        version_of(meta)
-    }
-}
-
-/// The versions of the children's live objects in the caches.
-fn cached_versions(children: &Children, ctx: &Context) -> LiveVersions {
-    struct Cached<'s> {
-        stores: &'s Stores,
-        versions: Vec<String>,
-    }
-    impl ChildVisitor<'_> for Cached<'_> {
-        fn child<K: Operand>(&mut self, object: &K) {
-            let live = K::store(self.stores).get(&ObjectRef::from_obj(object));
-            self.versions
-                .push(live_version(K::KIND, live.as_deref().map(Resource::meta)));
-        }
-    }
-    let mut cached = Cached {
-        stores: &ctx.stores,
-        versions: Vec::new(),
-    };
-    children.visit(&mut cached);
-    LiveVersions(cached.versions)
-}
-
-/// A digest of what was rendered and the live objects it was applied
-/// over: while neither changes, applying again would change nothing, so
-/// the apply is skipped (a no-op reconcile writes nothing).
-fn applied_digest(children: &Children, versions: &LiveVersions) -> Result<String, Error> {
-    let documents = children.documents().map_err(render::RenderError::from)?;
-    let rendered = serde_json::to_vec(&documents).map_err(render::RenderError::from)?;
-    Ok(format!(
-        "{}|{}",
-        hex_sha256(&rendered),
-        versions.0.join("|")
-    ))
-}
-
-/// Server-side apply of one object given as JSON; returns its metadata as
-/// the API server has it.
-struct ApplyOne<'a> {
-    client: Client,
-    namespace: &'a str,
-    name: &'a str,
-    body: &'a serde_json::Value,
-}
-
-impl<'a> KindVisitor for ApplyOne<'a> {
-    type Output = BoxFuture<'a, Result<ObjectMeta, kube::Error>>;
-
-    fn visit<K: Operand>(self) -> Self::Output {
-        Box::pin(async move {
-            let applied: K = K::api(self.client, self.namespace)
-                .patch(self.name, &apply_params(), &Patch::Apply(self.body))
-                .await?;
-            Ok(applied.meta().clone())
-        })
-    }
-}
-
-/// Applies the children in order; returns the DaemonSet as the API server
-/// has it and the versions of what was applied. A changed DaemonSet is
-/// first validated with a server-side dry run, so that a spec the API
-/// server rejects changes nothing.
-async fn apply_children(
-    ctx: &Context,
-    children: &Children,
-    live_ds: Option<&DaemonSet>,
-) -> Result<(DaemonSet, LiveVersions), Error> {
-    let ns = ctx.settings.operands.namespace.as_str();
-    let client = &ctx.client;
-    let params = apply_params();
-    let ds_name = children.daemon_set.name_any();
-    let ds_api: Api<DaemonSet> = Api::namespaced(client.clone(), ns);
-    let rendered_hash = |d: &DaemonSet| {
-        d.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_RENDERED_HASH))
-            .cloned()
-    };
-    if live_ds.and_then(rendered_hash) != rendered_hash(&children.daemon_set) {
-        ds_api
-            .patch(
-                &ds_name,
-                &params.clone().dry_run(),
-                &Patch::Apply(&children.daemon_set),
-            )
-            .await
-            .map_err(|e| Error::api("validate", format!("DaemonSet {ns}/{ds_name}"), e))?;
-    }
-    let documents = children.documents().map_err(render::RenderError::from)?;
-    let mut versions = Vec::new();
-    let mut applied_ds = None;
-    for ((kind, meta), body) in children.metas().into_iter().zip(&documents) {
-        let key = ObjectKey::of(kind, meta);
-        if kind == Kind::DaemonSet {
-            // Typed, for its rollout status.
-            let ds = ds_api
-                .patch(&ds_name, &params, &Patch::Apply(&children.daemon_set))
-                .await
-                .map_err(|e| Error::api("apply", key.to_string(), e))?;
-            versions.push(live_version(kind, Some(&ds.metadata)));
-            applied_ds = Some(ds);
-            continue;
-        }
-        let applied = kind
-            .visit(ApplyOne {
-                client: client.clone(),
-                namespace: ns,
-                name: &key.name,
-                body,
-            })
-            .await
-            .map_err(|e| Error::api("apply", key.to_string(), e))?;
-        versions.push(live_version(kind, Some(&applied)));
-    }
-    let ds = applied_ds.ok_or(Error::Incomplete("DaemonSet among the rendered operands"))?;
-    Ok((ds, LiveVersions(versions)))
-}
-
-/// Our objects of a MultusConfig, from the caches, sorted (deletion order).
-fn owned_objects(ctx: &Context, config: &str, uid: &str) -> Vec<ObjectKey> {
-    struct Owned<'a> {
-        stores: &'a Stores,
-        config: &'a str,
-        uid: &'a str,
-    }
-    impl KindVisitor for Owned<'_> {
-        type Output = Vec<ObjectKey>;
-        fn visit<K: Operand>(self) -> Vec<ObjectKey> {
-            K::store(self.stores)
-                .state()
-                .iter()
-                .filter(|o| owned(o.as_ref(), self.config, self.uid))
-                .map(|o| ObjectKey::of(K::KIND, o.meta()))
-                .collect()
-        }
-    }
-    let mut keys: Vec<ObjectKey> = Kind::ALL
-        .into_iter()
-        .flat_map(|kind| {
-            kind.visit(Owned {
-                stores: &ctx.stores,
-                config,
-                uid,
-            })
-        })
+        .map(AsRef::as_ref)
+        .filter(|c| c.metadata.uid.as_deref() != Some(uid))
         .collect();
-    keys.sort();
-    keys
-}
-
-/// Deletes one object of the kind it visits.
-struct DeleteOne<'a> {
-    client: Client,
-    key: &'a ObjectKey,
-    params: &'a DeleteParams,
-}
-
-impl<'a> KindVisitor for DeleteOne<'a> {
-    type Output = BoxFuture<'a, Result<(), kube::Error>>;
-
-    fn visit<K: Operand>(self) -> Self::Output {
-        Box::pin(async move {
-            let ns = self.key.namespace.as_deref().unwrap_or_default();
-            K::api(self.client, ns)
-                .delete(&self.key.name, self.params)
-                .await
-                .map(drop)
-        })
+    let conflicts = pools::conflicts(config, &others, &nodes);
+    let excluded = conflicts.iter().map(|c| c.node.clone()).collect();
+    NodePool {
+        nodes,
+        conflicts,
+        excluded,
     }
 }
 
-/// Deletes one object (gone already is fine), only if its uid matches.
-async fn delete(ctx: &Context, key: &ObjectKey) -> Result<(), Error> {
-    let params = DeleteParams {
-        preconditions: key.uid.clone().map(|uid| Preconditions {
-            uid: Some(uid),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    let result = key
-        .kind
-        .visit(DeleteOne {
-            client: ctx.client.clone(),
-            key,
-            params: &params,
-        })
-        .await;
-    match result {
-        Ok(()) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-        Err(e) => Err(Error::api("delete", key.to_string(), e)),
-    }
+/// What rolling the spec out gave.
+#[derive(Debug)]
+struct Outcome {
+    /// Why the spec cannot be applied (then nothing was).
+    problems: Vec<SpecProblem>,
+    /// Our DaemonSet, as applied or else as cached.
+    daemon_set: Option<DaemonSet>,
+    /// Why applying or pruning failed (reported, then retried).
+    error: Option<Error>,
 }
 
-/// Publishes an Event on the MultusConfig (best effort).
-async fn publish(
+/// Decides what to change on the cluster: nothing for an invalid spec;
+/// else the rendered operands are applied (unless neither they nor the
+/// live objects changed since the last apply) and what the spec no longer
+/// renders is pruned. A spec the API server's dry run rejects counts as
+/// invalid. An `Err` (a MultusConfig that cannot be rendered) ends the
+/// reconcile before its status is written.
+async fn roll_out(
     ctx: &Context,
     config: &MultusConfig,
-    severity: Severity,
-    reason: &str,
-    note: &str,
-) {
-    let event = Event {
-        type_: match severity {
-            Severity::Normal => EventType::Normal,
-            Severity::Warning => EventType::Warning,
-        },
-        reason: reason.to_owned(),
-        note: Some(truncate_note(note)),
-        action: "Reconcile".to_owned(),
-        secondary: None,
+    name: &str,
+    uid: &str,
+    excluded: &BTreeSet<String>,
+) -> Result<Outcome, Error> {
+    let live_ds = ctx
+        .stores
+        .daemon_set(&ctx.settings.operands.namespace, &agent_name(name))
+        .filter(|d| owned(d.as_ref(), name, uid));
+    let mut outcome = Outcome {
+        problems: validate(config),
+        daemon_set: live_ds.as_deref().cloned(),
+        error: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &config.object_ref(&())).await {
-        tracing::warn!(multusconfig = %config.name_any(), reason, error = %e, "cannot publish an event");
+    if !outcome.problems.is_empty() {
+        return Ok(outcome);
     }
-}
-
-/// Writes the status when it changed, and the Events of the change.
-async fn publish_status(
-    ctx: &Context,
-    config: &MultusConfig,
-    assessment: &Assessment,
-    invalid_nads: usize,
-    now: Timestamp,
-) -> Result<(), Error> {
-    let name = config.name_any();
-    let previous = config.status.as_ref();
-    let status = conditions::status(
-        previous,
-        assessment,
-        config.metadata.generation,
-        invalid_nads,
-        now,
-    );
-    if previous == Some(&status) {
-        return Ok(());
-    }
-    let body = json!({
-        "apiVersion": MultusConfig::api_version(&()),
-        "kind": MultusConfig::kind(&()),
-        "metadata": { "name": name },
-        "status": status,
-    });
-    Api::<MultusConfig>::all(ctx.client.clone())
-        .patch_status(&name, &apply_params(), &Patch::Apply(&body))
-        .await
-        .map_err(|e| Error::api("apply", format!("status of MultusConfig {name}"), e))?;
-    let before = previous
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
-    for StateEvent {
-        severity,
-        reason,
-        note,
-    } in conditions::transition_events(before, &status.conditions)
-    {
-        publish(ctx, config, severity, &reason, &note).await;
-    }
-    Ok(())
-}
-
-/// The chart's ClusterRoles that do not exist; `None` for a role that
-/// exists or cannot be checked.
-#[derive(Debug, Default)]
-struct MissingRoles {
-    agent: Option<String>,
-    plugin: Option<String>,
-}
-
-/// Whether a ClusterRole exists; `None` when it cannot be checked.
-async fn role_exists(api: &Api<ClusterRole>, role: &str) -> Option<bool> {
-    match api.get_opt(role).await {
-        Ok(found) => Some(found.is_some()),
-        Err(e) => {
-            tracing::debug!(role, error = %e, "cannot check a ClusterRole");
-            None
-        }
-    }
-}
-
-/// Checks the chart's agent and plugin ClusterRoles (at most once per
-/// `role_check_interval` while both exist).
-async fn missing_roles(ctx: &Context, now: Timestamp) -> MissingRoles {
-    if ctx.role_recently_seen(now) {
-        return MissingRoles::default();
-    }
-    let api = Api::<ClusterRole>::all(ctx.client.clone());
-    let names = &ctx.settings.operands;
-    let agent = role_exists(&api, &names.agent_cluster_role).await;
-    let plugin = role_exists(&api, &names.plugin_cluster_role).await;
-    let both = agent == Some(true) && plugin == Some(true);
-    ctx.set_role_seen(both.then_some(now));
-    MissingRoles {
-        agent: (agent == Some(false)).then(|| names.agent_cluster_role.clone()),
-        plugin: (plugin == Some(false)).then(|| names.plugin_cluster_role.clone()),
-    }
-}
-
-/// Deletes the MultusNodeStates of `config` whose node no longer exists.
-async fn collect_node_states(ctx: &Context, config: &str, nodes: &[NodeInfo]) {
-    if nodes.is_empty() {
-        return; // the node cache may not be filled; never guess.
-    }
-    let known: BTreeSet<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-    let api: Api<MultusNodeState> = Api::all(ctx.client.clone());
-    for state in ctx.stores.node_states.state() {
-        let name = state.name_any();
-        if state.spec.multus_config.as_deref() == Some(config) && !known.contains(name.as_str()) {
-            match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {
-                    tracing::info!(node = %name, "deleted the MultusNodeState of a deleted node")
+    let excluded: Vec<String> = excluded.iter().cloned().collect();
+    let children = render::render(config, &ctx.settings.operands, &excluded)?;
+    let digest = apply::applied_digest(&children, &apply::cached_versions(&children, &ctx.stores))?;
+    if ctx.applied(name).as_deref() != Some(digest.as_str()) {
+        match apply::apply_children(ctx, &children, live_ds.as_deref()).await {
+            Ok(applied) => {
+                let digest = apply::applied_digest(&children, &applied.versions)?;
+                ctx.set_applied(name, Some(digest));
+                outcome.daemon_set = Some(applied.daemon_set);
+            }
+            Err(e) => {
+                ctx.set_applied(name, None);
+                match rejected_by_dry_run(&e) {
+                    Some(problem) => outcome.problems.push(problem),
+                    None => outcome.error = Some(e),
                 }
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(e) => {
-                    tracing::warn!(node = %name, error = %e, "cannot delete a stale MultusNodeState")
-                }
+                return Ok(outcome);
             }
         }
     }
+    let daemon_set = outcome.daemon_set.as_ref();
+    outcome.error = prune_stale(ctx, config, (name, uid), &children, daemon_set)
+        .await
+        .err();
+    Ok(outcome)
 }
 
-/// The agents' reports for `config`'s nodes: nodes it selects (when the
-/// node cache is filled) and does not leave to an older MultusConfig.
-fn reports_of(
+/// Deletes our objects that `children` no longer has (see
+/// [`prune::stale`]: what the agent pods mount only once the rollout is
+/// complete), with a `Pruned` Event each; stops at the first failure.
+async fn prune_stale(
     ctx: &Context,
-    config: &str,
-    excluded: &BTreeSet<String>,
-    selected: Option<&BTreeSet<String>>,
-) -> Vec<NodeReport> {
-    let mut reports: Vec<NodeReport> = ctx
-        .stores
-        .node_states
-        .state()
-        .iter()
-        .filter(|s| s.spec.multus_config.as_deref() == Some(config))
-        .map(|s| NodeReport::of(s))
-        .filter(|r| !excluded.contains(&r.node))
-        .filter(|r| selected.is_none_or(|nodes| nodes.contains(&r.node)))
-        .collect();
-    reports.sort_by(|a, b| a.node.cmp(&b.node));
-    reports
+    config: &MultusConfig,
+    (name, uid): (&str, &str),
+    children: &Children,
+    daemon_set: Option<&DaemonSet>,
+) -> Result<(), Error> {
+    let complete = daemon_set.is_some_and(|d| Rollout::of(d).complete());
+    let stale = prune::stale(
+        &apply::owned_objects(&ctx.stores, name, uid),
+        &prune::desired_keys(children),
+        complete,
+    );
+    for key in stale {
+        apply::delete(&ctx.client, &key).await?;
+        publish(
+            ctx,
+            config,
+            Severity::Normal,
+            "Pruned",
+            &format!("Deleted {key}, which the current spec no longer uses."),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 /// A spec problem when the API server's dry run rejected the rendered
@@ -521,122 +276,68 @@ fn elapsed(from: Timestamp, to: Timestamp) -> Duration {
     Duration::try_from(to.duration_since(from)).unwrap_or(Duration::ZERO)
 }
 
-/// The Apply branch.
-async fn apply(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
-    let name = config
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(Error::Incomplete("metadata.name"))?;
-    let uid = config
-        .metadata
-        .uid
-        .as_deref()
-        .ok_or(Error::Incomplete("metadata.uid"))?;
-    let ns = ctx.settings.operands.namespace.clone();
-    let now = whole_seconds(ctx.now());
-    let mut problems = validate(config);
+/// Decides how long the rollout has made no progress: the progress mark
+/// (kept in the context) moves whenever the rollout or a node's readiness
+/// changes.
+fn stalled_for(
+    ctx: &Context,
+    config: &MultusConfig,
+    rollout: Option<&Rollout>,
+    reports: &[NodeReport],
+    now: Timestamp,
+) -> Duration {
+    let name = config.name_any();
+    let mark = conditions::advance(
+        ctx.progress(&name).as_ref(),
+        conditions::progress_signature(rollout, reports),
+        now,
+        progressing_since(config),
+    );
+    ctx.set_progress(&name, mark.clone());
+    elapsed(mark.since, now)
+}
 
-    let nodes = node_infos(&ctx.stores.nodes);
-    let all = ctx.stores.configs.state();
-    let others: Vec<&MultusConfig> = all
-        .iter()
-        .map(AsRef::as_ref)
-        .filter(|c| c.metadata.uid.as_deref() != Some(uid))
-        .collect();
-    let conflicts = pools::conflicts(config, &others, &nodes);
-    let excluded: BTreeSet<String> = conflicts.iter().map(|c| c.node.clone()).collect();
-
-    let ds_name = agent_name(name);
-    let live_ds = ctx
-        .stores
-        .daemon_set(&ns, &ds_name)
-        .filter(|d| owned(d.as_ref(), name, uid));
-    let mut daemon_set: Option<DaemonSet> = live_ds.as_deref().cloned();
-    let mut apply_error: Option<Error> = None;
-    if problems.is_empty() {
-        let excluded: Vec<String> = excluded.iter().cloned().collect();
-        let children = render::render(config, &ctx.settings.operands, &excluded)?;
-        let digest = applied_digest(&children, &cached_versions(&children, ctx))?;
-        if ctx.applied(name).as_deref() != Some(digest.as_str()) {
-            match apply_children(ctx, &children, live_ds.as_deref()).await {
-                Ok((ds, versions)) => {
-                    daemon_set = Some(ds);
-                    ctx.set_applied(name, Some(applied_digest(&children, &versions)?));
-                }
-                Err(e) => {
-                    ctx.set_applied(name, None);
-                    match rejected_by_dry_run(&e) {
-                        Some(problem) => problems.push(problem),
-                        None => apply_error = Some(e),
-                    }
-                }
-            }
-        }
-        if apply_error.is_none() && problems.is_empty() {
-            let complete = daemon_set
-                .as_ref()
-                .is_some_and(|d| Rollout::of(d).complete());
-            let stale = prune::stale(
-                &owned_objects(ctx, name, uid),
-                &prune::desired_keys(&children),
-                complete,
-            );
-            for key in stale {
-                match delete(ctx, &key).await {
-                    Ok(()) => {
-                        publish(
-                            ctx,
-                            config,
-                            Severity::Normal,
-                            "Pruned",
-                            &format!("Deleted {key}, which the current spec no longer uses."),
-                        )
-                        .await;
-                    }
-                    Err(e) => {
-                        apply_error = Some(e);
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    let missing = missing_roles(ctx, now).await;
-    collect_node_states(ctx, name, &nodes).await;
-    let selected: Option<BTreeSet<String>> = (!nodes.is_empty()).then(|| {
-        nodes
+/// Computes the conditions of an active MultusConfig from the outcome of
+/// its rollout, its nodes' reports (dropping those of deleted nodes), the
+/// NADs invalid on those nodes and the chart's ClusterRoles; also returns
+/// how many NADs are invalid.
+async fn assess_active(
+    ctx: &Context,
+    config: &MultusConfig,
+    name: &str,
+    pool: &NodePool,
+    outcome: &Outcome,
+    now: Timestamp,
+) -> (Assessment, usize) {
+    let ns = ctx.settings.operands.namespace.as_str();
+    let missing = observe::missing_roles(ctx, now).await;
+    observe::collect_node_states(ctx, name, &pool.nodes).await;
+    let selected: Option<BTreeSet<String>> = (!pool.nodes.is_empty()).then(|| {
+        pool.nodes
             .iter()
             .filter(|n| pools::selects(config, n))
             .map(|n| n.name.clone())
             .collect()
     });
-    let reports = reports_of(ctx, name, &excluded, selected.as_ref());
+    let reports = observe::reports_of(ctx, name, &pool.excluded, selected.as_ref());
     let node_names: BTreeSet<String> = reports.iter().map(|r| r.node.clone()).collect();
     let invalid_nads = ctx.nads.invalid_for(&node_names);
-    let rollout = daemon_set.as_ref().map(Rollout::of);
-    let mark = conditions::advance(
-        ctx.progress(name).as_ref(),
-        conditions::progress_signature(rollout.as_ref(), &reports),
-        now,
-        progressing_since(config),
-    );
-    ctx.set_progress(name, mark.clone());
-    let apply_text = apply_error.as_ref().map(ToString::to_string);
+    let rollout = outcome.daemon_set.as_ref().map(Rollout::of);
+    let stalled_for = stalled_for(ctx, config, rollout.as_ref(), &reports, now);
+    let apply_error = outcome.error.as_ref().map(ToString::to_string);
     let observation = Observation {
         name,
-        daemon_set: format!("{ns}/{ds_name}"),
-        namespace: &ns,
-        spec_problems: &problems,
-        apply_error: apply_text.as_deref(),
+        daemon_set: format!("{ns}/{}", agent_name(name)),
+        namespace: ns,
+        spec_problems: &outcome.problems,
+        apply_error: apply_error.as_deref(),
         missing_role: missing.agent.as_deref(),
         missing_plugin_role: missing.plugin.as_deref(),
         rollout,
         nodes: &reports,
-        conflicts: &conflicts,
+        conflicts: &pool.conflicts,
         invalid_nads: &invalid_nads,
-        stalled_for: elapsed(mark.since, now),
+        stalled_for,
         deadline: Duration::from_secs(u64::from(config.spec.progress_deadline_seconds())),
         token_lifetime: Duration::from_secs(u64::from(
             config.spec.plugin_token_expiration_seconds(),
@@ -644,210 +345,19 @@ async fn apply(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
         now,
         phase: Phase::Active,
     };
-    let assessment = conditions::assess(&observation);
-    publish_status(ctx, config, &assessment, invalid_nads.len(), now).await?;
-    if let Some(e) = apply_error {
-        return Err(e);
-    }
+    (conditions::assess(&observation), invalid_nads.len())
+}
+
+/// Decides when to look again without a watch event: soon while a rollout
+/// is under way, rarely in a steady state, and when a node's plugin token
+/// reaches its last quarter or expires (at least a second later).
+fn requeue_after(assessment: &Assessment) -> Duration {
     let requeue = if assessment.progressing.status {
         REQUEUE_PROGRESSING
     } else {
         REQUEUE_STEADY
     };
-    // Look again when a node's plugin token reaches its last quarter or
-    // expires, even if nothing else happens (at least a second later).
-    let requeue = assessment
+    assessment
         .recheck_in
-        .map_or(requeue, |d| requeue.min(d.max(Duration::from_secs(1))));
-    Ok(Action::requeue(requeue))
-}
-
-/// The Cleanup branch: uninstall on the nodes, then delete the operands.
-async fn cleanup(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
-    let name = config
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(Error::Incomplete("metadata.name"))?;
-    let uid = config
-        .metadata
-        .uid
-        .as_deref()
-        .ok_or(Error::Incomplete("metadata.uid"))?;
-    let ns = ctx.settings.operands.namespace.clone();
-    let now = whole_seconds(ctx.now());
-    let deadline_secs = u64::from(config.spec.progress_deadline_seconds());
-    let deleted_at = config
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .map_or(now, |t| t.0);
-    let gave_up = now
-        >= deleted_at
-            .checked_add(SignedDuration::from_secs(
-                i64::try_from(deadline_secs).unwrap_or(i64::MAX),
-            ))
-            .unwrap_or(Timestamp::MAX);
-
-    let ds_name = agent_name(name);
-    let live = ctx
-        .stores
-        .daemon_set(&ns, &ds_name)
-        .filter(|d| owned(d.as_ref(), name, uid));
-    let mut incomplete: Vec<String> = Vec::new();
-    if let Some(live) = live {
-        let ds_api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ns);
-        let ds = if render::is_uninstall_mode(&live) {
-            (*live).clone()
-        } else if let Some(switch) = render::uninstall_daemon_set(&live) {
-            let applied = ds_api
-                .patch(&ds_name, &apply_params(), &Patch::Apply(&switch))
-                .await
-                .map_err(|e| Error::api("apply", format!("DaemonSet {ns}/{ds_name}"), e))?;
-            publish(
-                ctx,
-                config,
-                Severity::Normal,
-                "Uninstalling",
-                &format!(
-                    "Switched DaemonSet {ns}/{ds_name} to `node-agent --uninstall`: each agent \
-                     removes the Multus config, kubeconfig and plugin binary it installed. \
-                     NetworkAttachmentDefinitions are left untouched."
-                ),
-            )
-            .await;
-            applied
-        } else {
-            (*live).clone()
-        };
-        if render::is_uninstall_mode(&ds) {
-            let selector = format!("{LABEL_CONFIG}={name},{LABEL_MODE}={MODE_UNINSTALL}");
-            let pods = Api::<Pod>::namespaced(ctx.client.clone(), &ns)
-                .list(&ListParams::default().labels(&selector))
-                .await
-                .map_err(|e| Error::api("list", format!("uninstall pods in {ns}"), e))?;
-            let progress = uninstall::progress(&ds, &pods.items);
-            if !progress.done {
-                if !gave_up {
-                    let observation = Observation {
-                        name,
-                        daemon_set: format!("{ns}/{ds_name}"),
-                        namespace: &ns,
-                        spec_problems: &[],
-                        apply_error: None,
-                        missing_role: None,
-                        missing_plugin_role: None,
-                        rollout: Some(Rollout::of(&ds)),
-                        nodes: &[],
-                        conflicts: &[],
-                        invalid_nads: &[],
-                        stalled_for: Duration::ZERO,
-                        deadline: Duration::from_secs(deadline_secs),
-                        token_lifetime: Duration::ZERO,
-                        now,
-                        phase: Phase::Uninstalling {
-                            pending: progress.pending.clone(),
-                            desired: progress.desired,
-                        },
-                    };
-                    let assessment = conditions::assess(&observation);
-                    publish_status(ctx, config, &assessment, 0, now).await?;
-                    return Err(Error::UninstallPending {
-                        pending: progress.pending.len(),
-                    });
-                }
-                incomplete = progress.pending;
-            }
-        }
-    }
-    if !incomplete.is_empty() {
-        publish(
-            ctx,
-            config,
-            Severity::Warning,
-            "UninstallIncomplete",
-            &format!(
-                "Gave up after progressDeadlineSeconds ({deadline_secs}s) waiting for {}. Multus \
-                 may remain on those nodes: run `multus-operator node-agent --uninstall` there, \
-                 or remove 00-multus.conf(list) and multus.d/ from the CNI conf dir and multus \
-                 from the CNI bin dir by hand.",
-                conditions::name_list(&incomplete, conditions::NAMES_SHOWN)
-            ),
-        )
-        .await;
-    }
-    let mut removed = Vec::new();
-    for key in owned_objects(ctx, name, uid) {
-        delete(ctx, &key).await?;
-        removed.push(key.to_string());
-    }
-    let states_api: Api<MultusNodeState> = Api::all(ctx.client.clone());
-    let mut states = ctx.stores.node_states.state();
-    states.sort_by_key(|s| s.name_any());
-    for state in states {
-        if state.spec.multus_config.as_deref() == Some(name) {
-            match states_api
-                .delete(&state.name_any(), &DeleteParams::default())
-                .await
-            {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.is_not_found() => {}
-                Err(e) => {
-                    return Err(Error::api(
-                        "delete",
-                        format!("MultusNodeState {}", state.name_any()),
-                        e,
-                    ));
-                }
-            }
-        }
-    }
-    publish(
-        ctx,
-        config,
-        Severity::Normal,
-        "Uninstalled",
-        &format!(
-            "Removed Multus from the nodes and deleted {}. NetworkAttachmentDefinitions are left \
-             untouched.",
-            if removed.is_empty() {
-                "nothing else (no operands existed)".to_owned()
-            } else {
-                removed.join(", ")
-            }
-        ),
-    )
-    .await;
-    ctx.forget(name);
-    Ok(Action::await_change())
-}
-
-/// The label maps of reconcile-relevant fields, for change detection of
-/// watched objects (see [`super::cli`]).
-pub fn node_state_digest(state: &MultusNodeState) -> String {
-    let status = state.status.clone().unwrap_or_default();
-    let summary: BTreeMap<&str, String> = BTreeMap::from([
-        (
-            "config",
-            state.spec.multus_config.clone().unwrap_or_default(),
-        ),
-        ("ready", status.ready.to_string()),
-        ("message", status.message.unwrap_or_default()),
-        ("primary", status.primary_network_name.unwrap_or_default()),
-        (
-            "credential",
-            status
-                .plugin_credential
-                .map(|c| {
-                    format!(
-                        "{}|{:?}|{:?}",
-                        c.source.as_str(),
-                        c.expires_at.map(|t| t.0),
-                        c.since.map(|t| t.0)
-                    )
-                })
-                .unwrap_or_default(),
-        ),
-    ]);
-    format!("{summary:?}")
+        .map_or(requeue, |d| requeue.min(d.max(Duration::from_secs(1))))
 }

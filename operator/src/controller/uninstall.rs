@@ -1,18 +1,252 @@
-//! Whether the agents finished removing Multus from their nodes.
+//! What the controller does when a MultusConfig is deleted (the cleanup
+//! branch of the finalizer [`super::FINALIZER`], which holds the object
+//! until [`cleanup`] succeeds), in order:
+//! 1. `switch_to_uninstall`: the agents' DaemonSet is switched to
+//!    `node-agent --uninstall` ([`super::render::uninstall_daemon_set`]);
+//!    each agent removes the Multus config, kubeconfig and plugin binary
+//!    it installed. NetworkAttachmentDefinitions are left untouched.
+//! 2. `wait_for_agents`: that command exits when done; a DaemonSet
+//!    restarts it (the uninstall is idempotent), so a node is done once its
+//!    uninstall container has exited 0 at least once: its current or its
+//!    last termination has exit code 0 ([`progress`]). Meanwhile the
+//!    status says `Uninstalling` and names the pending nodes, and the
+//!    reconcile is repeated ([`Error::UninstallPending`], every
+//!    [`REQUEUE_UNINSTALL`]).
+//! 3. After progressDeadlineSeconds since the deletion the controller
+//!    stops waiting and says which nodes may keep Multus
+//!    (`report_incomplete`).
+//! 4. `delete_operands` and `delete_node_states`: every object of the
+//!    MultusConfig and its agents' MultusNodeStates go, an `Uninstalled`
+//!    Event says what went, and the controller forgets the MultusConfig.
 //!
-//! On deletion the DaemonSet is switched to `node-agent --uninstall` (see
-//! [`super::render::uninstall_daemon_set`]). That command exits when done;
-//! a DaemonSet restarts it (the uninstall is idempotent), so a node is done
-//! once its uninstall container has exited 0 at least once: its current or
-//! its last termination has exit code 0.
+//! Elsewhere only what this uses: the uninstall DaemonSet is rendered by
+//! [`super::render::uninstall_daemon_set`], the wording of the
+//! `Uninstalling` conditions is in [`super::conditions`], and
+//! [`super::reconcile`] hands the deleted MultusConfig over to [`cleanup`].
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch};
+use kube::runtime::controller::Action;
+use multus_config::crd::{MultusConfig, MultusNodeState};
 
-use super::conditions::Rollout;
-use super::render::{AGENT_CONTAINER, LABEL_MODE, MODE_UNINSTALL};
+use super::Error;
+use super::apply::{self, apply_params, owned};
+use super::conditions::{self, Observation, Phase, Rollout, Severity};
+use super::context::Context;
+use super::reconcile::name_and_uid;
+use super::render::{self, AGENT_CONTAINER, LABEL_CONFIG, LABEL_MODE, MODE_UNINSTALL, agent_name};
+use super::status::{publish, publish_status, whole_seconds};
+
+/// Requeue while waiting for the agents' uninstall.
+pub const REQUEUE_UNINSTALL: Duration = Duration::from_secs(5);
+
+/// The cleanup branch: uninstall on the nodes, then delete the operands.
+pub async fn cleanup(config: &MultusConfig, ctx: &Context) -> Result<Action, Error> {
+    let (name, uid) = name_and_uid(config)?;
+    let now = whole_seconds(ctx.now());
+    let live = ctx
+        .stores
+        .daemon_set(&ctx.settings.operands.namespace, &agent_name(name))
+        .filter(|d| owned(d.as_ref(), name, uid));
+    if let Some(live) = live {
+        let ds = switch_to_uninstall(ctx, config, &live).await?;
+        let incomplete = wait_for_agents(ctx, config, &ds, now).await?;
+        if !incomplete.is_empty() {
+            report_incomplete(ctx, config, &incomplete).await;
+        }
+    }
+    let removed = delete_operands(ctx, name, uid).await?;
+    delete_node_states(ctx, name).await?;
+    publish(
+        ctx,
+        config,
+        Severity::Normal,
+        "Uninstalled",
+        &format!(
+            "Removed Multus from the nodes and deleted {}. NetworkAttachmentDefinitions are left \
+             untouched.",
+            if removed.is_empty() {
+                "nothing else (no operands existed)".to_owned()
+            } else {
+                removed.join(", ")
+            }
+        ),
+    )
+    .await;
+    ctx.forget(name);
+    Ok(Action::await_change())
+}
+
+/// `spec.progressDeadlineSeconds`.
+fn deadline(config: &MultusConfig) -> Duration {
+    Duration::from_secs(u64::from(config.spec.progress_deadline_seconds()))
+}
+
+/// Decides whether the agents had their time: progressDeadlineSeconds
+/// since the deletion.
+fn gave_up(config: &MultusConfig, now: Timestamp) -> bool {
+    let deleted_at = config
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map_or(now, |t| t.0);
+    let deadline =
+        SignedDuration::from_secs(i64::try_from(deadline(config).as_secs()).unwrap_or(i64::MAX));
+    now >= deleted_at.checked_add(deadline).unwrap_or(Timestamp::MAX)
+}
+
+/// Switches the agents' DaemonSet `live` to `node-agent --uninstall`
+/// (once, with an `Uninstalling` Event); returns it as it now is.
+async fn switch_to_uninstall(
+    ctx: &Context,
+    config: &MultusConfig,
+    live: &DaemonSet,
+) -> Result<DaemonSet, Error> {
+    if render::is_uninstall_mode(live) {
+        return Ok(live.clone());
+    }
+    let Some(switch) = render::uninstall_daemon_set(live) else {
+        return Ok(live.clone());
+    };
+    let ns = ctx.settings.operands.namespace.as_str();
+    let ds_name = live.name_any();
+    let applied = Api::<DaemonSet>::namespaced(ctx.client.clone(), ns)
+        .patch(&ds_name, &apply_params(), &Patch::Apply(&switch))
+        .await
+        .map_err(|e| Error::api("apply", format!("DaemonSet {ns}/{ds_name}"), e))?;
+    publish(
+        ctx,
+        config,
+        Severity::Normal,
+        "Uninstalling",
+        &format!(
+            "Switched DaemonSet {ns}/{ds_name} to `node-agent --uninstall`: each agent \
+             removes the Multus config, kubeconfig and plugin binary it installed. \
+             NetworkAttachmentDefinitions are left untouched."
+        ),
+    )
+    .await;
+    Ok(applied)
+}
+
+/// Decides whether deletion may go on: yes when every node finished its
+/// uninstall (or the DaemonSet is not in uninstall mode), or, naming the
+/// nodes still pending, once [`gave_up`]; otherwise the status says whom
+/// we wait for and [`Error::UninstallPending`] repeats the reconcile.
+async fn wait_for_agents(
+    ctx: &Context,
+    config: &MultusConfig,
+    ds: &DaemonSet,
+    now: Timestamp,
+) -> Result<Vec<String>, Error> {
+    if !render::is_uninstall_mode(ds) {
+        return Ok(Vec::new());
+    }
+    let name = config.name_any();
+    let ns = ctx.settings.operands.namespace.as_str();
+    let selector = format!("{LABEL_CONFIG}={name},{LABEL_MODE}={MODE_UNINSTALL}");
+    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| Error::api("list", format!("uninstall pods in {ns}"), e))?;
+    let progress = progress(ds, &pods.items);
+    if progress.done {
+        return Ok(Vec::new());
+    }
+    if gave_up(config, now) {
+        return Ok(progress.pending);
+    }
+    let observation = Observation {
+        name: &name,
+        daemon_set: format!("{ns}/{}", agent_name(&name)),
+        namespace: ns,
+        spec_problems: &[],
+        apply_error: None,
+        missing_role: None,
+        missing_plugin_role: None,
+        rollout: Some(Rollout::of(ds)),
+        nodes: &[],
+        conflicts: &[],
+        invalid_nads: &[],
+        stalled_for: Duration::ZERO,
+        deadline: deadline(config),
+        token_lifetime: Duration::ZERO,
+        now,
+        phase: Phase::Uninstalling {
+            pending: progress.pending.clone(),
+            desired: progress.desired,
+        },
+    };
+    let assessment = conditions::assess(&observation);
+    publish_status(ctx, config, &assessment, 0, now).await?;
+    Err(Error::UninstallPending {
+        pending: progress.pending.len(),
+    })
+}
+
+/// Warns that the agents of `incomplete` nodes did not finish in time and
+/// how to remove Multus there by hand.
+async fn report_incomplete(ctx: &Context, config: &MultusConfig, incomplete: &[String]) {
+    publish(
+        ctx,
+        config,
+        Severity::Warning,
+        "UninstallIncomplete",
+        &format!(
+            "Gave up after progressDeadlineSeconds ({}s) waiting for {}. Multus \
+             may remain on those nodes: run `multus-operator node-agent --uninstall` there, \
+             or remove 00-multus.conf(list) and multus.d/ from the CNI conf dir and multus \
+             from the CNI bin dir by hand.",
+            deadline(config).as_secs(),
+            conditions::name_list(incomplete, conditions::NAMES_SHOWN)
+        ),
+    )
+    .await;
+}
+
+/// Deletes every object of the MultusConfig (from the caches, in deletion
+/// order); returns what went.
+async fn delete_operands(ctx: &Context, name: &str, uid: &str) -> Result<Vec<String>, Error> {
+    let mut removed = Vec::new();
+    for key in apply::owned_objects(&ctx.stores, name, uid) {
+        apply::delete(&ctx.client, &key).await?;
+        removed.push(key.to_string());
+    }
+    Ok(removed)
+}
+
+/// Deletes the MultusNodeStates of the MultusConfig `name`'s agents.
+async fn delete_node_states(ctx: &Context, name: &str) -> Result<(), Error> {
+    let api: Api<MultusNodeState> = Api::all(ctx.client.clone());
+    let mut states = ctx.stores.node_states.state();
+    states.sort_by_key(|s| s.name_any());
+    for state in states {
+        if state.spec.multus_config.as_deref() != Some(name) {
+            continue;
+        }
+        match api
+            .delete(&state.name_any(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => {
+                return Err(Error::api(
+                    "delete",
+                    format!("MultusNodeState {}", state.name_any()),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Where the uninstall stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
