@@ -5,3 +5,4 @@ pub mod agent;
 pub mod controller;
 pub mod crd;
 pub mod health;
+pub mod logging;

@@ -45,15 +45,7 @@ pub const DEFAULT_METRICS_ADDRESS: SocketAddr =
 pub const DEFAULT_PLUGIN_TOKEN_EXPIRATION_SECONDS: u32 =
     spec_defaults::DEFAULT_PLUGIN_TOKEN_EXPIRATION_SECONDS;
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::logging::LogFormat;
 
 /// The directories the agent installs into. An uninstall must be given the
 /// same ones to find what it installed.

@@ -2,29 +2,14 @@
 //! between running, `--once` and `--uninstall`. This is the binary's edge,
 //! so its errors are `anyhow`.
 
-use std::io::IsTerminal;
-
 use anyhow::Context as _;
 
-use super::args::{LogFormat, NodeAgentArgs};
+use super::args::NodeAgentArgs;
 use super::{run, run_once, shutdown_signal, uninstall};
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
 
 /// Runs `multus-operator node-agent` with `args`.
 pub fn main(args: &NodeAgentArgs) -> anyhow::Result<()> {
-    init_logging(args.log_format);
+    crate::logging::init(args.log_format);
     let settings = args.settings();
     if args.uninstall {
         let report = uninstall(&settings).context("node-agent --uninstall failed")?;

@@ -16,6 +16,7 @@ use multus_config::crd::multus_config::{
     CONDITION_DEGRADED, CONDITION_PROGRESSING, CONDITION_READY, PrimaryNetworkSummary,
 };
 use multus_config::crd::{CredentialSource, MultusConfigStatus, MultusNodeState};
+use multus_config::text::prefix_on_char_boundary;
 
 use super::pools::Conflict;
 use super::render::LABEL_CONFIG;
@@ -77,16 +78,14 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
+/// `text` trimmed, cut to `max` bytes (on a char boundary) and marked with
+/// "…" when it was longer.
 fn shorten(text: &str, max: usize) -> String {
     let text = text.trim();
     if text.len() <= max {
         return text.to_owned();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    format!("{}…", prefix_on_char_boundary(text, max))
 }
 
 /// The rollout counters of a DaemonSet.

@@ -33,6 +33,7 @@ use multus_config::cni::version::DEFAULT_NAD_VERSION;
 use multus_config::crd::MultusNodeState;
 use multus_config::npwg::device_info::nad_resource_name;
 use multus_config::npwg::nad::{NetworkAttachmentDefinition, resolve_nad_config};
+use multus_config::text::truncate_with_marker;
 use tokio::sync::{mpsc, watch};
 
 use super::conditions::{InvalidNad, NAMES_SHOWN, name_list};
@@ -662,15 +663,7 @@ pub async fn check(
 
 /// Events notes are limited to 1 kB.
 pub fn truncate_note(note: &str) -> String {
-    const MAX: usize = 1024;
-    if note.len() <= MAX {
-        return note.to_owned();
-    }
-    let mut end = MAX - 3;
-    while !note.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &note[..end])
+    truncate_with_marker(note, 1024, "...")
 }
 
 /// Watches every NAD, validating each on change and all of them again when

@@ -193,21 +193,9 @@ fn is_digest(text: &str) -> bool {
 }
 
 /// Whether `s` is a DNS-1123 label (namespace names).
-pub fn is_dns_label(s: &str) -> bool {
-    let bytes = s.as_bytes();
-    !s.is_empty()
-        && s.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-}
-
+pub use multus_config::names::is_dns1123_label as is_dns_label;
 /// Whether `s` is a DNS-1123 subdomain (most object names).
-pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
-}
+pub use multus_config::names::is_dns1123_subdomain as is_dns_subdomain;
 
 /// Whether `s` is a valid label value (may be empty).
 pub fn is_label_value(s: &str) -> bool {
