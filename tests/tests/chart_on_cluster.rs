@@ -30,22 +30,24 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use multus_config::crd::{MultusConfig, MultusNodeState, NAD_CRD_YAML};
 use multus_config::npwg::nad::NetworkAttachmentDefinition;
 use multus_e2e::cluster::{
-    NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, event_count, event_summary, has_condition,
-    helm_chart, mc_summary, pod_image, pod_ready, pod_summary, remove_release, status_current,
-    wait_event, wait_gone, wait_mc, wait_mc_ready, wait_operator_available, wait_pod_ready,
+    NETWORK_STATUS_ANNOTATION, TestPod, create_nad, create_namespace, delete_pod, event_count,
+    event_summary, events_with_reason, has_condition, helm_chart, install_privileged, ipv4_in_pod,
+    mc_summary, nad_object, pod_ready, pod_summary, pods_summary, remove_release,
+    single_node_without_multus, status_current, wait_event, wait_gone, wait_mc, wait_mc_ready,
+    wait_operator_available, wait_pod_ready,
 };
 use multus_e2e::{
-    Cmd, StepLog, Teardown, cleanup_cmd, e2e_client, file_mode, host_name, lock_cluster,
-    root_or_skip, wait_until, workspace_root,
+    CNI_CONF_DIR, Cmd, E2eSession, MULTUS_PLUGIN, StepLog, file_mode, multus_files_on_node,
+    poll_until, remove_link, remove_namespace, remove_path, wait_until, workspace_root,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const TEST: &str = "user_story_with_helm_on_a_real_cluster";
 /// Release and namespace of the chart.
@@ -65,8 +67,6 @@ const NAD_CONFIG: &str = r#"{"cniVersion":"1.0.0","name":"e2e-br","type":"bridge
 const BRIDGE: &str = "e2ebr0";
 const SUBNET_PREFIX: &str = "10.251.0.";
 const HOST_LOCAL_DIR: &str = "/var/lib/cni/networks/e2e-br";
-const CONF_DIR: &str = "/etc/cni/net.d";
-const PLUGIN: &str = "/opt/cni/bin/multus";
 const DURING_LABEL: &str = "e2e.multus.dev/during-rollout";
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -80,41 +80,31 @@ fn teardown_namespaces() -> Vec<String> {
 /// still installed to DEL their extra networks, then the release, then the
 /// test network's traces on the host.
 fn remove_story() {
-    cleanup_cmd(&Cmd::kubectl([
-        "delete",
-        "namespace",
-        APP_NS,
-        "--ignore-not-found",
-        "--timeout=120s",
-    ]));
+    remove_namespace(APP_NS, 2 * MINUTE);
     remove_release(RELEASE, OP_NS, MC_SELECTOR);
-    if Path::new("/sys/class/net").join(BRIDGE).exists() {
-        cleanup_cmd(&Cmd::new("ip", ["link", "delete", BRIDGE]));
-    }
-    let _ = std::fs::remove_dir_all(HOST_LOCAL_DIR);
+    remove_link(BRIDGE);
+    remove_path(HOST_LOCAL_DIR);
 }
 
 #[tokio::test]
 async fn user_story_with_helm_on_a_real_cluster() {
-    let Some(client) = e2e_client(TEST).await else {
+    let Some(mut e2e) = E2eSession::start(TEST, env!("CARGO_TARGET_TMPDIR")).await else {
         return;
     };
-    if !root_or_skip(TEST) {
-        return;
-    }
-    let _lock = lock_cluster(TEST);
-    let mut log = StepLog::new(TEST, Path::new(env!("CARGO_TARGET_TMPDIR")));
-    log.step("preflight: a single node on this machine, no Multus but ours");
+    e2e.log
+        .step("preflight: a single node on this machine, no Multus but ours");
     remove_story();
-    let node = preflight(&client).await;
-    let mut teardown = Teardown::new(TEST);
-    teardown.diagnose_namespace(OP_NS);
-    teardown.diagnose_namespace(APP_NS);
-    teardown.defer("remove the story's objects", remove_story);
+    let node = single_node_without_multus(&e2e.client).await;
+    e2e.arm_teardown(
+        &teardown_namespaces(),
+        "remove the story's objects",
+        remove_story,
+    );
     let story = Story {
-        client: client.clone(),
+        client: e2e.client.clone(),
         node,
     };
+    let log = &mut e2e.log;
 
     // 1. Over upstream's NAD CRD, applied client-side before us.
     log.step("1: upstream's NAD CRD applied first with kubectl (client-side)");
@@ -122,9 +112,9 @@ async fn user_story_with_helm_on_a_real_cluster() {
         .replace_nad_crd(Some("tests/fixtures/upstream/nad-crd.yaml"))
         .await;
     let crd_before = story.nad_crd().await.expect("the NAD CRD");
-    story.create_app_namespace().await;
+    create_namespace(&story.client, APP_NS).await;
     story.create_nad(NAD, NAD_CONFIG).await;
-    story.full_story(&mut log).await;
+    story.full_story(log).await;
     story.assert_crd_untouched(&crd_before).await;
 
     // 2. Over an older upstream NAD CRD without the `nad` short name.
@@ -134,7 +124,7 @@ async fn user_story_with_helm_on_a_real_cluster() {
         .await;
     let crd_before = story.nad_crd().await.expect("the NAD CRD");
     story.create_nad(NAD, NAD_CONFIG).await;
-    story.short_story(&mut log, "v3").await;
+    story.short_story(log, "v3").await;
     story.assert_crd_untouched(&crd_before).await;
     let names = crd_before.spec.names.short_names.clone();
     let now = story.nad_crd().await.expect("the NAD CRD");
@@ -146,71 +136,9 @@ async fn user_story_with_helm_on_a_real_cluster() {
     // 3. Without any NAD CRD: the operator creates upstream's.
     log.step("3: no NAD CRD at all: the operator creates it");
     story.replace_nad_crd(None).await;
-    story.short_story(&mut log, "none").await;
+    story.short_story(log, "none").await;
 
-    drop(teardown);
-    log.finish();
-}
-
-/// The cluster has a Ready node that is this machine, and no MultusConfig
-/// that is not ours; returns the node's name.
-async fn preflight(client: &Client) -> String {
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-    let host = host_name();
-    let node = wait_until(
-        &format!("node {host} (this machine) Ready"),
-        MINUTE,
-        async || {
-            let all = nodes
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let names: Vec<String> = all.items.iter().map(|n| n.name_any()).collect();
-            let node = all.items.iter().find(|n| n.name_any() == host).ok_or_else(|| {
-                format!(
-                    "no node named {host}; nodes: {names:?} (this suite needs a cluster whose node \
-                     runs on this machine: it checks the node's files)"
-                )
-            })?;
-            let ready = node
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            if !ready {
-                return Err(format!("node {host} is not Ready"));
-            }
-            assert_eq!(
-                names.len(),
-                1,
-                "this suite needs a single-node cluster, found nodes {names:?} (Node objects \
-                 left by node_pools_on_cluster carry e2e.multus.dev/test=pools)"
-            );
-            Ok(node.name_any())
-        },
-    )
-    .await;
-    let configs: Api<MultusConfig> = Api::all(client.clone());
-    // A fresh cluster does not serve MultusConfigs yet (404).
-    let foreign: Vec<String> = match configs.list(&ListParams::default()).await {
-        Ok(list) => list.items.iter().map(|mc| mc.name_any()).collect(),
-        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
-        Err(e) => panic!("listing MultusConfigs: {e}"),
-    };
-    assert!(
-        foreign.is_empty(),
-        "the cluster already has MultusConfigs {foreign:?}: this suite installs Multus itself and \
-         needs a cluster without it (kubectl delete multusconfigs --all)"
-    );
-    for name in ["00-multus.conf", "00-multus.conflist"] {
-        let path = Path::new(CONF_DIR).join(name);
-        assert!(
-            !path.exists(),
-            "{path:?} exists although no MultusConfig does: remove it (and {CONF_DIR}/multus.d) by \
-             hand before running this suite"
-        );
-    }
-    node
+    e2e.finish();
 }
 
 struct Story {
@@ -306,82 +234,29 @@ impl Story {
         );
     }
 
-    async fn create_app_namespace(&self) {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        if namespaces.get_opt(APP_NS).await.unwrap().is_none() {
-            let ns: Namespace =
-                serde_json::from_value(json!({"metadata": {"name": APP_NS}})).unwrap();
-            namespaces
-                .create(&PostParams::default(), &ns)
-                .await
-                .unwrap();
-        }
-    }
-
     /// Creates a NAD, retrying while the (new) CRD is not served yet.
     async fn create_nad(&self, name: &str, config: &str) {
-        let nad: NetworkAttachmentDefinition = serde_json::from_value(json!({
-            "apiVersion": "k8s.cni.cncf.io/v1",
-            "kind": "NetworkAttachmentDefinition",
-            "metadata": {"name": name, "namespace": APP_NS},
-            "spec": {"config": config},
-        }))
-        .unwrap();
-        let nads = self.nads();
-        wait_until(
-            &format!("NAD {APP_NS}/{name} created"),
-            MINUTE,
-            async || match nads.create(&PostParams::default(), &nad).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-                Err(e) => Err(e.to_string()),
-            },
-        )
-        .await;
+        create_nad(&self.client, &nad_object(APP_NS, name, config)).await;
     }
 
-    async fn create_pod(&self, name: &str, networks: Option<&str>, labels: Value) {
-        let mut annotations = serde_json::Map::new();
+    /// A pod in the app namespace, with the `networks` asked for.
+    async fn create_pod(&self, name: &str, networks: Option<&str>, labels: &[(&str, &str)]) {
+        let mut pod = TestPod::new(APP_NS, name);
         if let Some(networks) = networks {
-            annotations.insert(NETWORKS_ANNOTATION.into(), networks.into());
+            pod = pod.networks(networks);
         }
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": APP_NS, "labels": labels, "annotations": annotations},
-            "spec": {
-                "terminationGracePeriodSeconds": 0,
-                "containers": [{
-                    "name": "main",
-                    "image": pod_image(),
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["sleep", "3600"],
-                }],
-            },
-        }))
-        .unwrap();
-        self.pods()
-            .create(&PostParams::default(), &pod)
-            .await
-            .unwrap_or_else(|e| panic!("creating pod {APP_NS}/{name}: {e}"));
+        for (key, value) in labels {
+            pod = pod.label(key, value);
+        }
+        pod.create(&self.client).await;
     }
 
     async fn delete_pod(&self, name: &str) {
-        let pods = self.pods();
-        match pods.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => panic!("deleting pod {APP_NS}/{name}: {e}"),
-        }
-        wait_gone(&pods, name, MINUTE).await;
+        delete_pod(&self.pods(), name).await;
     }
 
     async fn install(&self, log: &mut StepLog) {
-        helm_chart("install", RELEASE, OP_NS, &[]).ok().await;
-        // docs/quickstart.md: the agents are privileged.
-        Cmd::kubectl(["label", "namespace", OP_NS, "--overwrite"])
-            .args(["pod-security.kubernetes.io/enforce=privileged"])
-            .ok()
-            .await;
-        wait_operator_available(&self.client, OP_NS, OPERATOR, 2 * MINUTE).await;
+        install_privileged(&self.client, RELEASE, OP_NS, OPERATOR, &[]).await;
         log.note("the operator is available");
     }
 
@@ -438,13 +313,7 @@ impl Story {
             .await
             .expect("deleting MultusConfig default");
         wait_gone(&self.configs(), "default", 3 * MINUTE).await;
-        let conf_dir = Path::new(CONF_DIR);
-        let ours = [
-            conf_dir.join("00-multus.conf"),
-            conf_dir.join("00-multus.conflist"),
-            conf_dir.join("multus.d"),
-            PathBuf::from(PLUGIN),
-        ];
+        let ours = multus_files_on_node();
         let still: Vec<&PathBuf> = ours.iter().filter(|p| p.exists()).collect();
         assert!(
             still.is_empty(),
@@ -508,11 +377,11 @@ impl Story {
                 serde_yaml::to_string(&crd.spec).unwrap_or_default()
             );
             log.note("the operator created the NAD CRD");
-            self.create_app_namespace().await;
+            create_namespace(&self.client, APP_NS).await;
             self.create_nad(NAD, NAD_CONFIG).await;
         }
         let pod = format!("net1-{variant}");
-        self.create_pod(&pod, Some(NAD), json!({})).await;
+        self.create_pod(&pod, Some(NAD), &[]).await;
         wait_pod_ready(&self.client, APP_NS, &pod, 2 * MINUTE).await;
         let ip = self.net1_address(&pod).await;
         log.note(&format!("pod {pod} has net1 {ip}"));
@@ -575,7 +444,7 @@ impl Story {
     /// plugin, kubeconfig and token are in place. Returns the primary
     /// network's name.
     async fn check_node_files(&self) -> String {
-        let conf_dir = Path::new(CONF_DIR);
+        let conf_dir = Path::new(CNI_CONF_DIR);
         let expected = own_primary_network(conf_dir);
         let (path, text) = wait_until("00-multus.conf[list] on the node", MINUTE, async || {
             for name in ["00-multus.conflist", "00-multus.conf"] {
@@ -624,12 +493,12 @@ impl Story {
         let token = std::fs::read_to_string(multus_d.join("token")).unwrap();
         assert!(!token.trim().is_empty(), "the token file is empty");
 
-        let plugin = Path::new(PLUGIN);
+        let plugin = Path::new(MULTUS_PLUGIN);
         assert_eq!(file_mode(plugin), Some(0o755), "mode of {plugin:?}");
-        let version = Cmd::new(PLUGIN, ["--version"]).ok().await;
+        let version = Cmd::new(MULTUS_PLUGIN, ["--version"]).ok().await;
         assert!(
             !version.trim().is_empty(),
-            "{PLUGIN} --version printed nothing"
+            "{MULTUS_PLUGIN} --version printed nothing"
         );
 
         let states: Api<MultusNodeState> = Api::all(self.client.clone());
@@ -660,15 +529,9 @@ impl Story {
 
     /// The IPv4 address of net1 as seen inside the pod.
     async fn net1_address(&self, pod: &str) -> String {
-        let out = Cmd::kubectl(["exec", "-n", APP_NS, pod, "--", "ip", "-o", "-4", "addr"])
-            .args(["show", "net1"])
-            .ok()
-            .await;
-        let address = out
-            .split_whitespace()
-            .skip_while(|w| *w != "inet")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no IPv4 address on net1 in pod {pod}: {out}"));
+        let address = ipv4_in_pod(APP_NS, pod, "net1", 3 * MINUTE)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         let ip = address.split('/').next().unwrap().to_owned();
         assert!(
             ip.starts_with(SUBNET_PREFIX),
@@ -679,7 +542,7 @@ impl Story {
 
     async fn pod_with_net1(&self, log: &mut StepLog, primary: &str) {
         let name = "with-net1";
-        self.create_pod(name, Some(NAD), json!({})).await;
+        self.create_pod(name, Some(NAD), &[]).await;
         let pod = wait_pod_ready(&self.client, APP_NS, name, 2 * MINUTE).await;
         let ip = self.net1_address(name).await;
         log.note(&format!("net1 inside the pod: {ip}"));
@@ -760,7 +623,7 @@ impl Story {
 
         let pod = "wants-missing-nad";
         let missing = "e2e-missing";
-        self.create_pod(pod, Some(missing), json!({})).await;
+        self.create_pod(pod, Some(missing), &[]).await;
         let event = wait_event(&self.client, APP_NS, pod, "NoNetworkFound", 2 * MINUTE).await;
         assert_eq!(event.type_.as_deref(), Some("Warning"), "{event:?}");
         assert!(
@@ -855,7 +718,7 @@ impl Story {
         let mut last_seen = String::new();
         while extra_after_rollout < 3 && created.len() < max_pods {
             let name = format!("during-{}", created.len());
-            self.create_pod(&name, Some(NAD), json!({DURING_LABEL: "true"}))
+            self.create_pod(&name, Some(NAD), &[(DURING_LABEL, "true")])
                 .await;
             created.push(name);
             if rolled_at.is_some() {
@@ -884,7 +747,7 @@ impl Story {
                     status.desired_number_scheduled,
                     status.updated_number_scheduled,
                     status.number_available,
-                    pods.iter().map(pod_summary).collect::<Vec<_>>().join("; ")
+                    pods_summary(&pods)
                 );
                 if generation > generation_before
                     && status.observed_generation == Some(generation)
@@ -916,7 +779,7 @@ impl Story {
         let mut not_started = Vec::new();
         for name in &created {
             let pods = self.pods();
-            let ready = wait_until_or_none(2 * MINUTE, async || {
+            let ready = poll_until(2 * MINUTE, async || {
                 let pod = pods.get(name).await.map_err(|e| e.to_string())?;
                 if pod_ready(&pod) {
                     Ok(())
@@ -929,19 +792,8 @@ impl Story {
                 not_started.push(seen);
             }
         }
-        let failures: Vec<Event> = Api::<Event>::namespaced(self.client.clone(), APP_NS)
-            .list(&ListParams::default().fields("reason=FailedCreatePodSandBox"))
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.involved_object
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("during-"))
-            })
-            .collect();
+        let failures =
+            events_with_reason(&self.client, APP_NS, "FailedCreatePodSandBox", "during-").await;
         let failed_pods: BTreeSet<&str> = failures
             .iter()
             .filter_map(|e| e.involved_object.name.as_deref())
@@ -997,7 +849,7 @@ impl Story {
             async || {
                 let text = ["00-multus.conflist", "00-multus.conf"]
                     .iter()
-                    .find_map(|n| std::fs::read_to_string(Path::new(CONF_DIR).join(n)).ok())
+                    .find_map(|n| std::fs::read_to_string(Path::new(CNI_CONF_DIR).join(n)).ok())
                     .ok_or("no 00-multus.conf[list]")?;
                 let conf: Value =
                     serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
@@ -1033,7 +885,7 @@ impl Story {
     async fn delete_config_cleans_node(&self, log: &mut StepLog) {
         self.delete_default_config(log).await;
         let name = "plain";
-        self.create_pod(name, None, json!({})).await;
+        self.create_pod(name, None, &[]).await;
         let pod = wait_pod_ready(&self.client, APP_NS, name, 2 * MINUTE).await;
         assert!(
             !pod.annotations().contains_key(NETWORK_STATUS_ANNOTATION),
@@ -1041,24 +893,6 @@ impl Story {
         );
         self.delete_pod(name).await;
         log.note("a plain pod started without Multus");
-    }
-}
-
-/// Like [`wait_until`], but returns what was seen last instead of failing.
-async fn wait_until_or_none(
-    timeout: Duration,
-    mut probe: impl AsyncFnMut() -> Result<(), String>,
-) -> Result<(), String> {
-    let start = Instant::now();
-    loop {
-        let seen = match probe().await {
-            Ok(()) => return Ok(()),
-            Err(seen) => seen,
-        };
-        if start.elapsed() >= timeout {
-            return Err(seen);
-        }
-        tokio::time::sleep(multus_e2e::POLL).await;
     }
 }
 

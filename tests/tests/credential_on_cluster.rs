@@ -27,19 +27,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod, ServiceAccount};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use multus_config::crd::{CredentialSource, MultusConfig, MultusNodeState, PluginCredential};
-use multus_config::npwg::nad::NetworkAttachmentDefinition;
 use multus_e2e::cluster::{
-    NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, event_count, event_summary, helm_chart,
-    mc_summary, pod_image, pod_ready, pod_summary, remove_release, wait_gone, wait_mc_ready,
-    wait_operator_available, wait_pod_ready,
+    NETWORK_STATUS_ANNOTATION, TestPod, create_nad, create_namespace, event_count, event_summary,
+    events_with_reason, install_privileged, ipv4_in_pod, mc_summary, nad_object, pod_ready,
+    pod_summary, pods_summary, remove_release, single_node_without_multus, wait_gone,
+    wait_mc_ready, wait_pod_ready,
 };
 use multus_e2e::{
-    Cmd, StepLog, Teardown, cleanup_cmd, e2e_client, e2e_kubeconfig, file_mode, host_name,
-    lock_cluster, root_or_skip, wait_until,
+    Cmd, E2eSession, StepLog, cleanup_cmd, client_config, e2e_kubeconfig, file_mode,
+    host_local_dir, remove_link, remove_namespace, remove_path, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -115,62 +115,56 @@ fn remove_everything() {
             r#"{"spec":{"placement":null}}"#,
         ]));
     }
-    cleanup_cmd(&Cmd::kubectl([
-        "delete",
-        "namespace",
-        APP_NS,
-        "--ignore-not-found",
-        "--timeout=150s",
-    ]));
+    remove_namespace(APP_NS, Duration::from_secs(150));
     remove_release(RELEASE, OP_NS, MC_SELECTOR);
     for (name, bridge, ..) in NADS {
-        if Path::new("/sys/class/net").join(bridge).exists() {
-            cleanup_cmd(&Cmd::new("ip", ["link", "delete", bridge]));
-        }
-        let _ = std::fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(name));
+        remove_link(bridge);
+        remove_path(host_local_dir(name));
     }
 }
 
 #[tokio::test]
 async fn plugin_credential_on_a_real_cluster() {
-    let Some(client) = e2e_client(TEST).await else {
+    let Some(mut e2e) = E2eSession::start(TEST, env!("CARGO_TARGET_TMPDIR")).await else {
         return;
     };
-    if !root_or_skip(TEST) {
-        return;
-    }
-    let _lock = lock_cluster(TEST);
-    let mut log = StepLog::new(TEST, Path::new(env!("CARGO_TARGET_TMPDIR")));
-    log.step("preflight: a single node on this machine, no Multus but ours");
+    e2e.log
+        .step("preflight: a single node on this machine, no Multus but ours");
     remove_everything();
-    let node = preflight(&client).await;
-    let mut teardown = Teardown::new(TEST);
-    teardown.diagnose_namespace(OP_NS);
-    teardown.diagnose_namespace(APP_NS);
-    teardown.defer("remove the test's objects", remove_everything);
+    let node = single_node_without_multus(&e2e.client).await;
+    e2e.arm_teardown(
+        &teardown_namespaces(),
+        "remove the test's objects",
+        remove_everything,
+    );
     let t = Cred {
-        client: client.clone(),
+        client: e2e.client.clone(),
         node,
     };
+    let log = &mut e2e.log;
 
     log.step("install: helm install with MultusConfig e2e-cred, two bridge NADs");
     let installed_at = unix_now();
     t.install().await;
-    t.create_app_namespace().await;
+    create_namespace(&t.client, APP_NS).await;
     for (name, bridge, prefix, _) in NADS {
-        t.create_nad(name, &nad_config(name, bridge, prefix)).await;
+        create_nad(
+            &t.client,
+            &nad_object(APP_NS, name, &nad_config(name, bridge, prefix)),
+        )
+        .await;
     }
 
     log.step("(c) the node's token is a plugin token (TokenRequest, 24 h, 0600)");
-    t.check_plugin_token(&mut log, installed_at).await;
-    t.one_pod_with_both_networks(&mut log, "first").await;
+    t.check_plugin_token(log, installed_at).await;
+    t.one_pod_with_both_networks(log, "first").await;
 
     log.step("(e) 24 pods x 2 NADs, agent left alone");
-    let quiet = t.batch(&mut log, "quiet", false).await;
+    let quiet = t.batch(log, "quiet", false).await;
     t.delete_batch("quiet").await;
 
     log.step("(a)+(e) 24 pods x 2 NADs, agent pod deleted after the 12th");
-    let killed = t.batch(&mut log, "kill", true).await;
+    let killed = t.batch(log, "kill", true).await;
     t.delete_batch("kill").await;
     log.note(&format!(
         "FIGURES 24 pods x 2 NADs: all Ready {:.1?} without an agent restart, {:.1?} with the \
@@ -179,65 +173,12 @@ async fn plugin_credential_on_a_real_cluster() {
     ));
 
     log.step("(b) agents removed from the node for 2 minutes; pods still get their NADs");
-    t.agents_away(&mut log).await;
+    t.agents_away(log).await;
 
     log.step("(d) uninstall revokes the plugin's token");
-    t.uninstall_revokes(&mut log).await;
+    t.uninstall_revokes(log).await;
 
-    drop(teardown);
-    log.finish();
-}
-
-/// The cluster has a Ready node that is this machine, no MultusConfig and
-/// no Multus config file on the node; returns the node's name.
-async fn preflight(client: &Client) -> String {
-    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
-    let host = host_name();
-    let node = wait_until(
-        &format!("node {host} (this machine) Ready"),
-        MINUTE,
-        async || {
-            let all = nodes
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            let names: Vec<String> = all.items.iter().map(|n| n.name_any()).collect();
-            let node = all
-                .items
-                .iter()
-                .find(|n| n.name_any() == host)
-                .ok_or_else(|| format!("no node named {host}; nodes: {names:?}"))?;
-            let ready = node
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            if !ready {
-                return Err(format!("node {host} is not Ready"));
-            }
-            assert_eq!(names.len(), 1, "this test needs a single-node cluster");
-            Ok(node.name_any())
-        },
-    )
-    .await;
-    let configs: Api<MultusConfig> = Api::all(client.clone());
-    let foreign: Vec<String> = match configs.list(&ListParams::default()).await {
-        Ok(list) => list.items.iter().map(|mc| mc.name_any()).collect(),
-        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
-        Err(e) => panic!("listing MultusConfigs: {e}"),
-    };
-    assert!(
-        foreign.is_empty(),
-        "the cluster already has MultusConfigs {foreign:?}: this test installs Multus itself"
-    );
-    for name in ["00-multus.conf", "00-multus.conflist"] {
-        let path = Path::new("/etc/cni/net.d").join(name);
-        assert!(
-            !path.exists(),
-            "{path:?} exists although no MultusConfig does: remove it (and multus.d) by hand"
-        );
-    }
-    node
+    e2e.finish();
 }
 
 fn unix_micros() -> i64 {
@@ -291,10 +232,7 @@ fn jwt_claims(token: &str) -> Result<Value, String> {
 /// A client of the test cluster that authenticates with `token` only.
 async fn client_with_token(token: &str) -> Client {
     let path = e2e_kubeconfig().expect("MULTUS_E2E_KUBECONFIG");
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
+    let mut config = client_config(&path).await;
     config.auth_info = serde_json::from_value(json!({"token": token.trim()})).unwrap();
     Client::try_from(config).unwrap()
 }
@@ -324,91 +262,18 @@ impl Cred {
     }
 
     async fn install(&self) {
-        helm_chart(
-            "install",
-            RELEASE,
-            OP_NS,
-            &[&format!("multusConfig.name={MC}")],
-        )
-        .ok()
-        .await;
-        Cmd::kubectl(["label", "namespace", OP_NS, "--overwrite"])
-            .args(["pod-security.kubernetes.io/enforce=privileged"])
-            .ok()
-            .await;
-        wait_operator_available(&self.client, OP_NS, OPERATOR, 2 * MINUTE).await;
+        let sets: &[&str] = &[&format!("multusConfig.name={MC}")];
+        install_privileged(&self.client, RELEASE, OP_NS, OPERATOR, sets).await;
         wait_mc_ready(&self.client, MC, 3 * MINUTE).await;
     }
 
-    async fn create_app_namespace(&self) {
-        let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        if namespaces.get_opt(APP_NS).await.unwrap().is_none() {
-            let ns: Namespace =
-                serde_json::from_value(json!({"metadata": {"name": APP_NS}})).unwrap();
-            namespaces
-                .create(&PostParams::default(), &ns)
-                .await
-                .unwrap();
-        }
-    }
-
-    async fn create_nad(&self, name: &str, config: &str) {
-        let nad: NetworkAttachmentDefinition = serde_json::from_value(json!({
-            "apiVersion": "k8s.cni.cncf.io/v1",
-            "kind": "NetworkAttachmentDefinition",
-            "metadata": {"name": name, "namespace": APP_NS},
-            "spec": {"config": config},
-        }))
-        .unwrap();
-        let nads: Api<NetworkAttachmentDefinition> = Api::namespaced(self.client.clone(), APP_NS);
-        wait_until(
-            &format!("NAD {APP_NS}/{name} created"),
-            MINUTE,
-            async || match nads.create(&PostParams::default(), &nad).await {
-                Ok(_) => Ok(()),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-                Err(e) => Err(e.to_string()),
-            },
-        )
-        .await;
-    }
-
+    /// A pod of `batch` with both NADs.
     async fn create_pod(&self, name: &str, batch: &str) {
-        let pod: Pod = serde_json::from_value(json!({
-            "metadata": {
-                "name": name, "namespace": APP_NS,
-                "labels": {BATCH_LABEL: batch},
-                "annotations": {NETWORKS_ANNOTATION: networks_annotation()},
-            },
-            "spec": {
-                "terminationGracePeriodSeconds": 0,
-                "containers": [{
-                    "name": "main",
-                    "image": pod_image(),
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["sleep", "3600"],
-                }],
-            },
-        }))
-        .unwrap();
-        self.pods()
-            .create(&PostParams::default(), &pod)
-            .await
-            .unwrap_or_else(|e| panic!("creating pod {APP_NS}/{name}: {e}"));
-    }
-
-    /// The IPv4 address of `iface` as seen inside the pod.
-    async fn address_in_pod(&self, pod: &str, iface: &str) -> Result<String, String> {
-        let out = Cmd::kubectl(["exec", "-n", APP_NS, pod, "--", "ip", "-o", "-4", "addr"])
-            .args(["show", iface])
-            .run_for(MINUTE)
-            .await?;
-        out.split_whitespace()
-            .skip_while(|w| *w != "inet")
-            .nth(1)
-            .and_then(|a| a.split('/').next())
-            .map(str::to_owned)
-            .ok_or_else(|| format!("no IPv4 address on {iface} in pod {pod}: {out}"))
+        TestPod::new(APP_NS, name)
+            .label(BATCH_LABEL, batch)
+            .networks(&networks_annotation())
+            .create(&self.client)
+            .await;
     }
 
     /// Both networks inside the pod (`ip addr`), each with an address of
@@ -416,7 +281,8 @@ impl Cred {
     async fn check_networks_inside(&self, pod: &str) -> Result<Vec<String>, String> {
         let mut found = Vec::new();
         for (name, _, prefix, iface) in NADS {
-            let ip = self.address_in_pod(pod, iface).await?;
+            let address = ipv4_in_pod(APP_NS, pod, iface, MINUTE).await?;
+            let ip = address.split('/').next().unwrap_or_default();
             if !ip.starts_with(prefix) {
                 return Err(format!(
                     "{iface} of {pod} has {ip}, not an address of NAD {name} ({prefix}0/24)"
@@ -654,11 +520,7 @@ impl Cred {
                     .map(pod_summary)
                     .collect::<Vec<_>>()
                     .join("; "),
-                agents
-                    .iter()
-                    .map(pod_summary)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                pods_summary(&agents)
             );
             if ready_at.len() == BATCH && (!kill || new_ready.is_some()) {
                 break;
@@ -705,20 +567,12 @@ impl Cred {
             // The plugin posts AddedInterface with its own token at the end
             // of each ADD (eventTime in µs): those between the agent pod's
             // deletion and the new agent's readiness ran with the agent down.
-            let added: Vec<i64> = Api::<Event>::namespaced(self.client.clone(), APP_NS)
-                .list(&ListParams::default().fields("reason=AddedInterface"))
-                .await
-                .unwrap()
-                .items
-                .iter()
-                .filter(|e| {
-                    e.involved_object
-                        .name
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with(&format!("{batch}-")))
-                })
-                .filter_map(|e| e.event_time.as_ref().map(|t| t.0.as_microsecond()))
-                .collect();
+            let added: Vec<i64> =
+                events_with_reason(&self.client, APP_NS, "AddedInterface", &format!("{batch}-"))
+                    .await
+                    .iter()
+                    .filter_map(|e| e.event_time.as_ref().map(|t| t.0.as_microsecond()))
+                    .collect();
             let down = added
                 .iter()
                 .filter(|t| (wall.0..wall.2).contains(t))
@@ -734,19 +588,13 @@ impl Cred {
                 added.len()
             ));
         }
-        let failures: Vec<Event> = Api::<Event>::namespaced(self.client.clone(), APP_NS)
-            .list(&ListParams::default().fields("reason=FailedCreatePodSandBox"))
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.involved_object
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with(&format!("{batch}-")))
-            })
-            .collect();
+        let failures = events_with_reason(
+            &self.client,
+            APP_NS,
+            "FailedCreatePodSandBox",
+            &format!("{batch}-"),
+        )
+        .await;
         let failed_pods: BTreeSet<&str> = failures
             .iter()
             .filter_map(|e| e.involved_object.name.as_deref())
@@ -827,6 +675,17 @@ impl Cred {
             .unwrap_or_else(|e| panic!("patching MultusConfig {MC}: {e}"));
     }
 
+    /// No agent pod of the MultusConfig is on the node while its node
+    /// selector excludes the node.
+    async fn assert_agents_away(&self) {
+        let agents = self.agent_pods().await;
+        assert!(
+            agents.is_empty(),
+            "an agent pod came back while the node selector excludes the node: {}",
+            pods_summary(&agents)
+        );
+    }
+
     /// (b): the agents leave the node for `AWAY`; pods created meanwhile
     /// get both networks; then they come back.
     async fn agents_away(&self, log: &mut StepLog) {
@@ -841,11 +700,7 @@ impl Cred {
                 if agents.is_empty() {
                     Ok(())
                 } else {
-                    Err(agents
-                        .iter()
-                        .map(pod_summary)
-                        .collect::<Vec<_>>()
-                        .join("; "))
+                    Err(pods_summary(&agents))
                 }
             },
         )
@@ -862,16 +717,7 @@ impl Cred {
             if let Some(wait) = at.checked_sub(gone.elapsed()) {
                 tokio::time::sleep(wait).await;
             }
-            let agents = self.agent_pods().await;
-            assert!(
-                agents.is_empty(),
-                "an agent pod came back while the node selector excludes the node: {}",
-                agents
-                    .iter()
-                    .map(pod_summary)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            );
+            self.assert_agents_away().await;
             let name = format!("away-{i}");
             let created_at = gone.elapsed();
             self.create_pod(&name, "away").await;
@@ -900,29 +746,9 @@ impl Cred {
         if let Some(wait) = AWAY.checked_sub(gone.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        let agents = self.agent_pods().await;
-        assert!(
-            agents.is_empty(),
-            "an agent pod came back while the node selector excludes the node: {}",
-            agents
-                .iter()
-                .map(pod_summary)
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-        let failures: Vec<Event> = Api::<Event>::namespaced(self.client.clone(), APP_NS)
-            .list(&ListParams::default().fields("reason=FailedCreatePodSandBox"))
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| {
-                e.involved_object
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("away-"))
-            })
-            .collect();
+        self.assert_agents_away().await;
+        let failures =
+            events_with_reason(&self.client, APP_NS, "FailedCreatePodSandBox", "away-").await;
         log.note(&format!(
             "agents away {:.1?}: {} pods created meanwhile, all Ready with both networks; \
              FailedCreatePodSandBox events: {}",
@@ -955,14 +781,7 @@ impl Cred {
                 if agents.iter().any(pod_ready) {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "agents: [{}]",
-                        agents
-                            .iter()
-                            .map(pod_summary)
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ))
+                    Err(format!("agents: [{}]", pods_summary(&agents)))
                 }
             },
         )

@@ -21,22 +21,22 @@
 //! kubelet keeps a stopped device plugin's resource, with 0 allocatable
 //! after its grace period, until it restarts).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::{Client, ResourceExt};
-use multus_config::crd::MultusConfig;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::Api;
 use multus_config::npwg::nad::NetworkAttachmentDefinition;
 use multus_e2e::cluster::{
-    NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, helm_chart, pod_image, remove_release,
-    wait_event, wait_gone, wait_mc_ready, wait_operator_available, wait_pod_ready,
+    NETWORK_STATUS_ANNOTATION, TestPod, assert_no_multus_configs, create_nad, create_namespace,
+    delete_pod, install_privileged, nad_object, remove_release, wait_event, wait_mc_ready,
+    wait_pod_ready,
 };
 use multus_e2e::{
-    Cmd, StepLog, Teardown, cleanup_cmd, e2e_client, host_name, lock_cluster, root_or_skip,
-    wait_until,
+    Cmd, E2eSession, host_name, remove_link, remove_namespace, remove_path, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -78,24 +78,11 @@ fn wrapper_script() -> String {
 /// Removes what the test creates (blocking; teardown and leftovers): the
 /// pods while Multus still DELs their networks, the release, the host files.
 fn remove_everything() {
-    cleanup_cmd(&Cmd::kubectl([
-        "delete",
-        "namespace",
-        APP_NS,
-        "--ignore-not-found",
-        "--timeout=120s",
-    ]));
+    remove_namespace(APP_NS, 2 * MINUTE);
     remove_release(RELEASE, OP_NS, MC_SELECTOR);
-    if Path::new("/sys/class/net").join(BRIDGE).exists() {
-        cleanup_cmd(&Cmd::new("ip", ["link", "delete", BRIDGE]));
-    }
+    remove_link(BRIDGE);
     for path in [WRAPPER, RECORDS, HOST_LOCAL_DIR] {
-        let path = Path::new(path);
-        let _ = if path.is_dir() {
-            std::fs::remove_dir_all(path)
-        } else {
-            std::fs::remove_file(path)
-        };
+        remove_path(path);
     }
 }
 
@@ -137,33 +124,20 @@ impl Drop for DevicePlugin {
 
 #[tokio::test]
 async fn devices_from_the_kubelet_on_a_real_cluster() {
-    let Some(client) = e2e_client(TEST).await else {
+    let Some(mut e2e) = E2eSession::start(TEST, env!("CARGO_TARGET_TMPDIR")).await else {
         return;
     };
-    if !root_or_skip(TEST) {
-        return;
-    }
-    let _lock = lock_cluster(TEST);
-    let mut log = StepLog::new(TEST, Path::new(env!("CARGO_TARGET_TMPDIR")));
-    log.step("preflight: remove leftovers; no Multus but ours");
+    let client = e2e.client.clone();
+    e2e.log
+        .step("preflight: remove leftovers; no Multus but ours");
     remove_everything();
-    let configs: Api<MultusConfig> = Api::all(client.clone());
-    let others: Vec<String> = match configs.list(&ListParams::default()).await {
-        Ok(list) => list.items.iter().map(|mc| mc.name_any()).collect(),
-        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
-        Err(e) => panic!("listing MultusConfigs: {e}"),
-    };
-    assert!(
-        others.is_empty(),
-        "the cluster already has MultusConfigs {others:?}; this test needs a cluster without Multus"
-    );
-    let mut teardown = Teardown::new(TEST);
-    teardown.diagnose_namespace(OP_NS);
-    teardown.diagnose_namespace(APP_NS);
-    teardown.defer(
+    assert_no_multus_configs(&client).await;
+    e2e.arm_teardown(
+        &[OP_NS, APP_NS],
         "remove the pods, the release and the host files",
         remove_everything,
     );
+    let log = &mut e2e.log;
 
     log.step("the test device plugin registers e2e.example.com/nic with the kubelet");
     let plugin = DevicePlugin::start();
@@ -173,19 +147,18 @@ async fn devices_from_the_kubelet_on_a_real_cluster() {
     log.step("install the chart and the recording delegate");
     std::fs::write(WRAPPER, wrapper_script()).unwrap();
     Cmd::new("chmod", ["755", WRAPPER]).ok().await;
-    helm_chart("install", RELEASE, OP_NS, &[]).ok().await;
-    Cmd::kubectl(["label", "namespace", OP_NS, "--overwrite"])
-        .args(["pod-security.kubernetes.io/enforce=privileged"])
-        .ok()
-        .await;
-    wait_operator_available(&client, OP_NS, OPERATOR, 2 * MINUTE).await;
+    install_privileged(&client, RELEASE, OP_NS, OPERATOR, &[]).await;
     wait_mc_ready(&client, "default", 3 * MINUTE).await;
-    create_namespace(&client).await;
-    create_nad(&client).await;
+    create_namespace(&client, APP_NS).await;
+    create_nad(&client, &nad_for_resource()).await;
 
     log.step("a pod with two devices and the NAD twice");
     let pods: Api<Pod> = Api::namespaced(client.clone(), APP_NS);
-    create_pod(&pods, "two-nics", &format!("{NAD},{NAD}"), Some(2)).await;
+    TestPod::new(APP_NS, "two-nics")
+        .networks(&format!("{NAD},{NAD}"))
+        .limit(RESOURCE, 2)
+        .create(&client)
+        .await;
     let pod = wait_pod_ready(&client, APP_NS, "two-nics", 2 * MINUTE).await;
     let held = Cmd::kubectl(["exec", "-n", APP_NS, "two-nics", "--", "sh", "-c"])
         .args(["echo $TEST_DEVICE_E2E_EXAMPLE_COM_NIC"])
@@ -231,7 +204,10 @@ async fn devices_from_the_kubelet_on_a_real_cluster() {
     log.note("deviceID, CNIDeviceInfoFile and device-info as expected");
 
     log.step("a pod attaching the NAD without requesting the resource does not start");
-    create_pod(&pods, "no-nic", NAD, None).await;
+    TestPod::new(APP_NS, "no-nic")
+        .networks(NAD)
+        .create(&client)
+        .await;
     let event = wait_event(
         &client,
         APP_NS,
@@ -266,13 +242,13 @@ async fn devices_from_the_kubelet_on_a_real_cluster() {
         assert!(del["deviceID"].is_string(), "DEL got the device: {del}");
     }
 
-    drop(teardown);
+    e2e.tear_down();
     drop(plugin);
-    log.finish();
+    e2e.finish();
 }
 
 /// Waits until the node advertises `count` devices of the resource.
-async fn wait_allocatable(client: &Client, node: &str, count: &str) {
+async fn wait_allocatable(client: &kube::Client, node: &str, count: &str) {
     let nodes: Api<Node> = Api::all(client.clone());
     wait_until(
         &format!("node {node} allocatable {RESOURCE}={count}"),
@@ -289,71 +265,14 @@ async fn wait_allocatable(client: &Client, node: &str, count: &str) {
     .await;
 }
 
-async fn create_namespace(client: &Client) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces.get_opt(APP_NS).await.unwrap().is_none() {
-        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": APP_NS}})).unwrap();
-        namespaces
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
-    }
-}
-
-async fn create_nad(client: &Client) {
-    let nads: Api<NetworkAttachmentDefinition> = Api::namespaced(client.clone(), APP_NS);
-    let nad: NetworkAttachmentDefinition = serde_json::from_value(json!({
-        "apiVersion": "k8s.cni.cncf.io/v1",
-        "kind": "NetworkAttachmentDefinition",
-        "metadata": {"name": NAD, "namespace": APP_NS,
-            "annotations": {"k8s.v1.cni.cncf.io/resourceName": RESOURCE}},
-        "spec": {"config": nad_config()},
-    }))
-    .unwrap();
-    wait_until(
-        &format!("NAD {APP_NS}/{NAD} created"),
-        MINUTE,
-        async || match nads.create(&PostParams::default(), &nad).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-            Err(e) => Err(e.to_string()),
-        },
-    )
-    .await;
-}
-
-async fn create_pod(pods: &Api<Pod>, name: &str, networks: &str, devices: Option<u32>) {
-    let resources = match devices {
-        Some(n) => json!({"limits": {RESOURCE: n.to_string()}}),
-        None => json!({}),
-    };
-    let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": APP_NS,
-            "annotations": {NETWORKS_ANNOTATION: networks}},
-        "spec": {
-            "terminationGracePeriodSeconds": 0,
-            "containers": [{
-                "name": "main",
-                "image": pod_image(),
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["sleep", "3600"],
-                "resources": resources,
-            }],
-        },
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod)
-        .await
-        .unwrap_or_else(|e| panic!("creating pod {APP_NS}/{name}: {e}"));
-}
-
-async fn delete_pod(pods: &Api<Pod>, name: &str) {
-    match pods.delete(name, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 404 => {}
-        Err(e) => panic!("deleting pod {APP_NS}/{name}: {e}"),
-    }
-    wait_gone(pods, name, MINUTE).await;
+/// The NAD of the test network, annotated with the resource it needs.
+fn nad_for_resource() -> NetworkAttachmentDefinition {
+    let mut nad = nad_object(APP_NS, NAD, &nad_config());
+    nad.metadata.annotations = Some(BTreeMap::from([(
+        "k8s.v1.cni.cncf.io/resourceName".to_owned(),
+        RESOURCE.to_owned(),
+    )]));
+    nad
 }
 
 /// The sandbox (CNI container) ID of the only pod whose delegates ran,

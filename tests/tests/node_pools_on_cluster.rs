@@ -18,22 +18,18 @@
 //! objects and labels the real node for the duration of the test.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use multus_config::crd::MultusConfig;
 use multus_e2e::cluster::{
-    condition, has_condition, helm_chart, mc_summary, remove_release, status_current, wait_gone,
-    wait_mc, wait_mc_ready, wait_operator_available,
+    assert_no_multus_configs, condition, has_condition, helm_chart, mc_summary, remove_release,
+    status_current, wait_gone, wait_mc, wait_mc_ready, wait_operator_available,
 };
-use multus_e2e::{
-    Cmd, StepLog, Teardown, cleanup_cmd, e2e_client, host_name, lock_cluster, root_or_skip,
-    wait_until,
-};
+use multus_e2e::{Cmd, E2eSession, cleanup_cmd, host_name, multus_files_on_node, wait_until};
 use serde_json::json;
 
 const TEST: &str = "node_pools_on_a_real_api_server";
@@ -97,29 +93,21 @@ fn remove_pools() {
 
 #[tokio::test]
 async fn node_pools_on_a_real_api_server() {
-    let Some(client) = e2e_client(TEST).await else {
+    let Some(mut e2e) = E2eSession::start(TEST, env!("CARGO_TARGET_TMPDIR")).await else {
         return;
     };
-    if !root_or_skip(TEST) {
-        return;
-    }
-    let _lock = lock_cluster(TEST);
-    let mut log = StepLog::new(TEST, Path::new(env!("CARGO_TARGET_TMPDIR")));
-    log.step("preflight: remove leftovers, install the chart without a MultusConfig");
+    let client = e2e.client.clone();
+    e2e.log
+        .step("preflight: remove leftovers, install the chart without a MultusConfig");
     remove_pools();
-    let mut teardown = Teardown::new(TEST);
-    teardown.diagnose_namespace(OP_NS);
-    teardown.defer("remove the pools, fake nodes and the release", remove_pools);
-    let configs: Api<MultusConfig> = Api::all(client.clone());
-    let others: Vec<String> = match configs.list(&ListParams::default()).await {
-        Ok(list) => list.items.iter().map(|mc| mc.name_any()).collect(),
-        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
-        Err(e) => panic!("listing MultusConfigs: {e}"),
-    };
-    assert!(
-        others.is_empty(),
-        "the cluster already has MultusConfigs {others:?}; this test needs a cluster without Multus"
+    e2e.arm_teardown(
+        &[OP_NS],
+        "remove the pools, fake nodes and the release",
+        remove_pools,
     );
+    let log = &mut e2e.log;
+    assert_no_multus_configs(&client).await;
+    let configs: Api<MultusConfig> = Api::all(client.clone());
     helm_chart("install", RELEASE, OP_NS, &["multusConfig.create=false"])
         .ok()
         .await;
@@ -243,19 +231,14 @@ async fn node_pools_on_a_real_api_server() {
     ])
     .ok()
     .await;
-    for path in [
-        "/etc/cni/net.d/00-multus.conf",
-        "/etc/cni/net.d/00-multus.conflist",
-        "/etc/cni/net.d/multus.d",
-        "/opt/cni/bin/multus",
-    ] {
+    for path in multus_files_on_node() {
         assert!(
-            !Path::new(path).exists(),
-            "{path} left on the node after its pool was deleted"
+            !path.exists(),
+            "{} left on the node after its pool was deleted",
+            path.display()
         );
     }
-    drop(teardown);
-    log.finish();
+    e2e.finish();
 }
 
 /// Creates a pool selecting `key=value`, labelled for cleanup.

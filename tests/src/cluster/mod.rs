@@ -1,0 +1,23 @@
+//! Kubernetes helpers of the end-to-end tests: the chart, the node, pods,
+//! NADs, events and MultusConfig status, each wait bounded and saying what
+//! it saw last.
+
+mod chart;
+mod events;
+mod multus_config;
+mod node;
+mod objects;
+mod pods;
+
+pub use chart::{helm_chart, install_privileged, remove_release, wait_operator_available};
+pub use events::{event_count, event_summary, events, events_with_reason, wait_event};
+pub use multus_config::{
+    assert_no_multus_configs, condition, has_condition, mc_summary, status_current, wait_mc,
+    wait_mc_ready,
+};
+pub use node::{single_node_without_multus, wait_single_node_here};
+pub use objects::{create_nad, create_namespace, get_for_poll, nad_object, wait_gone};
+pub use pods::{
+    NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, POD_IMAGE_ENV, TestPod, delete_pod,
+    hopeless_reason, ipv4_in_pod, pod_image, pod_ready, pod_summary, pods_summary, wait_pod_ready,
+};

@@ -1,0 +1,270 @@
+//! Test pods: their image, creation and deletion, one-line summaries,
+//! readiness, addresses inside.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{Value, json};
+
+use super::events::{event_summary, events};
+use super::objects::{get_for_poll, wait_gone};
+use crate::cmd::Cmd;
+use crate::wait::wait_until;
+
+/// The pod annotation that asks for networks.
+pub const NETWORKS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/networks";
+/// The pod annotation where the plugin reports the attached networks.
+pub const NETWORK_STATUS_ANNOTATION: &str = "k8s.v1.cni.cncf.io/network-status";
+/// Environment variable naming the image of the test pods (it must have
+/// `sleep` and `ip`); default `localhost/busybox:local`, which the
+/// single-node test cluster has without pulling.
+pub const POD_IMAGE_ENV: &str = "MULTUS_E2E_POD_IMAGE";
+/// Container waiting reasons that never resolve on their own.
+const HOPELESS: &[&str] = &[
+    "ErrImageNeverPull",
+    "InvalidImageName",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+];
+
+/// The image of the test pods.
+pub fn pod_image() -> String {
+    std::env::var(POD_IMAGE_ENV)
+        .ok()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| "localhost/busybox:local".to_owned())
+}
+
+/// One line about a pod: phase, readiness, container states, node.
+pub fn pod_summary(pod: &Pod) -> String {
+    let name = pod.metadata.name.as_deref().unwrap_or("?");
+    let Some(status) = &pod.status else {
+        return format!("pod {name}: no status");
+    };
+    let ready = status
+        .conditions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map_or("?", |c| c.status.as_str());
+    let containers: Vec<String> = status
+        .container_statuses
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let state = c.state.as_ref();
+            let what = if let Some(w) = state.and_then(|s| s.waiting.as_ref()) {
+                format!(
+                    "waiting {} {}",
+                    w.reason.as_deref().unwrap_or(""),
+                    w.message.as_deref().unwrap_or("")
+                )
+            } else if let Some(t) = state.and_then(|s| s.terminated.as_ref()) {
+                format!(
+                    "terminated {} exit {}",
+                    t.reason.as_deref().unwrap_or(""),
+                    t.exit_code
+                )
+            } else if state.and_then(|s| s.running.as_ref()).is_some() {
+                "running".to_owned()
+            } else {
+                "unknown".to_owned()
+            };
+            format!("{}: {what} (restarts {})", c.name, c.restart_count)
+        })
+        .collect();
+    format!(
+        "pod {name}: phase {}, ready {ready}, node {}, containers [{}]",
+        status.phase.as_deref().unwrap_or("?"),
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .unwrap_or("-"),
+        containers.join("; ")
+    )
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A container waiting reason that will not resolve by waiting.
+pub fn hopeless_reason(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+        .find(|w| HOPELESS.contains(&w.reason.as_deref().unwrap_or("")))
+        .map(|w| {
+            format!(
+                "{}: {}",
+                w.reason.as_deref().unwrap_or(""),
+                w.message.as_deref().unwrap_or("")
+            )
+        })
+}
+
+/// Waits for the pod to be Ready; fails at once on an image or config
+/// error that waiting cannot fix. The last-seen message has the pod's
+/// state and its recent events.
+pub async fn wait_pod_ready(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Pod {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    wait_until(
+        &format!("pod {namespace}/{name} Ready"),
+        timeout,
+        async || {
+            let pod = get_for_poll(&pods, name, "the pod does not exist").await?;
+            if pod_ready(&pod) {
+                return Ok(pod);
+            }
+            if let Some(reason) = hopeless_reason(&pod) {
+                panic!(
+                    "pod {namespace}/{name} cannot start: {reason} ({})",
+                    pod_summary(&pod)
+                );
+            }
+            let recent: Vec<String> = events(client, namespace, name)
+                .await
+                .iter()
+                .rev()
+                .take(4)
+                .map(event_summary)
+                .collect();
+            Err(format!(
+                "{}; latest events: [{}]",
+                pod_summary(&pod),
+                recent.join(" | ")
+            ))
+        },
+    )
+    .await
+}
+
+/// [`pod_summary`] of each pod, joined by `; `.
+pub fn pods_summary(pods: &[Pod]) -> String {
+    pods.iter().map(pod_summary).collect::<Vec<_>>().join("; ")
+}
+
+/// A test pod: one container of [`pod_image`] that sleeps for an hour, gone
+/// at once when deleted (no grace period), with the networks, labels and
+/// resource limits a test asks for.
+#[derive(Debug, Clone)]
+pub struct TestPod {
+    namespace: String,
+    name: String,
+    labels: serde_json::Map<String, Value>,
+    annotations: serde_json::Map<String, Value>,
+    resources: Option<Value>,
+}
+
+impl TestPod {
+    /// The pod `namespace/name`, without extra networks.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            labels: serde_json::Map::new(),
+            annotations: serde_json::Map::new(),
+            resources: None,
+        }
+    }
+
+    /// Asks for the extra `networks` ([`NETWORKS_ANNOTATION`]).
+    pub fn networks(mut self, networks: &str) -> Self {
+        self.annotations
+            .insert(NETWORKS_ANNOTATION.to_owned(), networks.into());
+        self
+    }
+
+    /// Adds the label `key=value`.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Requests `count` of the extended resource `resource` (as limits).
+    pub fn limit(mut self, resource: &str, count: u32) -> Self {
+        self.resources = Some(json!({"limits": {resource: count.to_string()}}));
+        self
+    }
+
+    /// The Pod object.
+    pub fn object(&self) -> Pod {
+        let mut container = json!({
+            "name": "main",
+            "image": pod_image(),
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sleep", "3600"],
+        });
+        if let Some(resources) = &self.resources {
+            container["resources"] = resources.clone();
+        }
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": self.name, "namespace": self.namespace,
+                "labels": self.labels, "annotations": self.annotations,
+            },
+            "spec": {"terminationGracePeriodSeconds": 0, "containers": [container]},
+        }))
+        .unwrap()
+    }
+
+    /// Creates the pod; fails the test when the API server refuses it.
+    pub async fn create(&self, client: &kube::Client) {
+        let (namespace, name) = (&self.namespace, &self.name);
+        Api::<Pod>::namespaced(client.clone(), namespace)
+            .create(&PostParams::default(), &self.object())
+            .await
+            .unwrap_or_else(|e| panic!("creating pod {namespace}/{name}: {e}"));
+    }
+}
+
+/// Deletes the pod `name` (a missing one is fine) and waits a minute at
+/// most until it is gone.
+pub async fn delete_pod(pods: &Api<Pod>, name: &str) {
+    match pods.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => panic!(
+            "deleting pod {}/{name}: {e}",
+            pods.namespace().unwrap_or_default()
+        ),
+    }
+    wait_gone(pods, name, Duration::from_secs(60)).await;
+}
+
+/// The IPv4 address (with its prefix length, as `ip` shows it) of
+/// interface `iface` inside the pod, by `kubectl exec` (bounded by
+/// `timeout`).
+pub async fn ipv4_in_pod(
+    namespace: &str,
+    pod: &str,
+    iface: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    let out = Cmd::kubectl(["exec", "-n", namespace, pod, "--", "ip", "-o", "-4", "addr"])
+        .args(["show", iface])
+        .run_for(timeout)
+        .await?;
+    out.split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no IPv4 address on {iface} in pod {pod}: {out}"))
+}
