@@ -77,8 +77,24 @@ pub fn pod_summary(pod: &Pod) -> String {
             format!("{}: {what} (restarts {})", c.name, c.restart_count)
         })
         .collect();
+    // A pod the scheduler could not place says why in PodScheduled (e.g.
+    // "untolerated taint {node.kubernetes.io/disk-pressure: }").
+    let unscheduled = status
+        .conditions
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+        .map(|c| {
+            format!(
+                ", not scheduled: {} {}",
+                c.reason.as_deref().unwrap_or(""),
+                c.message.as_deref().unwrap_or("")
+            )
+        })
+        .unwrap_or_default();
     format!(
-        "pod {name}: phase {}, ready {ready}, node {}, containers [{}]",
+        "pod {name}: phase {}, ready {ready}, node {}{unscheduled}, containers [{}]",
         status.phase.as_deref().unwrap_or("?"),
         pod.spec
             .as_ref()
@@ -267,4 +283,28 @@ pub async fn ipv4_in_pod(
         .nth(1)
         .map(str::to_owned)
         .ok_or_else(|| format!("no IPv4 address on {iface} in pod {pod}: {out}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_pod_says_why_it_is_not_scheduled() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "multus-operator-1"},
+            "spec": {"containers": [{"name": "operator"}]},
+            "status": {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/1 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/disk-pressure: }."
+            }]}
+        }))
+        .unwrap();
+        assert_eq!(
+            pod_summary(&pod),
+            "pod multus-operator-1: phase Pending, ready ?, node -, not scheduled: Unschedulable \
+             0/1 nodes are available: 1 node(s) had untolerated taint \
+             {node.kubernetes.io/disk-pressure: }., containers []"
+        );
+    }
 }
