@@ -26,6 +26,8 @@ use multus_config::cni::runtime::{CAP_CNI_DEVICE_INFO_FILE, CAP_DEVICE_ID};
 use multus_config::npwg::DeviceInfo;
 use multus_config::npwg::device_info::{CNI_SUBDIR, cni_file_name};
 
+use multus_config::multus_conf::MultusNetConf;
+
 use crate::attachment::{Attachment, DeviceAttachment};
 use crate::env::valid_container_id;
 use crate::error::{PluginError, Result};
@@ -108,6 +110,12 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// The cache of the Multus config: in `cniDir`, device-info files in
+    /// `deviceInfoDir`.
+    pub fn for_conf(conf: &MultusNetConf) -> Self {
+        Self::new(&conf.cni_dir).with_device_info_dir(conf.device_info_dir())
+    }
+
     /// The cache in `dir` (`cniDir` of the Multus config).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {

@@ -12,8 +12,12 @@ use multus_config::cni::error::{CniError, ErrorCode};
 use multus_config::cni::netconf::{NetConf, NetworkConfig};
 use multus_config::cni::result::CniResult;
 use multus_config::cni::runtime::inject_capability_args;
+use multus_config::multus_conf::MultusNetConf;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::attachment::Attachment;
+use crate::env::CniEnv;
 
 /// Default time a delegate may take for one command.
 pub const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -36,6 +40,35 @@ pub struct ExecEnv {
     pub path: Vec<PathBuf>,
     /// How long one plugin process may run.
     pub timeout: Duration,
+}
+
+impl ExecEnv {
+    /// The environment a delegate of `attachment` runs with: the runtime's
+    /// container and namespace, the attachment's interface and `CNI_ARGS`.
+    pub fn for_attachment(env: &CniEnv, conf: &MultusNetConf, attachment: &Attachment) -> Self {
+        Self {
+            container_id: env.container_id.clone(),
+            netns: env.netns.clone(),
+            ifname: attachment.ifname.clone(),
+            args: attachment.cni_args.clone(),
+            path: search_path(Path::new(&conf.bin_dir), &env.path),
+            timeout: DEFAULT_DELEGATE_TIMEOUT,
+        }
+    }
+
+    /// The environment of a command about a whole network rather than one
+    /// container (STATUS, GC): no container, namespace, interface or
+    /// `CNI_ARGS`.
+    pub fn for_network(env: &CniEnv, conf: &MultusNetConf) -> Self {
+        Self {
+            container_id: String::new(),
+            netns: None,
+            ifname: String::new(),
+            args: String::new(),
+            path: search_path(Path::new(&conf.bin_dir), &env.path),
+            timeout: DEFAULT_DELEGATE_TIMEOUT,
+        }
+    }
 }
 
 /// Finds the binary of plugin `plugin_type` in `path`.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use multus_config::cni::args::CniArgs;
 pub use multus_config::npwg::interface_name_problem;
 
-use crate::command::Command;
+use crate::commands::Command;
 use crate::error::{PluginError, Result};
 
 /// What the runtime told us through `CNI_*` variables.

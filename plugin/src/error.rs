@@ -99,6 +99,16 @@ impl PluginError {
     }
 }
 
+impl From<crate::k8s::K8sError> for PluginError {
+    /// Keeps whether a retry may help.
+    fn from(e: crate::k8s::K8sError) -> Self {
+        Self::Kubernetes {
+            transient: e.is_transient(),
+            msg: e.to_string(),
+        }
+    }
+}
+
 /// Shorthand for results of the plugin.
 pub type Result<T, E = PluginError> = std::result::Result<T, E>;
 

@@ -22,5 +22,5 @@ pub use events::{
     EVENT_COMPONENT, EventType, REASON_ADDED_INTERFACE, REASON_NO_NETWORK_FOUND,
     added_interface_message, build_event, no_network_found_message,
 };
-pub use pods::{CONFIG_SOURCE_ANNOTATION, PodRef, is_static_pod};
+pub use pods::{CONFIG_SOURCE_ANNOTATION, PodRef, fetch_pod, is_static_pod};
 pub use status_patch::network_status_patch;

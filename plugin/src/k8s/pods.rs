@@ -8,6 +8,8 @@ use multus_config::npwg::NetworkAttachmentDefinition;
 use tracing::debug;
 
 use super::{K8sClient, K8sError};
+use crate::error::Result;
+use crate::plan::{NadSource, PodIdentity};
 
 /// Annotation the kubelet sets on pods; anything but `api` marks a static pod.
 pub const CONFIG_SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
@@ -57,6 +59,17 @@ pub fn is_static_pod(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|a| a.get(CONFIG_SOURCE_ANNOTATION))
         .is_some_and(|source| source != "api")
+}
+
+impl From<&PodIdentity> for PodRef {
+    /// The API's name for the pod the runtime named in `CNI_ARGS`.
+    fn from(identity: &PodIdentity) -> Self {
+        Self {
+            namespace: identity.namespace.clone(),
+            name: identity.name.clone(),
+            uid: (!identity.uid.is_empty()).then(|| identity.uid.clone()),
+        }
+    }
 }
 
 impl K8sClient {
@@ -133,6 +146,28 @@ impl K8sClient {
             }),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The pod of this invocation, when the runtime named one and we have API
+/// access. `Ok(None)` when the pod does not exist.
+pub async fn fetch_pod(
+    client: Option<&K8sClient>,
+    identity: &PodIdentity,
+) -> Result<Option<Pod>, K8sError> {
+    let (Some(client), true) = (client, identity.is_known()) else {
+        return Ok(None);
+    };
+    client.get_pod(&PodRef::from(identity)).await
+}
+
+impl NadSource for K8sClient {
+    async fn get_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<NetworkAttachmentDefinition>> {
+        Ok(K8sClient::get_nad(self, namespace, name).await?)
     }
 }
 

@@ -8,8 +8,9 @@ use multus_config::multus_conf::MultusNetConf;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::del_all;
-use crate::delegate::{self, DEFAULT_DELEGATE_TIMEOUT, ExecEnv};
+use super::del::del_all;
+use crate::cache::Cache;
+use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
 
@@ -34,7 +35,7 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         })?,
         None => Vec::new(),
     };
-    let cache = super::cache(conf);
+    let cache = Cache::for_conf(conf);
     let mut errors = Vec::new();
     // network name -> (config, valid attachments of that network)
     let mut networks: BTreeMap<String, (NetworkConfig, Vec<Value>)> = BTreeMap::new();
@@ -85,14 +86,7 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         }
     }
     for (name, (config, valid_attachments)) in &networks {
-        let exec = ExecEnv {
-            container_id: String::new(),
-            netns: None,
-            ifname: String::new(),
-            args: String::new(),
-            path: delegate::search_path(std::path::Path::new(&conf.bin_dir), &env.path),
-            timeout: DEFAULT_DELEGATE_TIMEOUT,
-        };
+        let exec = ExecEnv::for_network(env, conf);
         if let Err(error) = delegate::gc_network(config, valid_attachments, &exec).await {
             errors.push(PluginError::Delegate {
                 attachment: name.clone(),

@@ -2,14 +2,14 @@
 
 use multus_config::multus_conf::MultusNetConf;
 
-use super::exec_env;
-use crate::delegate;
+use crate::cache::Cache;
+use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
 
 /// Runs CHECK of every attachment ADD made, with its cached result.
 pub async fn check(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
-    let cache = super::cache(conf);
+    let cache = Cache::for_conf(conf);
     let cached = cache
         .load(&env.container_id, &env.ifname, &env.args.to_string())?
         .ok_or_else(|| {
@@ -25,7 +25,7 @@ pub async fn check(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
                 attachment.name
             )));
         };
-        let exec = exec_env(env, conf, attachment);
+        let exec = ExecEnv::for_attachment(env, conf, attachment);
         delegate::check_network(
             &attachment.config,
             &attachment.capability_args,

@@ -4,17 +4,16 @@ use multus_config::cni::CniVersion;
 use multus_config::cni::result::CniResult;
 use multus_config::multus_conf::MultusNetConf;
 
-use super::{
-    allocate_devices, connect, del_all, exec_env, fetch_pod, k8s_error, pod_ref, wait_for_readiness,
-};
+use super::del::del_all;
 use crate::attachment::Attachment;
 use crate::cache::Cache;
-use crate::delegate;
+use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
-use crate::k8s::EventType;
+use crate::k8s::{EventType, K8sClient, K8sSettings, PodRef, fetch_pod};
 use crate::network_status::{network_statuses, result100};
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, gateway_requests, plan};
+use crate::readiness::{READINESS_TIMEOUT, wait_for_readiness};
 use crate::{devices, netns, route};
 
 /// Runs ADD; returns the cluster network's result in the Multus config's
@@ -23,9 +22,9 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     let version = conf
         .cni_version()
         .map_err(|e| PluginError::Config(e.to_string()))?;
-    wait_for_readiness(conf, super::READINESS_TIMEOUT).await?;
+    wait_for_readiness(conf, READINESS_TIMEOUT).await?;
     let identity = PodIdentity::from_args(&env.args);
-    let client = connect(conf).await?;
+    let client = K8sClient::connect(conf, K8sSettings::default()).await?;
     let pod = fetch_pod(client.as_ref(), &identity).await?;
     if client.is_some() && identity.is_known() && pod.is_none() {
         return Err(PluginError::Kubernetes {
@@ -64,7 +63,7 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         }
     };
     if devices::needs_kubelet(&attachments) {
-        allocate_devices(env, conf, &identity, &mut attachments).await?;
+        devices::allocate_devices(env, conf, &identity, &mut attachments).await?;
     }
 
     if let Some(netns) = &env.netns {
@@ -79,13 +78,13 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     let requests = route_requests(&attachments);
     route::check_requests(&requests).map_err(|e| PluginError::Annotation(e.to_string()))?;
 
-    let cache = super::cache(conf);
+    let cache = Cache::for_conf(conf);
     cache.save(&env.container_id, &attachments)?;
 
     let info_dir = std::path::Path::new(conf.device_info_dir());
     for index in 0..attachments.len() {
         devices::copy_device_plugin_info(&attachments[index], info_dir);
-        let exec = exec_env(env, conf, &attachments[index]);
+        let exec = ExecEnv::for_attachment(env, conf, &attachments[index]);
         let outcome = delegate::add_network(
             &attachments[index].config,
             &attachments[index].capability_args,
@@ -127,11 +126,10 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         if !conf.is_system_namespace(&identity.namespace) {
             let statuses = network_statuses(&attachments);
             if let Err(e) = client
-                .set_network_status(&pod_ref(&identity), &statuses)
+                .set_network_status(&PodRef::from(&identity), &statuses)
                 .await
             {
-                let e = k8s_error(e);
-                return Err(rollback(env, conf, &cache, &attachments, e).await);
+                return Err(rollback(env, conf, &cache, &attachments, e.into()).await);
             }
         }
         // Only once nothing can roll back any more; best effort, concurrent.

@@ -2,11 +2,11 @@
 
 use multus_config::multus_conf::MultusNetConf;
 
-use super::wait_for_readiness;
-use crate::delegate::{self, DEFAULT_DELEGATE_TIMEOUT, ExecEnv};
+use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
 use crate::plan::{ConfDir, NoNads, PlanInput, plan};
+use crate::readiness::wait_for_readiness;
 
 /// Runs STATUS of every delegate the config names that supports it.
 pub async fn status(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
@@ -29,14 +29,7 @@ pub async fn status(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     };
     let attachments = plan(&input, &NoNads).await.map_err(|(e, _)| e)?.attachments;
     for attachment in &attachments {
-        let exec = ExecEnv {
-            container_id: String::new(),
-            netns: None,
-            ifname: String::new(),
-            args: String::new(),
-            path: delegate::search_path(std::path::Path::new(&conf.bin_dir), &env.path),
-            timeout: DEFAULT_DELEGATE_TIMEOUT,
-        };
+        let exec = ExecEnv::for_network(env, conf);
         delegate::status_network(&attachment.config, &exec)
             .await
             .map_err(|error| PluginError::Delegate {
