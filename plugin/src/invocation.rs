@@ -2,8 +2,7 @@
 //! the other `CNI_*` variables and stdin to the bytes for stdout, or the CNI
 //! error object.
 
-use multus_config::cni::error::{CniError, ErrorCode};
-
+use multus_config::cni::error::CniError;
 use multus_config::multus_conf::MultusNetConf;
 
 use crate::commands::{self, Command};
@@ -19,48 +18,36 @@ pub fn run(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<u8>, CniError> {
     let Some(raw) = command.filter(|c| !c.is_empty()) else {
-        return Err(CniError::new(
-            ErrorCode::InvalidEnvironmentVariables,
-            "CNI_COMMAND is not set",
-            "the multus CNI plugin is executed by the container runtime; run `multus --version` to see its version",
-        ));
+        return Err(PluginError::NoCommand.to_cni_error());
     };
     let Some(command) = Command::parse(raw) else {
-        return Err(CniError::new(
-            ErrorCode::InvalidEnvironmentVariables,
-            format!("unknown CNI_COMMAND {raw:?}"),
-            "expected one of ADD, DEL, CHECK, STATUS, GC, VERSION",
-        ));
+        return Err(PluginError::UnknownCommand(raw.to_owned()).to_cni_error());
     };
     if command == Command::Version {
         let info = version::version_info(stdin);
-        return serde_json::to_vec(&info).map_err(|e| {
-            CniError::new(
-                ErrorCode::IoFailure,
-                "cannot encode the VERSION answer",
-                e.to_string(),
-            )
-        });
+        return serde_json::to_vec(&info).map_err(|e| PluginError::VersionAnswer(e).to_cni_error());
     }
     let conf = match MultusNetConf::parse(stdin) {
         Ok(conf) => conf,
         Err(e) => {
             logging::init(None);
-            return Err(PluginError::Config(e.to_string()).to_cni_error());
+            return Err(PluginError::from(crate::error::MultusConfigError::from(e)).to_cni_error());
         }
     };
     logging::init(Some(&conf));
     let version = conf.cni_version.clone().unwrap_or_default();
-    let outcome = CniEnv::from_lookup(command, lookup).and_then(|env| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| PluginError::Env(format!("cannot start the async runtime: {e}")))?;
-        runtime.block_on(async {
-            tracing::info!(command = raw, container = %env.container_id, ifname = %env.ifname, "invoked");
-            commands::run(command, &env, &conf).await
-        })
-    });
+    let outcome = CniEnv::from_lookup(command, lookup)
+        .map_err(PluginError::from)
+        .and_then(|env| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(PluginError::Runtime)?;
+            runtime.block_on(async {
+                tracing::info!(command = raw, container = %env.container_id, ifname = %env.ifname, "invoked");
+                commands::run(command, &env, &conf).await
+            })
+        });
     outcome.map_err(|e| {
         tracing::error!(command = raw, error = %e, "failed");
         let err = e.to_cni_error();

@@ -2,7 +2,7 @@
 
 use multus_config::multus_conf::MultusNetConf;
 
-use crate::cache::Cache;
+use crate::cache::{Cache, CacheError};
 use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
@@ -12,18 +12,15 @@ pub async fn check(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     let cache = Cache::for_conf(conf);
     let cached = cache
         .load(&env.container_id, &env.ifname, &env.args.to_string())?
-        .ok_or_else(|| {
-            PluginError::Cache(format!(
-                "CHECK: no cache for container {}: ADD did not run or DEL already ran",
-                env.container_id
-            ))
+        .ok_or_else(|| CacheError::NothingToCheck {
+            container_id: env.container_id.clone(),
         })?;
     for attachment in &cached.attachments {
         let Some(result) = &attachment.result else {
-            return Err(PluginError::Cache(format!(
-                "CHECK: {} has no cached result (set up by an older Multus); cannot check it",
-                attachment.name
-            )));
+            return Err(CacheError::NoCachedResult {
+                attachment: attachment.name.clone(),
+            }
+            .into());
         };
         let exec = ExecEnv::for_attachment(env, conf, attachment);
         delegate::check_network(

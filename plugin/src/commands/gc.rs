@@ -12,7 +12,7 @@ use super::del::del_all;
 use crate::cache::Cache;
 use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
-use crate::error::{PluginError, Result};
+use crate::error::{MultusConfigError, PluginError, Result};
 
 /// The config key carrying the runtime's valid attachments.
 pub const VALID_ATTACHMENTS_KEY: &str = "cni.dev/valid-attachments";
@@ -28,11 +28,9 @@ struct ValidAttachment {
 /// Runs GC honouring `cni.dev/valid-attachments`.
 pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     let valid: Vec<ValidAttachment> = match conf.extra.get(VALID_ATTACHMENTS_KEY) {
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-            PluginError::Config(format!(
-                "{VALID_ATTACHMENTS_KEY} is not a list of {{containerID, ifname}}: {e}"
-            ))
-        })?,
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(MultusConfigError::ValidAttachments)?
+        }
         None => Vec::new(),
     };
     let cache = Cache::for_conf(conf);
@@ -50,7 +48,7 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(e) => {
-                errors.push(e);
+                errors.push(e.into());
                 continue;
             }
         };
@@ -74,7 +72,7 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         let failures = del_all(&stale_env, conf, &cached.attachments).await;
         if failures.is_empty() {
             if let Err(e) = cache.remove(&container_id) {
-                errors.push(e);
+                errors.push(e.into());
             }
         } else {
             errors.extend(failures);

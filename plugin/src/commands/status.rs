@@ -1,5 +1,7 @@
 //! STATUS: whether the cluster network and the default networks are ready.
 
+use std::time::Duration;
+
 use multus_config::multus_conf::MultusNetConf;
 
 use crate::delegate::{self, ExecEnv};
@@ -10,16 +12,9 @@ use crate::readiness::wait_for_readiness;
 
 /// Runs STATUS of every delegate the config names that supports it.
 pub async fn status(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
-    wait_for_readiness(conf, std::time::Duration::from_secs(1))
+    wait_for_readiness(conf, Duration::from_secs(1))
         .await
-        .map_err(|e| PluginError::Delegate {
-            attachment: "readiness".into(),
-            error: multus_config::cni::error::CniError::new(
-                multus_config::cni::error::ErrorCode::PluginNotAvailable,
-                e.to_string(),
-                "",
-            ),
-        })?;
+        .map_err(PluginError::NotReady)?;
     let conf_dir = ConfDir::new(&conf.conf_dir);
     let input = PlanInput {
         conf,
