@@ -14,8 +14,8 @@ use crate::error::{
     MultusConfigError, PluginError, PodRequestError, Result, ResultConversionError,
 };
 use crate::k8s::{
-    EventType, K8sClient, K8sSettings, PodRef, added_interface_message, fetch_pod,
-    no_network_found_message,
+    EventType, K8sClient, K8sSettings, PodRef, REASON_ADDED_INTERFACE, REASON_NO_NETWORK_FOUND,
+    added_interface_message, fetch_pod, no_network_found_message,
 };
 use crate::network_status::{network_statuses, result100};
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, gateway_requests, plan};
@@ -55,7 +55,7 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
                     .record_event(
                         pod,
                         EventType::Warning,
-                        "NoNetworkFound",
+                        REASON_NO_NETWORK_FOUND,
                         &no_network_found_message(&missing.namespace, &missing.name),
                     )
                     .await;
@@ -143,11 +143,9 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
                 Some(added_interface_message(&a.ifname, &ips, &a.name))
             })
             .collect();
-        futures::future::join_all(
-            messages.iter().map(|message| {
-                client.record_event(pod, EventType::Normal, "AddedInterface", message)
-            }),
-        )
+        futures::future::join_all(messages.iter().map(|message| {
+            client.record_event(pod, EventType::Normal, REASON_ADDED_INTERFACE, message)
+        }))
         .await;
     }
 

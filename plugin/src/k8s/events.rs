@@ -184,7 +184,14 @@ mod tests {
         });
         let now = Timestamp::from_second(1_700_000_000).unwrap();
         let long = "é".repeat(2000);
-        let event = build_event(&pod, EventType::Warning, "NoNetworkFound", &long, now, 1);
+        let event = build_event(
+            &pod,
+            EventType::Warning,
+            REASON_NO_NETWORK_FOUND,
+            &long,
+            now,
+            1,
+        );
         let name = event.metadata.name.unwrap();
         assert!(name.starts_with("web-1."), "{name}");
         assert_eq!(event.metadata.namespace.as_deref(), Some("default"));
@@ -194,7 +201,7 @@ mod tests {
         assert_eq!(event.source.unwrap().host.as_deref(), Some("node-a"));
         // A 253-character pod name still yields a valid event name.
         pod.metadata.name = Some("a".repeat(253));
-        let event = build_event(&pod, EventType::Normal, "AddedInterface", "m", now, 0);
+        let event = build_event(&pod, EventType::Normal, REASON_ADDED_INTERFACE, "m", now, 0);
         assert!(event.metadata.name.unwrap().len() <= 253);
     }
 
