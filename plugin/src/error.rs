@@ -1,8 +1,9 @@
 //! Errors of the plugin and their CNI error codes.
 //!
-//! Every failure keeps its typed cause down to [`PluginError::to_cni_error`],
-//! the one place that turns it into the CNI error object (code, `msg`,
-//! `details`) printed on stdout.
+//! Every failure keeps its typed cause down to [`PluginError::to_cni_error`]
+//! (and [`DelegateError::to_cni_error`] for delegates), the one place that
+//! turns it into the CNI error object (code, `msg`, `details`) printed on
+//! stdout.
 
 use multus_config::cni::CniVersion;
 use multus_config::cni::error::{CniError, ErrorCode};
@@ -17,6 +18,7 @@ use serde_json::Value;
 
 use crate::cache::CacheError;
 use crate::commands::gc::VALID_ATTACHMENTS_KEY;
+use crate::delegate::DelegateError;
 use crate::devices::DeviceError;
 use crate::env::EnvError;
 use crate::k8s::K8sError;
@@ -65,14 +67,15 @@ pub enum PluginError {
         name: String,
     },
     /// A delegate plugin failed; `attachment` is `namespace/name` or the
-    /// cluster network's name.
-    #[error("{attachment}: {error}")]
+    /// cluster network's name. Shown as its CNI error (message, then the
+    /// details if any).
+    #[error("{attachment}: {}", .error.to_cni_error())]
     Delegate {
         /// The attachment whose delegate failed.
         attachment: String,
-        /// The delegate's own error (its code is kept).
+        /// Why (a plugin's own error keeps its code).
         #[source]
-        error: CniError,
+        error: Box<DelegateError>,
     },
     /// A delegate's result cannot be encoded again.
     #[error("{attachment}: {source}")]
@@ -334,8 +337,9 @@ pub enum ResultConversionError {
     Encode(#[from] serde_json::Error),
 }
 
-// Boxed: they are the largest causes, and every `Result` of the plugin
-// carries a `PluginError`.
+// Boxed (as a delegate's error is): they are the largest causes, and
+// every `Result` of the plugin carries a `PluginError`
+// (clippy::result_large_err).
 impl From<NetworkConfigError> for PluginError {
     fn from(error: NetworkConfigError) -> Self {
         Self::NetworkConfig(Box::new(error))
@@ -349,6 +353,14 @@ impl From<PodRequestError> for PluginError {
 }
 
 impl PluginError {
+    /// The delegate of `attachment` failed.
+    pub fn delegate(attachment: &str, error: DelegateError) -> Self {
+        Self::Delegate {
+            attachment: attachment.to_owned(),
+            error: Box::new(error),
+        }
+    }
+
     /// The CNI error code: the one place that decides it.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -362,7 +374,10 @@ impl PluginError {
             Self::PodRequest(_) => ErrorCode::InvalidAnnotation,
             Self::Kubernetes(e) if e.is_transient() => ErrorCode::TryAgainLater,
             Self::Kubernetes(_) | Self::PodNotFound { .. } => ErrorCode::KubernetesApi,
-            Self::Delegate { error, .. } => error.error_code().unwrap_or(ErrorCode::DelegateFailed),
+            Self::Delegate { error, .. } => error
+                .to_cni_error()
+                .error_code()
+                .unwrap_or(ErrorCode::DelegateFailed),
             Self::DelegateResult { .. } => ErrorCode::DecodingFailure,
             Self::Cache(_) => ErrorCode::CacheFailure,
             Self::Netns(_) | Self::DefaultRoute(_) => ErrorCode::NetlinkFailure,
@@ -389,11 +404,36 @@ impl PluginError {
     /// and details; its message is prefixed with the attachment.
     pub fn to_cni_error(&self) -> CniError {
         if let Self::Delegate { attachment, error } = self {
-            let mut err = error.clone();
-            err.msg = format!("{attachment}: {}", error.msg);
+            let mut err = error.to_cni_error();
+            err.msg = format!("{attachment}: {}", err.msg);
             return err;
         }
         CniError::new(self.code(), self.to_string(), self.details())
+    }
+}
+
+impl DelegateError {
+    /// The CNI error object of a delegate failure: the plugin's own when it
+    /// printed one, else one made here for what went wrong.
+    pub fn to_cni_error(&self) -> CniError {
+        let (code, details) = match self {
+            Self::Failed(error) => return error.clone(),
+            Self::InvalidType(_) => (
+                ErrorCode::InvalidNetworkConfig,
+                "a plugin type is a file name in the CNI bin directories",
+            ),
+            Self::NotFound { .. } => (
+                ErrorCode::PluginNotAvailable,
+                "install the plugin binary on the node or fix the network's \"type\"",
+            ),
+            Self::Start { .. } | Self::Wait { .. } => (ErrorCode::IoFailure, ""),
+            Self::Timeout { .. } => (ErrorCode::TryAgainLater, "the plugin process was killed"),
+            Self::Version(_) => (ErrorCode::IncompatibleCniVersion, ""),
+            Self::InvalidResult { output, .. } => (ErrorCode::DecodingFailure, output.as_str()),
+            Self::PrevResult(_) => (ErrorCode::DecodingFailure, ""),
+            Self::NoPlugins => (ErrorCode::InvalidNetworkConfig, ""),
+        };
+        CniError::new(code, self.to_string(), details)
     }
 }
 
@@ -421,10 +461,14 @@ mod tests {
 
     #[test]
     fn delegate_errors_keep_the_delegate_code_and_name_the_attachment() {
-        let err = PluginError::Delegate {
-            attachment: "ns/macvlan".into(),
-            error: CniError::new(ErrorCode::IoFailure, "no such device eth9", "details"),
-        };
+        let err = PluginError::delegate(
+            "ns/macvlan",
+            DelegateError::Failed(CniError::new(
+                ErrorCode::IoFailure,
+                "no such device eth9",
+                "details",
+            )),
+        );
         let cni = err.to_cni_error();
         assert_eq!(cni.code, 5);
         assert_eq!(cni.msg, "ns/macvlan: no such device eth9");

@@ -100,10 +100,7 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
                     attachment: attachments[index].name.clone(),
                     source,
                 }),
-            Err(error) => Err(PluginError::Delegate {
-                attachment: attachments[index].name.clone(),
-                error,
-            }),
+            Err(error) => Err(PluginError::delegate(&attachments[index].name, error)),
         };
         match value {
             Ok(value) => {

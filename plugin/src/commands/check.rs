@@ -30,10 +30,7 @@ pub async fn check(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
             &exec,
         )
         .await
-        .map_err(|error| PluginError::Delegate {
-            attachment: attachment.name.clone(),
-            error,
-        })?;
+        .map_err(|error| PluginError::delegate(&attachment.name, error))?;
     }
     Ok(Vec::new())
 }

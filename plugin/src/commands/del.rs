@@ -53,20 +53,18 @@ pub async fn del_all(
         )
         .await
         {
+            let cni_error = error.to_cni_error();
             if attachment.result.is_none()
-                && error.error_code() == Some(ErrorCode::PluginNotAvailable)
+                && cni_error.error_code() == Some(ErrorCode::PluginNotAvailable)
             {
                 // ADD never completed for it and its plugin is missing, so
                 // it cannot hold anything to release.
-                tracing::warn!(attachment = %attachment.name, %error, "skipping DEL of a delegate that never ran");
+                tracing::warn!(attachment = %attachment.name, error = %cni_error, "skipping DEL of a delegate that never ran");
                 devices::remove_device_info(attachment);
                 continue;
             }
-            tracing::warn!(attachment = %attachment.name, %error, "delegate DEL failed");
-            errors.push(PluginError::Delegate {
-                attachment: attachment.name.clone(),
-                error,
-            });
+            tracing::warn!(attachment = %attachment.name, error = %cni_error, "delegate DEL failed");
+            errors.push(PluginError::delegate(&attachment.name, error));
         } else {
             // Kept while DEL fails, so a retry still finds it.
             devices::remove_device_info(attachment);

@@ -86,10 +86,7 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     for (name, (config, valid_attachments)) in &networks {
         let exec = ExecEnv::for_network(env, conf);
         if let Err(error) = delegate::gc_network(config, valid_attachments, &exec).await {
-            errors.push(PluginError::Delegate {
-                attachment: name.clone(),
-                error,
-            });
+            errors.push(PluginError::delegate(name, error));
         }
     }
     if errors.is_empty() {

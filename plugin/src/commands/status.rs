@@ -27,10 +27,7 @@ pub async fn status(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         let exec = ExecEnv::for_network(env, conf);
         delegate::status_network(&attachment.config, &exec)
             .await
-            .map_err(|error| PluginError::Delegate {
-                attachment: attachment.name.clone(),
-                error,
-            })?;
+            .map_err(|error| PluginError::delegate(&attachment.name, error))?;
     }
     Ok(Vec::new())
 }
