@@ -6,7 +6,7 @@ use kube::{Client, Config};
 use multus_config::multus_conf::MultusNetConf;
 use tracing::debug;
 
-use super::error::error_chain;
+use super::error::{InClusterProblem, KubeconfigProblem};
 use super::{K8sClient, K8sError, K8sSettings};
 
 impl K8sClient {
@@ -39,7 +39,7 @@ impl K8sClient {
             let (config, token_file) = kubeconfig_config(path).await?;
             let client = build_client(config, settings).map_err(|e| K8sError::Kubeconfig {
                 path: path.to_owned(),
-                detail: error_chain(&e),
+                source: KubeconfigProblem::Client(e),
             })?;
             debug!(kubeconfig = path, "Kubernetes client from kubeconfig");
             let credential = match token_file {
@@ -56,14 +56,15 @@ impl K8sClient {
             debug!("no kubeconfig and no in-cluster environment: delegates-only mode");
             return Ok(None);
         };
-        let in_cluster_error = |detail: String| K8sError::InCluster {
+        let in_cluster_error = |source: InClusterProblem| K8sError::InCluster {
             host: host.to_owned(),
             port: port.to_owned(),
-            detail,
+            source,
         };
-        let config = Config::incluster_env().map_err(|e| in_cluster_error(error_chain(&e)))?;
-        let client =
-            build_client(config, settings).map_err(|e| in_cluster_error(error_chain(&e)))?;
+        let config =
+            Config::incluster_env().map_err(|e| in_cluster_error(InClusterProblem::Config(e)))?;
+        let client = build_client(config, settings)
+            .map_err(|e| in_cluster_error(InClusterProblem::Client(e)))?;
         debug!("Kubernetes client from the in-cluster config");
         Ok(Some(Self::from_client(client, settings).with_credential(
             "the in-cluster service-account token".to_owned(),
@@ -74,19 +75,18 @@ impl K8sClient {
 /// A kube `Config` from the kubeconfig at `path`, and the token file its
 /// current user names (for error messages).
 async fn kubeconfig_config(path: &str) -> Result<(Config, Option<String>), K8sError> {
-    let kubeconfig_error = |detail: String| K8sError::Kubeconfig {
+    let kubeconfig_error = |source: KubeconfigProblem| K8sError::Kubeconfig {
         path: path.to_owned(),
-        detail,
+        source,
     };
     let kubeconfig = Kubeconfig::read_from(path).map_err(|e| match e {
-        // kube's text repeats the path; the I/O error alone reads better.
-        KubeconfigError::ReadConfig(io, _) => kubeconfig_error(io.to_string()),
-        other => kubeconfig_error(error_chain(&other)),
+        KubeconfigError::ReadConfig(io, _) => kubeconfig_error(KubeconfigProblem::Unreadable(io)),
+        other => kubeconfig_error(KubeconfigProblem::Invalid(other)),
     })?;
     let token_file = current_token_file(&kubeconfig);
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .map_err(|e| kubeconfig_error(error_chain(&e)))?;
+        .map_err(|e| kubeconfig_error(KubeconfigProblem::Invalid(e)))?;
     Ok((config, token_file))
 }
 

@@ -3,31 +3,46 @@
 
 use std::time::Duration;
 
+use kube::config::{InClusterError, KubeconfigError};
+
 /// Errors of the Kubernetes client. Every message names the object and the
 /// operation (`getting pod default/web-1`).
 #[derive(Debug, thiserror::Error)]
 pub enum K8sError {
     /// The kubeconfig file could not be read or is invalid.
-    #[error("cannot read kubeconfig {path}: {detail}")]
-    Kubeconfig { path: String, detail: String },
+    #[error("cannot read kubeconfig {path}: {source}")]
+    Kubeconfig {
+        path: String,
+        #[source]
+        source: KubeconfigProblem,
+    },
     /// The in-cluster configuration could not be loaded.
     #[error(
-        "cannot load the in-cluster Kubernetes configuration (KUBERNETES_SERVICE_HOST={host}, KUBERNETES_SERVICE_PORT={port}): {detail}"
+        "cannot load the in-cluster Kubernetes configuration (KUBERNETES_SERVICE_HOST={host}, KUBERNETES_SERVICE_PORT={port}): {source}"
     )]
     InCluster {
         host: String,
         port: String,
-        detail: String,
+        #[source]
+        source: InClusterProblem,
     },
     /// The request did not complete within the request timeout.
     #[error("timed out after {} {op}", fmt_duration(.after))]
     Timeout { op: String, after: Duration },
     /// The API server could not be reached (connect, TLS, reset connection).
-    #[error("cannot reach the API server while {op}: {detail}")]
-    Connection { op: String, detail: String },
+    #[error("cannot reach the API server while {op}: {}", error_chain(.source))]
+    Connection {
+        op: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The client could not authenticate (token file unreadable, exec plugin).
-    #[error("cannot authenticate to the API server while {op}: {detail}")]
-    Auth { op: String, detail: String },
+    #[error("cannot authenticate to the API server while {op}: {}", error_chain(.source))]
+    Auth {
+        op: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The API server rejected the credential (HTTP 401): names the token
     /// and what usually causes it.
     #[error(
@@ -57,8 +72,39 @@ pub enum K8sError {
         expected: String,
     },
     /// Anything else (undecodable answer, request building).
-    #[error("error {op}: {detail}")]
-    Other { op: String, detail: String },
+    #[error("error {op}: {}", error_chain(.source))]
+    Other {
+        op: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+/// Why the kubeconfig gives no client. Shown with its sources, on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeconfigProblem {
+    /// The file cannot be read (kube's own text repeats the path; the I/O
+    /// error alone reads better).
+    #[error(transparent)]
+    Unreadable(std::io::Error),
+    /// The file is not a usable kubeconfig.
+    #[error("{}", error_chain(.0))]
+    Invalid(#[source] KubeconfigError),
+    /// No client can be built from it.
+    #[error("{}", error_chain(.0))]
+    Client(#[source] kube::Error),
+}
+
+/// Why the in-cluster configuration gives no client. Shown with its
+/// sources, on one line.
+#[derive(Debug, thiserror::Error)]
+pub enum InClusterProblem {
+    /// The service-account files or the service environment are unusable.
+    #[error("{}", error_chain(.0))]
+    Config(#[source] InClusterError),
+    /// No client can be built from it.
+    #[error("{}", error_chain(.0))]
+    Client(#[source] kube::Error),
 }
 
 impl K8sError {
@@ -113,24 +159,15 @@ impl K8sError {
                     message,
                 }
             }
-            kube::Error::Auth(_) => Self::Auth {
-                op,
-                detail: error_chain(&err),
-            },
-            kube::Error::HyperError(_) | kube::Error::Service(_) => {
-                if chain_has_timeout(&err) {
+            source @ kube::Error::Auth(_) => Self::Auth { op, source },
+            source @ (kube::Error::HyperError(_) | kube::Error::Service(_)) => {
+                if chain_has_timeout(&source) {
                     Self::Timeout { op, after }
                 } else {
-                    Self::Connection {
-                        op,
-                        detail: error_chain(&err),
-                    }
+                    Self::Connection { op, source }
                 }
             }
-            other => Self::Other {
-                op,
-                detail: error_chain(&other),
-            },
+            source => Self::Other { op, source },
         }
     }
 
@@ -197,7 +234,7 @@ fn fmt_duration(d: &Duration) -> String {
 }
 
 /// The error and its sources, without repeating text a source already shows.
-pub(super) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -17,7 +17,7 @@ mod pods;
 mod status_patch;
 
 pub use client::{K8sClient, K8sSettings};
-pub use error::K8sError;
+pub use error::{InClusterProblem, K8sError, KubeconfigProblem};
 pub use events::{
     EVENT_COMPONENT, EventType, REASON_ADDED_INTERFACE, REASON_NO_NETWORK_FOUND,
     added_interface_message, build_event, no_network_found_message,
