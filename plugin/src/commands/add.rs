@@ -162,7 +162,7 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
 fn cluster_result_bytes(
     cluster: Value,
     version: CniVersion,
-) -> std::result::Result<Vec<u8>, ResultConversionError> {
+) -> Result<Vec<u8>, ResultConversionError> {
     let result =
         CniResult::from_value(cluster, None).map_err(ResultConversionError::ClusterResult)?;
     let converted = result
