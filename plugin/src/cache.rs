@@ -26,9 +26,122 @@ use multus_config::cni::runtime::{CAP_CNI_DEVICE_INFO_FILE, CAP_DEVICE_ID};
 use multus_config::npwg::DeviceInfo;
 use multus_config::npwg::device_info::{CNI_SUBDIR, cni_file_name};
 
+use multus_config::cni::netconf::ConfigError;
+use multus_config::multus_conf::MultusNetConf;
+
 use crate::attachment::{Attachment, DeviceAttachment};
 use crate::env::valid_container_id;
-use crate::error::{PluginError, Result};
+
+/// Why the cache of a container cannot be used. Every message names the
+/// file (or the container).
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// The container ID could escape the cache directory.
+    #[error("refusing cache path for invalid container ID {0:?}")]
+    InvalidContainerId(String),
+    /// The attachments cannot be encoded.
+    #[error("cannot encode cache {}: {source}", path.display())]
+    Encode {
+        /// The cache file.
+        path: PathBuf,
+        /// The encoding error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The file cannot be written.
+    #[error("cannot write cache {}: {source}", path.display())]
+    Write {
+        /// The cache file.
+        path: PathBuf,
+        /// The write error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file cannot be read.
+    #[error("cannot read cache {}: {source}", path.display())]
+    Read {
+        /// The cache file.
+        path: PathBuf,
+        /// The read error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a cache we understand.
+    #[error("corrupt cache {}: {source}", path.display())]
+    Corrupt {
+        /// The cache file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: CorruptCache,
+    },
+    /// The file cannot be removed.
+    #[error("cannot remove cache {}: {source}", path.display())]
+    Remove {
+        /// The cache file.
+        path: PathBuf,
+        /// The removal error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache directory cannot be listed.
+    #[error("cannot list cache dir {}: {source}", dir.display())]
+    List {
+        /// The cache directory.
+        dir: PathBuf,
+        /// The listing error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// CHECK of a container ADD did not set up (or DEL already released).
+    #[error("CHECK: no cache for container {container_id}: ADD did not run or DEL already ran")]
+    NothingToCheck {
+        /// The container.
+        container_id: String,
+    },
+    /// CHECK of an attachment whose result was not cached.
+    #[error(
+        "CHECK: {attachment} has no cached result (set up by an older Multus); cannot check it"
+    )]
+    NoCachedResult {
+        /// The attachment.
+        attachment: String,
+    },
+}
+
+/// What is wrong with a cache file.
+#[derive(Debug, thiserror::Error)]
+pub enum CorruptCache {
+    /// It is not a JSON array of entries.
+    #[error(transparent)]
+    NotJson(#[from] serde_json::Error),
+    /// One entry holds no usable delegate config.
+    #[error("entry {index}: {source}")]
+    Entry {
+        /// The entry's position.
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        source: EntryError,
+    },
+}
+
+/// Why an entry of a cache file holds no usable delegate config.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// `Bytes` is not base64.
+    #[error("Bytes is not base64: {0}")]
+    NotBase64(#[source] base64::DecodeError),
+    /// `Bytes` does not decode to JSON.
+    #[error("Bytes is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The config is not a network config.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Shorthand for results of the cache.
+type Result<T, E = CacheError> = std::result::Result<T, E>;
 
 /// Our own data in a cache entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +221,12 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// The cache of the Multus config: in `cniDir`, device-info files in
+    /// `deviceInfoDir`.
+    pub fn for_conf(conf: &MultusNetConf) -> Self {
+        Self::new(&conf.cni_dir).with_device_info_dir(conf.device_info_dir())
+    }
+
     /// The cache in `dir` (`cniDir` of the Multus config).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -126,9 +245,7 @@ impl Cache {
     /// The cache file of a container; the ID must have been validated.
     pub fn path(&self, container_id: &str) -> Result<PathBuf> {
         if !valid_container_id(container_id) {
-            return Err(PluginError::Cache(format!(
-                "refusing cache path for invalid container ID {container_id:?}"
-            )));
+            return Err(CacheError::InvalidContainerId(container_id.to_owned()));
         }
         Ok(self.dir.join(container_id))
     }
@@ -141,11 +258,11 @@ impl Cache {
             .enumerate()
             .map(|(index, a)| to_entry(index, a))
             .collect();
-        let bytes = serde_json::to_vec(&entries).map_err(|e| {
-            PluginError::Cache(format!("cannot encode cache {}: {e}", path.display()))
-        })?;
-        write_atomic(&self.dir, &path, &bytes)
-            .map_err(|e| PluginError::Cache(format!("cannot write cache {}: {e}", path.display())))
+        let bytes = match serde_json::to_vec(&entries) {
+            Ok(bytes) => bytes,
+            Err(source) => return Err(CacheError::Encode { path, source }),
+        };
+        write_atomic(&self.dir, &path, &bytes).map_err(|source| CacheError::Write { path, source })
     }
 
     /// Reads a container's cache; `Ok(None)` when there is none. A corrupt
@@ -162,12 +279,7 @@ impl Cache {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(PluginError::Cache(format!(
-                    "cannot read cache {}: {e}",
-                    path.display()
-                )));
-            }
+            Err(source) => return Err(CacheError::Read { path, source }),
         };
         parse_cache(
             &bytes,
@@ -177,7 +289,7 @@ impl Cache {
             self.device_info_dir.as_deref(),
         )
         .map(Some)
-        .map_err(|e| PluginError::Cache(format!("corrupt cache {}: {e}", path.display())))
+        .map_err(|source| CacheError::Corrupt { path, source })
     }
 
     /// Removes a container's cache; a missing file is fine.
@@ -186,10 +298,7 @@ impl Cache {
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(PluginError::Cache(format!(
-                "cannot remove cache {}: {e}",
-                path.display()
-            ))),
+            Err(source) => Err(CacheError::Remove { path, source }),
         }
     }
 
@@ -198,11 +307,11 @@ impl Cache {
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(PluginError::Cache(format!(
-                    "cannot list cache dir {}: {e}",
-                    self.dir.display()
-                )));
+            Err(source) => {
+                return Err(CacheError::List {
+                    dir: self.dir.clone(),
+                    source,
+                });
             }
         };
         let mut ids: Vec<String> = entries
@@ -259,12 +368,13 @@ fn parse_cache(
     runtime_ifname: &str,
     cni_args: &str,
     device_info_dir: Option<&Path>,
-) -> Result<CachedAttachments, String> {
-    let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+) -> Result<CachedAttachments, CorruptCache> {
+    let entries: Vec<Entry> = serde_json::from_slice(bytes)?;
     let mut from_upstream = false;
     let mut attachments = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
-        let config = entry_config(&entry).map_err(|e| format!("entry {index}: {e}"))?;
+        let config =
+            entry_config(&entry).map_err(|source| CorruptCache::Entry { index, source })?;
         let attachment = match entry.ours {
             Some(ours) => Attachment {
                 name: ours.attachment,
@@ -341,13 +451,12 @@ fn parse_cache(
 
 /// The delegate config of an entry: `Bytes` when present (upstream's
 /// authoritative copy), else `ConfList`/`Conf`.
-fn entry_config(entry: &Entry) -> Result<NetworkConfig, String> {
+fn entry_config(entry: &Entry) -> Result<NetworkConfig, EntryError> {
     if !entry.bytes.is_empty() {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(entry.bytes.trim())
-            .map_err(|e| format!("Bytes is not base64: {e}"))?;
-        let mut value: Value =
-            serde_json::from_slice(&raw).map_err(|e| format!("Bytes is not JSON: {e}"))?;
+            .map_err(EntryError::NotBase64)?;
+        let mut value: Value = serde_json::from_slice(&raw).map_err(EntryError::NotJson)?;
         // Upstream before #1521 lost a conflist's cniVersion in Bytes; take it
         // from the decoded ConfList then.
         if value.get("cniVersion").is_none()
@@ -359,14 +468,14 @@ fn entry_config(entry: &Entry) -> Result<NetworkConfig, String> {
         {
             obj.insert("cniVersion".into(), v.clone());
         }
-        return NetworkConfig::from_value(value).map_err(|e| e.to_string());
+        return Ok(NetworkConfig::from_value(value)?);
     }
     let candidate = if entry.conf_list.get("plugins").is_some() {
         &entry.conf_list
     } else {
         &entry.conf
     };
-    NetworkConfig::from_value(candidate.clone()).map_err(|e| e.to_string())
+    Ok(NetworkConfig::from_value(candidate.clone())?)
 }
 
 /// Writes `bytes` to `path` through a temp file in `dir`, fsyncs, renames.

@@ -8,17 +8,107 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use multus_config::cni::CniVersion;
-use multus_config::cni::error::{CniError, ErrorCode};
+use multus_config::cni::error::CniError;
 use multus_config::cni::netconf::{NetConf, NetworkConfig};
-use multus_config::cni::result::CniResult;
+use multus_config::cni::result::{CniResult, ConvertError, ResultError};
 use multus_config::cni::runtime::inject_capability_args;
+use multus_config::cni::version::UnknownVersion;
+use multus_config::multus_conf::MultusNetConf;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::attachment::Attachment;
+use crate::env::CniEnv;
 
 /// Default time a delegate may take for one command.
 pub const DEFAULT_DELEGATE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Most bytes of a delegate's stderr kept for error messages.
 const STDERR_LIMIT: usize = 8 * 1024;
+
+/// Why a delegate plugin did not do its job. Its CNI error object (the
+/// plugin's own, or one made for it) is
+/// [`DelegateError::to_cni_error`] in crate::error.
+#[derive(Debug, thiserror::Error)]
+pub enum DelegateError {
+    /// The plugin ran and failed: its CNI error object, or one describing
+    /// its output when it printed none.
+    #[error("{}", .0.msg)]
+    Failed(CniError),
+    /// The network's `type` is not a file name.
+    #[error("invalid plugin type {0:?}")]
+    InvalidType(String),
+    /// No directory of the search path holds the plugin.
+    #[error(
+        "failed to find plugin {plugin_type:?} in [{}]",
+        .path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    NotFound {
+        /// The plugin.
+        plugin_type: String,
+        /// The directories searched.
+        path: Vec<PathBuf>,
+    },
+    /// The plugin process could not be started.
+    #[error("cannot start plugin {}: {source}", .binary.display())]
+    Start {
+        /// The plugin binary.
+        binary: PathBuf,
+        /// The spawn error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The plugin process could not be waited for.
+    #[error("cannot wait for plugin {}: {source}", .binary.display())]
+    Wait {
+        /// The plugin binary.
+        binary: PathBuf,
+        /// The wait error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The plugin did not finish in time (it was killed).
+    #[error("plugin {plugin_type} did not finish {command} within {}s", .timeout.as_secs())]
+    Timeout {
+        /// The plugin.
+        plugin_type: String,
+        /// The CNI command.
+        command: String,
+        /// Its time limit.
+        timeout: Duration,
+    },
+    /// The network's `cniVersion` is not one we know.
+    #[error(transparent)]
+    Version(#[from] UnknownVersion),
+    /// The plugin's result does not parse or convert to the network's
+    /// version.
+    #[error("plugin {plugin} returned an invalid result: {problem}")]
+    InvalidResult {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong with it.
+        #[source]
+        problem: InvalidResult,
+        /// The start of what the plugin printed.
+        output: String,
+    },
+    /// The previous plugin's result cannot be encoded for the next one.
+    #[error(transparent)]
+    PrevResult(serde_json::Error),
+    /// The network lists no plugins.
+    #[error("the network has no plugins")]
+    NoPlugins,
+}
+
+/// What is wrong with a plugin's result.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidResult {
+    /// It does not parse.
+    #[error(transparent)]
+    Parse(#[from] ResultError),
+    /// It cannot be given in the network's version.
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+}
 
 /// The CNI environment a delegate is run with.
 #[derive(Debug, Clone)]
@@ -38,28 +128,46 @@ pub struct ExecEnv {
     pub timeout: Duration,
 }
 
+impl ExecEnv {
+    /// The environment a delegate of `attachment` runs with: the runtime's
+    /// container and namespace, the attachment's interface and `CNI_ARGS`.
+    pub fn for_attachment(env: &CniEnv, conf: &MultusNetConf, attachment: &Attachment) -> Self {
+        Self {
+            container_id: env.container_id.clone(),
+            netns: env.netns.clone(),
+            ifname: attachment.ifname.clone(),
+            args: attachment.cni_args.clone(),
+            path: search_path(Path::new(&conf.bin_dir), &env.path),
+            timeout: DEFAULT_DELEGATE_TIMEOUT,
+        }
+    }
+
+    /// The environment of a command about a whole network rather than one
+    /// container (STATUS, GC): no container, namespace, interface or
+    /// `CNI_ARGS`.
+    pub fn for_network(env: &CniEnv, conf: &MultusNetConf) -> Self {
+        Self {
+            container_id: String::new(),
+            netns: None,
+            ifname: String::new(),
+            args: String::new(),
+            path: search_path(Path::new(&conf.bin_dir), &env.path),
+            timeout: DEFAULT_DELEGATE_TIMEOUT,
+        }
+    }
+}
+
 /// Finds the binary of plugin `plugin_type` in `path`.
-pub fn find_plugin(plugin_type: &str, path: &[PathBuf]) -> Result<PathBuf, CniError> {
+pub fn find_plugin(plugin_type: &str, path: &[PathBuf]) -> Result<PathBuf, DelegateError> {
     if plugin_type.is_empty() || plugin_type.contains('/') || plugin_type.starts_with('.') {
-        return Err(CniError::new(
-            ErrorCode::InvalidNetworkConfig,
-            format!("invalid plugin type {plugin_type:?}"),
-            "a plugin type is a file name in the CNI bin directories",
-        ));
+        return Err(DelegateError::InvalidType(plugin_type.to_owned()));
     }
     path.iter()
         .map(|dir| dir.join(plugin_type))
         .find(|candidate| candidate.is_file())
-        .ok_or_else(|| {
-            let dirs: Vec<_> = path.iter().map(|p| p.display().to_string()).collect();
-            CniError::new(
-                ErrorCode::PluginNotAvailable,
-                format!(
-                    "failed to find plugin {plugin_type:?} in [{}]",
-                    dirs.join(", ")
-                ),
-                "install the plugin binary on the node or fix the network's \"type\"",
-            )
+        .ok_or_else(|| DelegateError::NotFound {
+            plugin_type: plugin_type.to_owned(),
+            path: path.to_vec(),
         })
 }
 
@@ -69,7 +177,7 @@ pub async fn exec_plugin(
     plugin_type: &str,
     stdin: &[u8],
     env: &ExecEnv,
-) -> Result<Vec<u8>, CniError> {
+) -> Result<Vec<u8>, DelegateError> {
     let binary = find_plugin(plugin_type, &env.path)?;
     let cni_path = std::env::join_paths(&env.path)
         .map(|p| p.to_string_lossy().into_owned())
@@ -89,14 +197,10 @@ pub async fn exec_plugin(
         None => cmd.env_remove("CNI_NETNS"),
     };
     tracing::debug!(plugin = plugin_type, command, ifname = %env.ifname, "executing delegate");
-    let io_error = |what: &str, e: std::io::Error| {
-        CniError::new(
-            ErrorCode::IoFailure,
-            format!("{what} plugin {}: {e}", binary.display()),
-            "",
-        )
-    };
-    let mut child = cmd.spawn().map_err(|e| io_error("cannot start", e))?;
+    let mut child = cmd.spawn().map_err(|source| DelegateError::Start {
+        binary: binary.clone(),
+        source,
+    })?;
     let run = async {
         if let Some(mut pipe) = child.stdin.take() {
             // A plugin that exits without reading its stdin is not an error.
@@ -122,22 +226,23 @@ pub async fn exec_plugin(
         (status, stdout, stderr)
     };
     let (status, stdout, mut stderr) =
-        tokio::time::timeout(env.timeout, run).await.map_err(|_| {
-            CniError::new(
-                ErrorCode::TryAgainLater,
-                format!(
-                    "plugin {plugin_type} did not finish {command} within {}s",
-                    env.timeout.as_secs()
-                ),
-                "the plugin process was killed",
-            )
-        })?;
-    let status = status.map_err(|e| io_error("cannot wait for", e))?;
+        tokio::time::timeout(env.timeout, run)
+            .await
+            .map_err(|_| DelegateError::Timeout {
+                plugin_type: plugin_type.to_owned(),
+                command: command.to_owned(),
+                timeout: env.timeout,
+            })?;
+    let status = status.map_err(|source| DelegateError::Wait { binary, source })?;
     stderr.truncate(STDERR_LIMIT);
     if status.success() {
         Ok(stdout)
     } else {
-        Err(CniError::from_plugin_failure(plugin_type, &stdout, &stderr))
+        Err(DelegateError::Failed(CniError::from_plugin_failure(
+            plugin_type,
+            &stdout,
+            &stderr,
+        )))
     }
 }
 
@@ -171,32 +276,30 @@ fn exec_plugins(config: &NetworkConfig) -> Vec<NetConf> {
 }
 
 /// The version a network's plugins speak (0.1.0 when unset, as libcni).
-pub fn config_version(config: &NetworkConfig) -> Result<CniVersion, CniError> {
+pub fn config_version(config: &NetworkConfig) -> Result<CniVersion, DelegateError> {
     match config.cni_version_str() {
         None | Some("") => Ok(CniVersion::V0_1_0),
-        Some(text) => text
-            .parse()
-            .map_err(|e: multus_config::cni::version::UnknownVersion| {
-                CniError::new(ErrorCode::IncompatibleCniVersion, e.to_string(), "")
-            }),
+        Some(text) => Ok(text.parse()?),
     }
 }
 
-fn decode_result(plugin: &str, bytes: &[u8], version: CniVersion) -> Result<CniResult, CniError> {
-    let fail = |problem: String| {
-        CniError::new(
-            ErrorCode::DecodingFailure,
-            format!("plugin {plugin} returned an invalid result: {problem}"),
-            String::from_utf8_lossy(bytes)
-                .chars()
-                .take(512)
-                .collect::<String>(),
-        )
+fn decode_result(
+    plugin: &str,
+    bytes: &[u8],
+    version: CniVersion,
+) -> Result<CniResult, DelegateError> {
+    let fail = |problem: InvalidResult| DelegateError::InvalidResult {
+        plugin: plugin.to_owned(),
+        problem,
+        output: String::from_utf8_lossy(bytes)
+            .chars()
+            .take(512)
+            .collect::<String>(),
     };
     CniResult::parse(bytes, Some(version))
-        .map_err(|e| fail(e.to_string()))?
+        .map_err(|e| fail(e.into()))?
         .convert_to(version)
-        .map_err(|e| fail(e.to_string()))
+        .map_err(|e| fail(e.into()))
 }
 
 /// ADD of a network (conf or conflist); the result is in the network's own
@@ -205,7 +308,7 @@ pub async fn add_network(
     config: &NetworkConfig,
     capability_args: &Map<String, Value>,
     env: &ExecEnv,
-) -> Result<CniResult, CniError> {
+) -> Result<CniResult, DelegateError> {
     let version = config_version(config)?;
     let mut prev: Option<CniResult> = None;
     for plugin in exec_plugins(config) {
@@ -214,18 +317,12 @@ pub async fn add_network(
             .as_ref()
             .map(|r| r.to_value())
             .transpose()
-            .map_err(|e| CniError::new(ErrorCode::DecodingFailure, e.to_string(), ""))?;
+            .map_err(DelegateError::PrevResult)?;
         let stdin = plugin_stdin(plugin, capability_args, prev_value.as_ref(), &Map::new());
         let out = exec_plugin("ADD", &plugin_type, &stdin, env).await?;
         prev = Some(decode_result(&plugin_type, &out, version)?);
     }
-    prev.ok_or_else(|| {
-        CniError::new(
-            ErrorCode::InvalidNetworkConfig,
-            "the network has no plugins",
-            "",
-        )
-    })
+    prev.ok_or(DelegateError::NoPlugins)
 }
 
 /// DEL of a network, plugins in reverse order; `prev_result` is the cached
@@ -236,7 +333,7 @@ pub async fn del_network(
     capability_args: &Map<String, Value>,
     prev_result: Option<&Value>,
     env: &ExecEnv,
-) -> Result<(), CniError> {
+) -> Result<(), DelegateError> {
     let version = config_version(config)?;
     let prev = prev_result.filter(|_| version >= CniVersion::V0_4_0);
     let mut first_error = None;
@@ -244,7 +341,7 @@ pub async fn del_network(
         let plugin_type = plugin.plugin_type.clone();
         let stdin = plugin_stdin(plugin, capability_args, prev, &Map::new());
         if let Err(e) = exec_plugin("DEL", &plugin_type, &stdin, env).await {
-            tracing::warn!(plugin = %plugin_type, error = %e, "delegate DEL failed");
+            tracing::warn!(plugin = %plugin_type, error = %e.to_cni_error(), "delegate DEL failed");
             first_error.get_or_insert(e);
         }
     }
@@ -258,7 +355,7 @@ pub async fn check_network(
     capability_args: &Map<String, Value>,
     prev_result: &Value,
     env: &ExecEnv,
-) -> Result<(), CniError> {
+) -> Result<(), DelegateError> {
     let version = config_version(config)?;
     if !version.supports_check() {
         return Ok(());
@@ -277,7 +374,7 @@ pub async fn check_network(
 }
 
 /// STATUS of every plugin of a network (CNI >= 1.1.0; older: ready).
-pub async fn status_network(config: &NetworkConfig, env: &ExecEnv) -> Result<(), CniError> {
+pub async fn status_network(config: &NetworkConfig, env: &ExecEnv) -> Result<(), DelegateError> {
     if !config_version(config)?.supports_status_and_gc() {
         return Ok(());
     }
@@ -295,7 +392,7 @@ pub async fn gc_network(
     config: &NetworkConfig,
     valid_attachments: &[Value],
     env: &ExecEnv,
-) -> Result<(), CniError> {
+) -> Result<(), DelegateError> {
     if !config_version(config)?.supports_status_and_gc() {
         return Ok(());
     }
@@ -335,7 +432,9 @@ mod tests {
     #[test]
     fn plugin_types_cannot_be_paths() {
         for bad in ["", "../bridge", "/bin/sh", ".hidden"] {
-            let err = find_plugin(bad, &[PathBuf::from("/usr/lib/cni")]).unwrap_err();
+            let err = find_plugin(bad, &[PathBuf::from("/usr/lib/cni")])
+                .unwrap_err()
+                .to_cni_error();
             assert_eq!(err.code, 7, "{bad:?}");
         }
     }
@@ -343,6 +442,7 @@ mod tests {
     #[test]
     fn missing_plugins_name_the_directories() {
         let err = find_plugin("no-such-plugin", &[PathBuf::from("/nonexistent/bin")]).unwrap_err();
+        let err = err.to_cni_error();
         assert_eq!(err.code, 50);
         assert!(err.msg.contains("no-such-plugin"), "{}", err.msg);
         assert!(err.msg.contains("/nonexistent/bin"), "{}", err.msg);

@@ -4,7 +4,8 @@
 //! delegate as `deviceID`; device-info files are handed over per the
 //! multi-network device-info specification.
 //!
-//! The matching of the kubelet's allocation to the attachments is pure
+//! [`allocate_devices`] asks the kubelet (the one place it is contacted);
+//! the matching of its allocation to the attachments is pure
 //! ([`PodDevices`], [`assign_devices`]); the file work is small and best
 //! effort, as upstream's.
 
@@ -15,6 +16,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use multus_config::cni::runtime::{CAP_CNI_DEVICE_INFO_FILE, CAP_DEVICE_ID};
+use multus_config::multus_conf::MultusNetConf;
 use multus_config::npwg::DeviceInfo;
 use multus_config::npwg::device_info::{
     CNI_SUBDIR, DEVICE_PLUGIN_SUBDIR, cni_file_name, device_plugin_file_name, parse_device_info,
@@ -22,8 +24,10 @@ use multus_config::npwg::device_info::{
 use serde_json::Value;
 
 use crate::attachment::Attachment;
+use crate::env::CniEnv;
+use crate::error::PluginError;
 use crate::plan::PodIdentity;
-use crate::podresources::api;
+use crate::podresources::{self, api};
 
 /// The devices a pod holds, per resource, in the order attachments take
 /// them: containers in the kubelet's order; within one container, the IDs
@@ -256,6 +260,60 @@ pub fn assign_devices(
         set_device(attachment, id, true, info_dir, container_id);
         tracing::debug!(attachment = %attachment.name, resource = %resource, device = %id, "device assigned");
     }
+    Ok(())
+}
+
+/// Asks the kubelet which devices the pod holds and gives every attachment
+/// whose NAD names a resource the next unused device of it. Call only when
+/// [`needs_kubelet`]: it is the one place the kubelet is contacted.
+pub async fn allocate_devices(
+    env: &CniEnv,
+    conf: &MultusNetConf,
+    identity: &PodIdentity,
+    attachments: &mut [Attachment],
+) -> Result<(), PluginError> {
+    let Some((attachment, resource)) = attachments.iter().find_map(|a| {
+        a.device
+            .resource_name
+            .as_ref()
+            .map(|r| (a.name.clone(), r.clone()))
+    }) else {
+        return Ok(());
+    };
+    if !identity.is_known() {
+        return Err(DeviceError::UnknownPod {
+            attachment,
+            resource,
+        }
+        .into());
+    }
+    let socket = Path::new(conf.pod_resources_socket());
+    let pod = podresources::pod_resources(
+        socket,
+        &identity.namespace,
+        &identity.name,
+        podresources::KUBELET_TIMEOUT,
+    )
+    .await
+    .map_err(|error| PluginError::Kubelet {
+        attachment,
+        resource,
+        error,
+    })?;
+    let held = match &pod {
+        Some(pod) => PodDevices::from_pod_resources(pod),
+        None => {
+            tracing::warn!(socket = %socket.display(), pod = %format!("{}/{}", identity.namespace, identity.name), "the kubelet does not list the pod");
+            PodDevices::default()
+        }
+    };
+    assign_devices(
+        attachments,
+        &held,
+        identity,
+        Path::new(conf.device_info_dir()),
+        &env.container_id,
+    )?;
     Ok(())
 }
 

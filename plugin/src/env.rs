@@ -2,11 +2,10 @@
 
 use std::path::PathBuf;
 
-use multus_config::cni::args::CniArgs;
+use multus_config::cni::args::{ArgsError, CniArgs};
 pub use multus_config::npwg::interface_name_problem;
 
-use crate::command::Command;
-use crate::error::{PluginError, Result};
+use crate::commands::Command;
 
 /// What the runtime told us through `CNI_*` variables.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +24,33 @@ pub struct CniEnv {
     pub path: Vec<PathBuf>,
 }
 
+/// Why the runtime's `CNI_*` variables cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    /// ADD, DEL and CHECK need `CNI_CONTAINERID`.
+    #[error("CNI_CONTAINERID is not set")]
+    NoContainerId,
+    /// `CNI_CONTAINERID` could escape the cache directory.
+    #[error(
+        "CNI_CONTAINERID {0:?} is invalid: it must start with a letter or digit and hold only letters, digits, '_', '.' and '-'"
+    )]
+    InvalidContainerId(String),
+    /// `CNI_IFNAME` is not a valid interface name.
+    #[error("CNI_IFNAME {ifname:?} is invalid: {problem}")]
+    InvalidIfname {
+        /// The name.
+        ifname: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// ADD and CHECK need `CNI_NETNS`.
+    #[error("CNI_NETNS is not set")]
+    NoNetns,
+    /// `CNI_ARGS` does not parse.
+    #[error("CNI_ARGS: {0}")]
+    Args(#[source] ArgsError),
+}
+
 /// Whether `id` is a valid container ID: starts with an alphanumeric and
 /// holds only alphanumerics, `_`, `.` and `-` (as libcni checks), so it can
 /// never escape the cache directory.
@@ -38,32 +64,30 @@ pub fn valid_container_id(id: &str) -> bool {
 impl CniEnv {
     /// Reads and validates the environment through `lookup` (the process
     /// environment in production, a map in tests).
-    pub fn from_lookup(command: Command, lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+    pub fn from_lookup(
+        command: Command,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, EnvError> {
         let get = |key: &str| lookup(key).filter(|v| !v.is_empty());
         let needs_container = matches!(command, Command::Add | Command::Del | Command::Check);
         let container_id = get("CNI_CONTAINERID").unwrap_or_default();
         if needs_container {
             if container_id.is_empty() {
-                return Err(PluginError::Env("CNI_CONTAINERID is not set".into()));
+                return Err(EnvError::NoContainerId);
             }
             if !valid_container_id(&container_id) {
-                return Err(PluginError::Env(format!(
-                    "CNI_CONTAINERID {container_id:?} is invalid: it must start with a letter or digit and hold only letters, digits, '_', '.' and '-'"
-                )));
+                return Err(EnvError::InvalidContainerId(container_id));
             }
         }
         let ifname = get("CNI_IFNAME").unwrap_or_default();
         if needs_container && let Some(problem) = interface_name_problem(&ifname) {
-            return Err(PluginError::Env(format!(
-                "CNI_IFNAME {ifname:?} is invalid: {problem}"
-            )));
+            return Err(EnvError::InvalidIfname { ifname, problem });
         }
         let netns = get("CNI_NETNS").map(PathBuf::from);
         if matches!(command, Command::Add | Command::Check) && netns.is_none() {
-            return Err(PluginError::Env("CNI_NETNS is not set".into()));
+            return Err(EnvError::NoNetns);
         }
-        let args = CniArgs::parse(&get("CNI_ARGS").unwrap_or_default())
-            .map_err(|e| PluginError::Env(format!("CNI_ARGS: {e}")))?;
+        let args = CniArgs::parse(&get("CNI_ARGS").unwrap_or_default()).map_err(EnvError::Args)?;
         let path = get("CNI_PATH")
             .map(|p| {
                 p.split(':')
@@ -88,7 +112,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env(pairs: &[(&str, &str)], command: Command) -> Result<CniEnv> {
+    fn env(pairs: &[(&str, &str)], command: Command) -> Result<CniEnv, EnvError> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -6,19 +6,21 @@
 
 pub mod attachment;
 pub mod cache;
-pub mod cmd;
-pub mod command;
+pub mod commands;
 pub mod delegate;
 pub mod devices;
 pub mod env;
 pub mod error;
+pub mod invocation;
 pub mod k8s;
 pub mod logging;
 pub mod netns;
 pub mod network_status;
 pub mod plan;
 pub mod podresources;
+pub mod readiness;
 pub mod route;
 pub mod version;
 
-pub use command::{Command, run};
+pub use commands::Command;
+pub use invocation::run;

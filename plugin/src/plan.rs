@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 
 use crate::attachment::{Attachment, DeviceAttachment};
 use crate::env::{CniEnv, interface_name_problem};
-use crate::error::{PluginError, Result};
+use crate::error::{MultusConfigError, NetworkConfigError, PluginError, PodRequestError, Result};
 
 /// Where NADs come from (the API server in production).
 pub trait NadSource {
@@ -185,19 +185,22 @@ pub async fn resolve_reference(
                         .iter()
                         .any(|ext| f.name.ends_with(ext))
                 })
-                .ok_or_else(|| {
-                    PluginError::NetworkConfig(format!(
-                        "network {reference:?}: the directory holds no .conf, .conflist or .json file"
-                    ))
+                .ok_or_else(|| NetworkConfigError::EmptyDirectory {
+                    reference: reference.to_owned(),
                 })?
         } else {
-            let bytes = std::fs::read(path).map_err(|e| {
-                PluginError::NetworkConfig(format!("network {reference:?}: cannot read it: {e}"))
+            let bytes = std::fs::read(path).map_err(|source| NetworkConfigError::Unreadable {
+                reference: reference.to_owned(),
+                source,
             })?;
             ConfFile::new(reference, bytes)
         };
-        let mut config = NetworkConfig::parse(&file.bytes).map_err(|e| {
-            PluginError::NetworkConfig(format!("network {reference:?} ({}): {e}", file.name))
+        let mut config = NetworkConfig::parse(&file.bytes).map_err(|source| {
+            NetworkConfigError::InvalidFile {
+                reference: reference.to_owned(),
+                file: file.name.clone(),
+                source,
+            }
         })?;
         config.set_cni_version_if_missing(version);
         let name = config.name().unwrap_or(reference).to_owned();
@@ -216,18 +219,25 @@ pub async fn resolve_reference(
         input.conf_dir.files(),
         version,
     )
-    .map_err(|e| {
+    .map_err(|source| {
         if nad.is_none() {
-            PluginError::NetworkConfig(format!(
-                "network {reference:?}: no NetworkAttachmentDefinition {namespace}/{reference} and no config named {reference:?} in {}: {e}",
-                input.conf.conf_dir
-            ))
+            NetworkConfigError::Unresolved {
+                reference: reference.to_owned(),
+                namespace: namespace.to_owned(),
+                conf_dir: input.conf.conf_dir.clone(),
+                source,
+            }
         } else {
-            PluginError::NetworkConfig(e.to_string())
+            NetworkConfigError::Nad(source)
         }
     })?;
-    let config = NetworkConfig::from_value(resolved.value)
-        .map_err(|e| PluginError::NetworkConfig(format!("network {namespace}/{reference}: {e}")))?;
+    let config = NetworkConfig::from_value(resolved.value).map_err(|source| {
+        NetworkConfigError::InvalidReferenced {
+            namespace: namespace.to_owned(),
+            reference: reference.to_owned(),
+            source,
+        }
+    })?;
     let name = if nad.is_some() {
         format!("{namespace}/{reference}")
     } else {
@@ -303,16 +313,20 @@ pub fn inline_delegates(conf: &MultusNetConf, runtime_ifname: &str) -> Result<Ve
             None | Some(Value::Bool(false)) => {}
             Some(Value::Bool(true)) => {
                 if let Some(first) = master {
-                    return Err(PluginError::Config(format!(
-                        "delegates[{first}] and delegates[{index}] both set \"{MASTERPLUGIN_KEY}\": true; at most one delegate can be the cluster network"
-                    )));
+                    return Err(MultusConfigError::TwoMasterplugins {
+                        first,
+                        second: index,
+                    }
+                    .into());
                 }
                 master = Some(index);
             }
             Some(other) => {
-                return Err(PluginError::Config(format!(
-                    "delegates[{index}].{MASTERPLUGIN_KEY} must be true or false, not {other}"
-                )));
+                return Err(MultusConfigError::MasterpluginNotBool {
+                    index,
+                    value: other.clone(),
+                }
+                .into());
             }
         }
     }
@@ -324,7 +338,7 @@ pub fn inline_delegates(conf: &MultusNetConf, runtime_ifname: &str) -> Result<Ve
         .enumerate()
         .map(|(index, value)| {
             let mut config = NetworkConfig::from_value(value.clone())
-                .map_err(|e| PluginError::Config(format!("delegates[{index}]: {e}")))?;
+                .map_err(|source| MultusConfigError::Delegate { index, source })?;
             config.set_cni_version_if_missing(version);
             let is_cluster_network = index == master;
             let name = match config.name() {
@@ -431,7 +445,7 @@ async fn cluster_and_delegates(
     };
     let replacement = if let Some(text) = annotation(input.pod, DEFAULT_NETWORK_ANNOTATION) {
         let element = parse_default_network_annotation(text, &conf.multus_namespace)
-            .map_err(|e| PluginError::Annotation(e.to_string()))?;
+            .map_err(PodRequestError::from)?;
         check_namespace(conf, &common.identity, &element)?;
         Some(resolve_reference(&element.name, &element.namespace, input, nads, nad_cache).await?)
     } else if let Some(reference) = cluster_network {
@@ -459,9 +473,7 @@ async fn cluster_and_delegates(
         }
     }
     if !attachments.iter().any(|a| a.is_cluster_network) {
-        return Err(PluginError::Config(
-            "no cluster network: set clusterNetwork or delegates".into(),
-        ));
+        return Err(MultusConfigError::NoClusterNetwork.into());
     }
     Ok(attachments)
 }
@@ -519,7 +531,7 @@ pub async fn plan(
     // 3. The networks annotation.
     if let Some(text) = annotation(input.pod, NETWORKS_ANNOTATION) {
         let elements = parse_networks_annotation(text, &identity.namespace)
-            .map_err(|e| (PluginError::Annotation(e.to_string()), None))?;
+            .map_err(|e| (PodRequestError::from(e).into(), None))?;
         for element in elements {
             check_namespace(conf, identity, &element).map_err(|e| (e, None))?;
             let nad = lookup_nad(&element.namespace, &element.name, nads, &mut nad_cache)
@@ -528,9 +540,7 @@ pub async fn plan(
             let full_name = element.namespaced_name();
             let Some(nad) = nad else {
                 return Err((
-                    PluginError::NetworkConfig(format!(
-                        "NetworkAttachmentDefinition {full_name} not found (named by the pod's {NETWORKS_ANNOTATION} annotation)"
-                    )),
+                    NetworkConfigError::NadNotFound { network: full_name }.into(),
                     Some(MissingNad {
                         namespace: element.namespace.clone(),
                         name: element.name.clone(),
@@ -544,32 +554,26 @@ pub async fn plan(
                 input.conf_dir.files(),
                 default_version(conf),
             )
-            .map_err(|e| (PluginError::NetworkConfig(e.to_string()), None))?;
+            .map_err(|e| (NetworkConfigError::from(e).into(), None))?;
             let mut value = resolved.value;
             if let Some(cni_args) = &element.cni_args {
                 merge_cni_args(&mut value, cni_args);
             }
-            let config = NetworkConfig::from_value(value).map_err(|e| {
-                (
-                    PluginError::NetworkConfig(format!("{full_name}: {e}")),
-                    None,
-                )
+            let config = NetworkConfig::from_value(value).map_err(|source| {
+                let error = NetworkConfigError::InvalidRequested {
+                    network: full_name.clone(),
+                    source,
+                };
+                (error.into(), None)
             })?;
             let requested = requested_capabilities(&element);
             let undeclared = undeclared_requested(requested.keys(), &config.capabilities());
             if !undeclared.is_empty() {
-                return Err((
-                    PluginError::Annotation(format!(
-                        "{full_name}: the pod requests {} but no plugin of this network declares the capability (add \"capabilities\": {{{}}} to the NAD's config)",
-                        undeclared.join(", "),
-                        undeclared
-                            .iter()
-                            .map(|k| format!("\"{k}\": true"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-                    None,
-                ));
+                let error = PodRequestError::UndeclaredCapabilities {
+                    network: full_name,
+                    undeclared,
+                };
+                return Err((error.into(), None));
             }
             let mut caps = runtime_caps.clone();
             caps.extend(requested);
@@ -681,13 +685,12 @@ fn check_namespace(
     element: &NetworkSelectionElement,
 ) -> Result<()> {
     if identity.is_known() && !conf.namespace_allowed(&identity.namespace, &element.namespace) {
-        return Err(PluginError::Annotation(format!(
-            "namespace isolation: pod {}/{} may not use NetworkAttachmentDefinition {} (allowed: its own namespace and {})",
-            identity.namespace,
-            identity.name,
-            element.namespaced_name(),
-            conf.effective_global_namespaces().join(", ")
-        )));
+        return Err(PodRequestError::NamespaceIsolation {
+            pod: format!("{}/{}", identity.namespace, identity.name),
+            network: element.namespaced_name(),
+            allowed: conf.effective_global_namespaces().join(", "),
+        }
+        .into());
     }
     Ok(())
 }
@@ -696,16 +699,20 @@ fn check_interface_names(attachments: &[Attachment]) -> Result<()> {
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for a in attachments {
         if let Some(problem) = interface_name_problem(&a.ifname) {
-            return Err(PluginError::Annotation(format!(
-                "{}: interface name {:?} is invalid: {problem}",
-                a.name, a.ifname
-            )));
+            return Err(PodRequestError::InvalidInterfaceName {
+                attachment: a.name.clone(),
+                ifname: a.ifname.clone(),
+                problem,
+            }
+            .into());
         }
         if let Some(other) = seen.insert(&a.ifname, &a.name) {
-            return Err(PluginError::Annotation(format!(
-                "interface {:?} is requested by both {other} and {}",
-                a.ifname, a.name
-            )));
+            return Err(PodRequestError::DuplicateInterface {
+                ifname: a.ifname.clone(),
+                first: other.to_owned(),
+                second: a.name.clone(),
+            }
+            .into());
         }
     }
     Ok(())

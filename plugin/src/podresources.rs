@@ -29,12 +29,13 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum PodResourcesError {
     /// Nothing answers on the socket.
-    #[error("cannot reach the kubelet's PodResources API at {}: {detail}", socket.display())]
+    #[error("cannot reach the kubelet's PodResources API at {}: {source}", socket.display())]
     Connect {
         /// The socket tried.
         socket: PathBuf,
-        /// The cause, with its sources.
-        detail: String,
+        /// The cause.
+        #[source]
+        source: ConnectError,
     },
     /// The kubelet did not answer in time.
     #[error("the kubelet's PodResources API at {} did not answer within {}s", socket.display(), timeout.as_secs())]
@@ -54,6 +55,17 @@ pub enum PodResourcesError {
         /// The kubelet's message.
         message: String,
     },
+}
+
+/// Why no HTTP/2 connection to the kubelet's socket was made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The socket cannot be connected to.
+    #[error(transparent)]
+    Socket(std::io::Error),
+    /// The HTTP/2 handshake failed (shown with its sources).
+    #[error("{}", chain(.0))]
+    Handshake(#[source] hyper::Error),
 }
 
 /// An error with its chain of sources, one line.
@@ -94,22 +106,22 @@ async fn ask(
     namespace: &str,
     name: &str,
 ) -> Result<Option<PodResources>, PodResourcesError> {
-    let connect_failed = |detail: String| PodResourcesError::Connect {
+    let connect_failed = |source: ConnectError| PodResourcesError::Connect {
         socket: socket.to_owned(),
-        detail,
+        source,
     };
     // One HTTP/2 connection on the socket, driven by a task; no tonic
     // Channel (its balancing and buffering are not needed for two calls,
     // and cost binary size).
     let stream = tokio::net::UnixStream::connect(socket)
         .await
-        .map_err(|e| connect_failed(e.to_string()))?;
+        .map_err(|e| connect_failed(ConnectError::Socket(e)))?;
     let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, tonic::body::Body>(
         TokioExecutor::new(),
         TokioIo::new(stream),
     )
     .await
-    .map_err(|e| connect_failed(chain(&e)))?;
+    .map_err(|e| connect_failed(ConnectError::Handshake(e)))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "PodResources connection ended");

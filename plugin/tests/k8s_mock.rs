@@ -12,7 +12,7 @@ mod k8s {
     use multus_config::npwg::{NETWORK_STATUS_ANNOTATION, NetworkStatus};
     use multus_plugin::k8s::{
         EventType, K8sClient, K8sError, K8sSettings, PodRef, REASON_ADDED_INTERFACE,
-        added_interface_message,
+        REASON_NO_NETWORK_FOUND, added_interface_message,
     };
     use serde_json::{Value, json};
     use tokio::task::JoinHandle;
@@ -618,7 +618,12 @@ mod k8s {
             ),
         )]);
         client
-            .record_event(&pod_object(), EventType::Warning, "NoNetworkFound", "m")
+            .record_event(
+                &pod_object(),
+                EventType::Warning,
+                REASON_NO_NETWORK_FOUND,
+                "m",
+            )
             .await;
         assert_eq!(client.request_count(), 1);
         end.done().await;

@@ -5,7 +5,7 @@ use multus_config::npwg::NetworkAttachmentDefinitionSpec;
 use serde_json::json;
 
 use super::*;
-use crate::command::Command;
+use crate::commands::Command;
 
 #[derive(Default)]
 struct Nads(

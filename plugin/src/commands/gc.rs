@@ -8,10 +8,11 @@ use multus_config::multus_conf::MultusNetConf;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::del_all;
-use crate::delegate::{self, DEFAULT_DELEGATE_TIMEOUT, ExecEnv};
+use super::del::del_all;
+use crate::cache::Cache;
+use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
-use crate::error::{PluginError, Result};
+use crate::error::{MultusConfigError, PluginError, Result};
 
 /// The config key carrying the runtime's valid attachments.
 pub const VALID_ATTACHMENTS_KEY: &str = "cni.dev/valid-attachments";
@@ -27,14 +28,12 @@ struct ValidAttachment {
 /// Runs GC honouring `cni.dev/valid-attachments`.
 pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     let valid: Vec<ValidAttachment> = match conf.extra.get(VALID_ATTACHMENTS_KEY) {
-        Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-            PluginError::Config(format!(
-                "{VALID_ATTACHMENTS_KEY} is not a list of {{containerID, ifname}}: {e}"
-            ))
-        })?,
+        Some(v) => {
+            serde_json::from_value(v.clone()).map_err(MultusConfigError::ValidAttachments)?
+        }
         None => Vec::new(),
     };
-    let cache = super::cache(conf);
+    let cache = Cache::for_conf(conf);
     let mut errors = Vec::new();
     // network name -> (config, valid attachments of that network)
     let mut networks: BTreeMap<String, (NetworkConfig, Vec<Value>)> = BTreeMap::new();
@@ -49,7 +48,7 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
             Ok(Some(c)) => c,
             Ok(None) => continue,
             Err(e) => {
-                errors.push(e);
+                errors.push(e.into());
                 continue;
             }
         };
@@ -73,7 +72,7 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         let failures = del_all(&stale_env, conf, &cached.attachments).await;
         if failures.is_empty() {
             if let Err(e) = cache.remove(&container_id) {
-                errors.push(e);
+                errors.push(e.into());
             }
         } else {
             errors.extend(failures);
@@ -85,19 +84,9 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         }
     }
     for (name, (config, valid_attachments)) in &networks {
-        let exec = ExecEnv {
-            container_id: String::new(),
-            netns: None,
-            ifname: String::new(),
-            args: String::new(),
-            path: delegate::search_path(std::path::Path::new(&conf.bin_dir), &env.path),
-            timeout: DEFAULT_DELEGATE_TIMEOUT,
-        };
+        let exec = ExecEnv::for_network(env, conf);
         if let Err(error) = delegate::gc_network(config, valid_attachments, &exec).await {
-            errors.push(PluginError::Delegate {
-                attachment: name.clone(),
-                error,
-            });
+            errors.push(PluginError::delegate(name, error));
         }
     }
     if errors.is_empty() {

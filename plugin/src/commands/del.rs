@@ -1,18 +1,21 @@
 //! DEL: release everything ADD attached, from the cache when there is one.
 
+use multus_config::cni::error::ErrorCode;
 use multus_config::multus_conf::MultusNetConf;
 
-use super::{connect, del_all, fetch_pod};
 use crate::attachment::Attachment;
+use crate::cache::Cache;
+use crate::delegate::{self, ExecEnv};
 use crate::devices;
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
+use crate::k8s::{K8sClient, K8sSettings, fetch_pod};
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, plan, plan_static};
 
 /// Runs DEL. Idempotent: a second DEL finds no cache and DELs again what
 /// it can re-derive, which plugins accept.
 pub async fn del(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
-    let cache = super::cache(conf);
+    let cache = Cache::for_conf(conf);
     let cached = cache.load(&env.container_id, &env.ifname, &env.args.to_string())?;
     let attachments = match cached {
         Some(cached) => {
@@ -32,11 +35,49 @@ pub async fn del(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     Ok(Vec::new())
 }
 
+/// DELs `attachments` in reverse order, keeping going after failures;
+/// returns every failure. ADD's rollback and GC use it too.
+pub async fn del_all(
+    env: &CniEnv,
+    conf: &MultusNetConf,
+    attachments: &[Attachment],
+) -> Vec<PluginError> {
+    let mut errors = Vec::new();
+    for attachment in attachments.iter().rev() {
+        let exec = ExecEnv::for_attachment(env, conf, attachment);
+        if let Err(error) = delegate::del_network(
+            &attachment.config,
+            &attachment.capability_args,
+            attachment.result.as_ref(),
+            &exec,
+        )
+        .await
+        {
+            let cni_error = error.to_cni_error();
+            if attachment.result.is_none()
+                && cni_error.error_code() == Some(ErrorCode::PluginNotAvailable)
+            {
+                // ADD never completed for it and its plugin is missing, so
+                // it cannot hold anything to release.
+                tracing::warn!(attachment = %attachment.name, error = %cni_error, "skipping DEL of a delegate that never ran");
+                devices::remove_device_info(attachment);
+                continue;
+            }
+            tracing::warn!(attachment = %attachment.name, error = %cni_error, "delegate DEL failed");
+            errors.push(PluginError::delegate(&attachment.name, error));
+        } else {
+            // Kept while DEL fails, so a retry still finds it.
+            devices::remove_device_info(attachment);
+        }
+    }
+    errors
+}
+
 /// Without a cache: the pod's attachments from the API when it can tell us,
 /// else what the config alone names (cluster network, inline delegates).
 async fn rederive(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<Attachment>> {
     let identity = PodIdentity::from_args(&env.args);
-    let client = match connect(conf).await {
+    let client = match K8sClient::connect(conf, K8sSettings::default()).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "no API access for DEL; releasing what the config names");
@@ -67,7 +108,7 @@ async fn rederive(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<Attachment>>
                 // The delegates' DEL may need their device back; without
                 // it they still get DEL, and the device-info files go.
                 if let Err(error) =
-                    super::allocate_devices(env, conf, &identity, &mut p.attachments).await
+                    devices::allocate_devices(env, conf, &identity, &mut p.attachments).await
                 {
                     tracing::warn!(%error, "cannot find the pod's devices for DEL");
                 }

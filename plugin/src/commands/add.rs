@@ -3,37 +3,37 @@
 use multus_config::cni::CniVersion;
 use multus_config::cni::result::CniResult;
 use multus_config::multus_conf::MultusNetConf;
+use serde_json::Value;
 
-use super::{
-    allocate_devices, connect, del_all, exec_env, fetch_pod, k8s_error, pod_ref, wait_for_readiness,
-};
+use super::del::del_all;
 use crate::attachment::Attachment;
 use crate::cache::Cache;
-use crate::delegate;
+use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
-use crate::error::{PluginError, Result};
-use crate::k8s::EventType;
+use crate::error::{
+    MultusConfigError, PluginError, PodRequestError, Result, ResultConversionError,
+};
+use crate::k8s::{
+    EventType, K8sClient, K8sSettings, PodRef, REASON_ADDED_INTERFACE, REASON_NO_NETWORK_FOUND,
+    added_interface_message, fetch_pod, no_network_found_message,
+};
 use crate::network_status::{network_statuses, result100};
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, gateway_requests, plan};
+use crate::readiness::{READINESS_TIMEOUT, wait_for_readiness};
 use crate::{devices, netns, route};
 
 /// Runs ADD; returns the cluster network's result in the Multus config's
 /// CNI version.
 pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
-    let version = conf
-        .cni_version()
-        .map_err(|e| PluginError::Config(e.to_string()))?;
-    wait_for_readiness(conf, super::READINESS_TIMEOUT).await?;
+    let version = conf.cni_version().map_err(MultusConfigError::from)?;
+    wait_for_readiness(conf, READINESS_TIMEOUT).await?;
     let identity = PodIdentity::from_args(&env.args);
-    let client = connect(conf).await?;
+    let client = K8sClient::connect(conf, K8sSettings::default()).await?;
     let pod = fetch_pod(client.as_ref(), &identity).await?;
     if client.is_some() && identity.is_known() && pod.is_none() {
-        return Err(PluginError::Kubernetes {
-            msg: format!(
-                "pod {}/{} not found: it was deleted or the runtime's CNI_ARGS are wrong",
-                identity.namespace, identity.name
-            ),
-            transient: false,
+        return Err(PluginError::PodNotFound {
+            namespace: identity.namespace.clone(),
+            name: identity.name.clone(),
         });
     }
     let conf_dir = ConfDir::new(&conf.conf_dir);
@@ -55,8 +55,8 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
                     .record_event(
                         pod,
                         EventType::Warning,
-                        "NoNetworkFound",
-                        &crate::k8s::no_network_found_message(&missing.namespace, &missing.name),
+                        REASON_NO_NETWORK_FOUND,
+                        &no_network_found_message(&missing.namespace, &missing.name),
                     )
                     .await;
             }
@@ -64,53 +64,50 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         }
     };
     if devices::needs_kubelet(&attachments) {
-        allocate_devices(env, conf, &identity, &mut attachments).await?;
+        devices::allocate_devices(env, conf, &identity, &mut attachments).await?;
     }
 
     if let Some(netns) = &env.netns {
-        let existing = netns::link_names(netns).map_err(|e| PluginError::Netlink(e.to_string()))?;
+        let existing = netns::link_names(netns)?;
         if let Some(a) = attachments.iter().find(|a| existing.contains(&a.ifname)) {
-            return Err(PluginError::Annotation(format!(
-                "{}: interface {:?} already exists in the pod's network namespace",
-                a.name, a.ifname
-            )));
+            return Err(PodRequestError::InterfaceExists {
+                attachment: a.name.clone(),
+                ifname: a.ifname.clone(),
+            }
+            .into());
         }
     }
     let requests = route_requests(&attachments);
-    route::check_requests(&requests).map_err(|e| PluginError::Annotation(e.to_string()))?;
+    route::check_requests(&requests).map_err(PodRequestError::from)?;
 
-    let cache = super::cache(conf);
+    let cache = Cache::for_conf(conf);
     cache.save(&env.container_id, &attachments)?;
 
     let info_dir = std::path::Path::new(conf.device_info_dir());
     for index in 0..attachments.len() {
         devices::copy_device_plugin_info(&attachments[index], info_dir);
-        let exec = exec_env(env, conf, &attachments[index]);
+        let exec = ExecEnv::for_attachment(env, conf, &attachments[index]);
         let outcome = delegate::add_network(
             &attachments[index].config,
             &attachments[index].capability_args,
             &exec,
         )
-        .await
-        .and_then(|r| {
-            r.to_value().map_err(|e| {
-                multus_config::cni::error::CniError::new(
-                    multus_config::cni::error::ErrorCode::DecodingFailure,
-                    e.to_string(),
-                    "",
-                )
-            })
-        });
-        match outcome {
+        .await;
+        let value = match outcome {
+            Ok(result) => result
+                .to_value()
+                .map_err(|source| PluginError::DelegateResult {
+                    attachment: attachments[index].name.clone(),
+                    source,
+                }),
+            Err(error) => Err(PluginError::delegate(&attachments[index].name, error)),
+        };
+        match value {
             Ok(value) => {
                 attachments[index].result = Some(value);
                 attachments[index].device.info = devices::read_device_info(&attachments[index]);
             }
-            Err(error) => {
-                let failed = PluginError::Delegate {
-                    attachment: attachments[index].name.clone(),
-                    error,
-                };
+            Err(failed) => {
                 return Err(rollback(env, conf, &cache, &attachments[..=index], failed).await);
             }
         }
@@ -120,18 +117,17 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         return Err(rollback(env, conf, &cache, &attachments, e).await);
     }
     if let Err(e) = cache.save(&env.container_id, &attachments) {
-        return Err(rollback(env, conf, &cache, &attachments, e).await);
+        return Err(rollback(env, conf, &cache, &attachments, e.into()).await);
     }
 
     if let (Some(client), Some(pod)) = (&client, &pod) {
         if !conf.is_system_namespace(&identity.namespace) {
             let statuses = network_statuses(&attachments);
             if let Err(e) = client
-                .set_network_status(&pod_ref(&identity), &statuses)
+                .set_network_status(&PodRef::from(&identity), &statuses)
                 .await
             {
-                let e = k8s_error(e);
-                return Err(rollback(env, conf, &cache, &attachments, e).await);
+                return Err(rollback(env, conf, &cache, &attachments, e.into()).await);
             }
         }
         // Only once nothing can roll back any more; best effort, concurrent.
@@ -141,16 +137,12 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
             .filter_map(|a| {
                 let result = result100(a)?;
                 let ips: Vec<String> = result.ips.iter().map(|ip| ip.address.to_string()).collect();
-                Some(crate::k8s::added_interface_message(
-                    &a.ifname, &ips, &a.name,
-                ))
+                Some(added_interface_message(&a.ifname, &ips, &a.name))
             })
             .collect();
-        futures::future::join_all(
-            messages.iter().map(|message| {
-                client.record_event(pod, EventType::Normal, "AddedInterface", message)
-            }),
-        )
+        futures::future::join_all(messages.iter().map(|message| {
+            client.record_event(pod, EventType::Normal, REASON_ADDED_INTERFACE, message)
+        }))
         .await;
     }
 
@@ -158,24 +150,25 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         .iter()
         .find(|a| a.is_cluster_network)
         .and_then(|a| a.result.clone())
-        .ok_or_else(|| PluginError::Config("no cluster network result".into()))?;
-    let bytes = CniResult::from_value(cluster, None)
-        .map_err(|e| PluginError::Version(format!("cluster network result: {e}")))
-        .and_then(|r| {
-            r.convert_to(version).map_err(|e| {
-                PluginError::Version(format!(
-                    "cannot return the cluster network's result as CNI {version}: {e}"
-                ))
-            })
-        })
-        .and_then(|r| {
-            r.to_json_bytes()
-                .map_err(|e| PluginError::Version(e.to_string()))
-        });
-    match bytes {
+        .ok_or(MultusConfigError::NoClusterNetworkResult)?;
+    match cluster_result_bytes(cluster, version) {
         Ok(bytes) => Ok(bytes),
-        Err(e) => Err(rollback(env, conf, &cache, &attachments, e).await),
+        Err(e) => Err(rollback(env, conf, &cache, &attachments, e.into()).await),
     }
+}
+
+/// The cluster network's result in the Multus config's CNI version, as the
+/// JSON for stdout.
+fn cluster_result_bytes(
+    cluster: Value,
+    version: CniVersion,
+) -> Result<Vec<u8>, ResultConversionError> {
+    let result =
+        CniResult::from_value(cluster, None).map_err(ResultConversionError::ClusterResult)?;
+    let converted = result
+        .convert_to(version)
+        .map_err(|source| ResultConversionError::ClusterVersion { version, source })?;
+    Ok(converted.to_json_bytes()?)
 }
 
 /// The default-route requests of the attachments.
@@ -192,8 +185,8 @@ fn apply_default_routes(env: &CniEnv, attachments: &mut [Attachment]) -> Result<
     let (Some(netns), false) = (&env.netns, requests.is_empty()) else {
         return Ok(());
     };
-    let applied = route::apply_default_routes(netns, &requests)
-        .map_err(|e| PluginError::Netlink(e.to_string()))?;
+    let applied =
+        route::apply_default_routes(netns, &requests).map_err(PluginError::DefaultRoute)?;
     for a in attachments.iter_mut() {
         let Some(mut result) = result100(a) else {
             continue;
@@ -208,12 +201,8 @@ fn apply_default_routes(env: &CniEnv, attachments: &mut [Attachment]) -> Result<
             .unwrap_or(CniVersion::V1_0_0);
         let converted = CniResult::from(result)
             .convert_to(version)
-            .map_err(|e| PluginError::Version(e.to_string()))?;
-        a.result = Some(
-            converted
-                .to_value()
-                .map_err(|e| PluginError::Version(e.to_string()))?,
-        );
+            .map_err(ResultConversionError::from)?;
+        a.result = Some(converted.to_value().map_err(ResultConversionError::from)?);
     }
     Ok(())
 }
@@ -232,7 +221,7 @@ async fn rollback(
     let failures = del_all(env, conf, done).await;
     if failures.is_empty() {
         if let Err(e) = cache.remove(&env.container_id) {
-            return PluginError::Many(vec![error, e]);
+            return PluginError::Many(vec![error, e.into()]);
         }
         error
     } else {

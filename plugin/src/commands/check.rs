@@ -2,30 +2,27 @@
 
 use multus_config::multus_conf::MultusNetConf;
 
-use super::exec_env;
-use crate::delegate;
+use crate::cache::{Cache, CacheError};
+use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
 
 /// Runs CHECK of every attachment ADD made, with its cached result.
 pub async fn check(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
-    let cache = super::cache(conf);
+    let cache = Cache::for_conf(conf);
     let cached = cache
         .load(&env.container_id, &env.ifname, &env.args.to_string())?
-        .ok_or_else(|| {
-            PluginError::Cache(format!(
-                "CHECK: no cache for container {}: ADD did not run or DEL already ran",
-                env.container_id
-            ))
+        .ok_or_else(|| CacheError::NothingToCheck {
+            container_id: env.container_id.clone(),
         })?;
     for attachment in &cached.attachments {
         let Some(result) = &attachment.result else {
-            return Err(PluginError::Cache(format!(
-                "CHECK: {} has no cached result (set up by an older Multus); cannot check it",
-                attachment.name
-            )));
+            return Err(CacheError::NoCachedResult {
+                attachment: attachment.name.clone(),
+            }
+            .into());
         };
-        let exec = exec_env(env, conf, attachment);
+        let exec = ExecEnv::for_attachment(env, conf, attachment);
         delegate::check_network(
             &attachment.config,
             &attachment.capability_args,
@@ -33,10 +30,7 @@ pub async fn check(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
             &exec,
         )
         .await
-        .map_err(|error| PluginError::Delegate {
-            attachment: attachment.name.clone(),
-            error,
-        })?;
+        .map_err(|error| PluginError::delegate(&attachment.name, error))?;
     }
     Ok(Vec::new())
 }
