@@ -71,6 +71,8 @@ pub enum WriteOutcome {
 /// - [`sync_dir`](Self::sync_dir): fsync the directory after the rename so
 ///   the rename survives a power loss (on by default; the plugin's cache
 ///   turns it off on the per-pod path);
+/// - [`sync_file`](Self::sync_file): fsync the data before the rename (on
+///   by default);
 /// - [`create_dir`](Self::create_dir): create the directory (and its
 ///   parents) with a mode first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +80,7 @@ pub struct AtomicWrite<'a> {
     mode: u32,
     temp_prefix: &'a str,
     skip_unchanged: bool,
+    sync_file: bool,
     sync_dir: bool,
     create_dir: Option<u32>,
 }
@@ -91,6 +94,7 @@ impl<'a> AtomicWrite<'a> {
             mode,
             temp_prefix: ".multus.",
             skip_unchanged: false,
+            sync_file: true,
             sync_dir: true,
             create_dir: None,
         }
@@ -108,6 +112,14 @@ impl<'a> AtomicWrite<'a> {
     /// exactly the bytes.
     pub const fn skip_unchanged(mut self) -> Self {
         self.skip_unchanged = true;
+        self
+    }
+
+    /// Whether to fsync the temporary file before the rename (on by
+    /// default). Without it a power loss may leave an empty file behind the
+    /// rename; for files that are worthless after a reboot anyway.
+    pub const fn sync_file(mut self, sync: bool) -> Self {
+        self.sync_file = sync;
         self
     }
 
@@ -144,7 +156,7 @@ impl<'a> AtomicWrite<'a> {
             return Ok(WriteOutcome::Unchanged);
         }
         let temp = self.temp_path(dir, name);
-        let result = write_temp(&temp, bytes, self.mode).and_then(|()| {
+        let result = write_temp(&temp, bytes, self.mode, self.sync_file).and_then(|()| {
             fs::rename(&temp, path).map_err(|e| IoError::new("rename a temporary file to", path, e))
         });
         if let Err(err) = result {
@@ -208,7 +220,7 @@ fn holds(path: &Path, bytes: &[u8]) -> Result<bool, IoError> {
     }
 }
 
-fn write_temp(temp: &Path, bytes: &[u8], mode: u32) -> Result<(), IoError> {
+fn write_temp(temp: &Path, bytes: &[u8], mode: u32, sync: bool) -> Result<(), IoError> {
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -220,7 +232,11 @@ fn write_temp(temp: &Path, bytes: &[u8], mode: u32) -> Result<(), IoError> {
     // The umask may have cleared bits of `mode`.
     file.set_permissions(fs::Permissions::from_mode(mode))
         .map_err(|e| IoError::new("set the mode of", temp, e))?;
-    file.sync_all().map_err(|e| IoError::new("fsync", temp, e))
+    if sync {
+        file.sync_all()
+            .map_err(|e| IoError::new("fsync", temp, e))?;
+    }
+    Ok(())
 }
 
 /// Fsyncs a directory so a rename or removal in it is durable.
@@ -319,6 +335,7 @@ mod tests {
         assert!(err.is_not_found());
         AtomicWrite::new(0o600)
             .create_dir(0o700)
+            .sync_file(false)
             .sync_dir(false)
             .write(&path, b"x")
             .unwrap();

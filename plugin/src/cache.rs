@@ -11,10 +11,8 @@
 //! we read caches upstream left behind, and a rollback to upstream still
 //! finds its delegates in ours.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -28,9 +26,14 @@ use multus_config::npwg::device_info::{CNI_SUBDIR, cni_file_name};
 
 use multus_config::cni::netconf::ConfigError;
 use multus_config::multus_conf::MultusNetConf;
+use multus_fsutil::AtomicWrite;
 
 use crate::attachment::{Attachment, DeviceAttachment};
 use crate::env::valid_container_id;
+
+/// How cache files are written: 0600 in a 0700 directory created on
+/// demand, fsynced, the directory not fsynced (see [`Cache::save`]).
+const CACHE_WRITE: AtomicWrite<'static> = AtomicWrite::new(0o600).create_dir(0o700).sync_dir(false);
 
 /// Why the cache of a container cannot be used. Every message names the
 /// file (or the container).
@@ -262,7 +265,16 @@ impl Cache {
             Ok(bytes) => bytes,
             Err(source) => return Err(CacheError::Encode { path, source }),
         };
-        write_atomic(&self.dir, &path, &bytes).map_err(|source| CacheError::Write { path, source })
+        // The file is fsynced, the directory not: the rename is atomic, a
+        // directory fsync cost milliseconds per ADD, and after a power loss
+        // the sandboxes are gone too, so DEL falls back to the API.
+        match CACHE_WRITE.write(&path, &bytes) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(CacheError::Write {
+                path,
+                source: e.source,
+            }),
+        }
     }
 
     /// Reads a container's cache; `Ok(None)` when there is none. A corrupt
@@ -476,37 +488,6 @@ fn entry_config(entry: &Entry) -> Result<NetworkConfig, EntryError> {
         &entry.conf
     };
     Ok(NetworkConfig::from_value(candidate.clone())?)
-}
-
-/// Writes `bytes` to `path` through a temp file in `dir`, fsyncs, renames.
-pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        // The rename is atomic; the directory is not fsynced (it cost
-        // milliseconds per ADD, and after a power loss the sandboxes are
-        // gone too, so DEL falls back to re-deriving from the API).
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

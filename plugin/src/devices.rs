@@ -11,8 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use multus_config::cni::runtime::{CAP_CNI_DEVICE_INFO_FILE, CAP_DEVICE_ID};
@@ -396,30 +394,15 @@ pub fn copy_device_plugin_info(attachment: &Attachment, info_dir: &Path) {
 }
 
 /// Writes `bytes` to `path` (mode 0444, as upstream) through a temp file
-/// and a rename, creating the directory.
-fn write_read_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o444)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.set_permissions(fs::Permissions::from_mode(0o444))?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+/// and a rename, creating the directory; not fsynced (device-info files
+/// describe a sandbox that a reboot ends anyway).
+fn write_read_only(path: &Path, bytes: &[u8]) -> Result<(), multus_fsutil::IoError> {
+    multus_fsutil::AtomicWrite::new(0o444)
+        .create_dir(0o777)
+        .sync_file(false)
+        .sync_dir(false)
+        .write(path, bytes)
+        .map(drop)
 }
 
 /// After the delegate's ADD: the attachment's device information (copied

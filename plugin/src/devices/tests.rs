@@ -9,6 +9,7 @@ use crate::attachment::DeviceAttachment;
 use crate::podresources::api::{
     CdiDevice, ClaimResource, ContainerDevices, ContainerResources, DynamicResource, PodResources,
 };
+use std::os::unix::fs::PermissionsExt;
 
 const INFO_DIR: &str = "/run/devinfo";
 

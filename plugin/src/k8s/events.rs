@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
 use kube::api::PostParams;
+use multus_config::text::prefix_on_char_boundary;
 use tracing::warn;
 
 use super::K8sClient;
@@ -74,14 +75,14 @@ pub fn build_event(
     let keep = EVENT_NAME_MAX.saturating_sub(suffix.len() + 1);
     let name = format!(
         "{}.{suffix}",
-        truncate(&pod_name, keep).trim_end_matches('.')
+        prefix_on_char_boundary(&pod_name, keep).trim_end_matches('.')
     );
     let node = pod
         .spec
         .as_ref()
         .and_then(|s| s.node_name.clone())
         .filter(|n| !n.is_empty());
-    let instance = truncate(
+    let instance = prefix_on_char_boundary(
         node.as_deref().unwrap_or(EVENT_COMPONENT),
         EVENT_INSTANCE_MAX,
     )
@@ -101,8 +102,8 @@ pub fn build_event(
             resource_version: pod.metadata.resource_version.clone(),
             ..ObjectReference::default()
         },
-        reason: Some(truncate(reason, EVENT_REASON_MAX).to_owned()),
-        message: Some(truncate(message, EVENT_MESSAGE_MAX).to_owned()),
+        reason: Some(prefix_on_char_boundary(reason, EVENT_REASON_MAX).to_owned()),
+        message: Some(prefix_on_char_boundary(message, EVENT_MESSAGE_MAX).to_owned()),
         type_: Some(event_type.as_str().to_owned()),
         source: Some(EventSource {
             component: Some(EVENT_COMPONENT.to_owned()),
@@ -111,25 +112,13 @@ pub fn build_event(
         reporting_component: Some(EVENT_COMPONENT.to_owned()),
         reporting_instance: Some(instance),
         // Required by the API server once eventTime is set.
-        action: Some(truncate(reason, EVENT_REASON_MAX).to_owned()),
+        action: Some(prefix_on_char_boundary(reason, EVENT_REASON_MAX).to_owned()),
         first_timestamp: Some(Time(now)),
         last_timestamp: Some(Time(now)),
         event_time: Some(MicroTime(now)),
         count: Some(1),
         ..Event::default()
     }
-}
-
-/// The longest prefix of `s` of at most `max` bytes ending on a char boundary.
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while end > 0 && !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// Sequence mixed into event names created by this process.
