@@ -351,13 +351,67 @@ pub fn owner_reference(name: &str, uid: &str) -> OwnerReference {
     }
 }
 
-fn metadata(name: String, namespace: Option<&str>, config: &str, uid: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name),
-        namespace: namespace.map(str::to_owned),
-        labels: Some(common_labels(config)),
-        owner_references: Some(vec![owner_reference(config, uid)]),
-        ..ObjectMeta::default()
+/// The MultusConfig whose operands are rendered: what every operand's
+/// labels and owner reference name, and the namespace of the namespaced
+/// ones.
+#[derive(Debug, Clone, Copy)]
+struct Owner<'a> {
+    /// The MultusConfig's name.
+    config: &'a str,
+    /// The MultusConfig's uid.
+    uid: &'a str,
+    /// Namespace of the namespaced operands.
+    namespace: &'a str,
+}
+
+impl<'a> Owner<'a> {
+    /// The owner of `config`'s operands in `namespace`; the MultusConfig
+    /// must have a name and a uid.
+    fn of(config: &'a MultusConfig, namespace: &'a str) -> Result<Self, RenderError> {
+        let name = config
+            .metadata
+            .name
+            .as_deref()
+            .ok_or(RenderError::Incomplete("metadata.name"))?;
+        let uid = config
+            .metadata
+            .uid
+            .as_deref()
+            .ok_or(RenderError::Incomplete("metadata.uid"))?;
+        Ok(Self {
+            config: name,
+            uid,
+            namespace,
+        })
+    }
+
+    /// Metadata of the namespaced operand `name`.
+    fn namespaced(&self, name: String) -> ObjectMeta {
+        ObjectMeta {
+            namespace: Some(self.namespace.to_owned()),
+            ..self.cluster_scoped(name)
+        }
+    }
+
+    /// Metadata of the cluster-scoped operand `name`.
+    fn cluster_scoped(&self, name: String) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name),
+            labels: Some(common_labels(self.config)),
+            owner_references: Some(vec![owner_reference(self.config, self.uid)]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    /// The ServiceAccount `name` of the operands' namespace as an RBAC
+    /// subject.
+    fn subject(&self, name: &str) -> Subject {
+        Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: name.to_owned(),
+            namespace: Some(self.namespace.to_owned()),
+            api_group: None,
+        }
     }
 }
 
@@ -576,75 +630,105 @@ pub fn render(
     settings: &OperandSettings,
     excluded: &[String],
 ) -> Result<Children, RenderError> {
-    let name = config
-        .metadata
-        .name
-        .as_deref()
-        .ok_or(RenderError::Incomplete("metadata.name"))?;
-    let uid = config
-        .metadata
-        .uid
-        .as_deref()
-        .ok_or(RenderError::Incomplete("metadata.uid"))?;
+    let owner = Owner::of(config, &settings.namespace)?;
     let spec = &config.spec;
-    let namespace = settings.namespace.as_str();
-    let agent = agent_name(name);
+    let (config_map, config_hash) = agent_settings_config_map(&owner, spec)?;
+    let daemon_set = agent_daemon_set(
+        &owner,
+        spec,
+        &settings.default_image,
+        &config_hash,
+        excluded,
+    )?;
+    Ok(Children {
+        service_account: service_account(&owner, agent_name(owner.config)),
+        cluster_role_binding: agent_cluster_role_binding(&owner, &settings.agent_cluster_role),
+        plugin_service_account: service_account(&owner, plugin_name(owner.config)),
+        plugin_cluster_role_binding: plugin_cluster_role_binding(
+            &owner,
+            &settings.plugin_cluster_role,
+        ),
+        agent_role: agent_token_role(&owner),
+        agent_role_binding: agent_token_role_binding(&owner),
+        config_map,
+        daemon_set,
+        config_hash,
+    })
+}
 
-    let service_account = ServiceAccount {
-        metadata: metadata(agent.clone(), Some(namespace), name, uid),
+/// A ServiceAccount without automounted tokens (the agents' DaemonSet
+/// projects its own; the plugin's tokens are requested by the agents).
+fn service_account(owner: &Owner<'_>, name: String) -> ServiceAccount {
+    ServiceAccount {
+        metadata: owner.namespaced(name),
         automount_service_account_token: Some(false),
         ..ServiceAccount::default()
-    };
+    }
+}
 
-    let plugin = plugin_name(name);
-    let subject = |sa: &str| Subject {
-        kind: "ServiceAccount".to_owned(),
-        name: sa.to_owned(),
-        namespace: Some(namespace.to_owned()),
-        api_group: None,
-    };
-    let role_ref = |kind: &str, role: &str| RoleRef {
+/// A reference to the RBAC role `role` of kind `kind` (`ClusterRole` or
+/// `Role`).
+fn role_ref(kind: &str, role: &str) -> RoleRef {
+    RoleRef {
         api_group: "rbac.authorization.k8s.io".to_owned(),
         kind: kind.to_owned(),
         name: role.to_owned(),
-    };
+    }
+}
 
-    let cluster_role_binding = ClusterRoleBinding {
-        metadata: metadata(agent.clone(), None, name, uid),
-        role_ref: role_ref("ClusterRole", &settings.agent_cluster_role),
-        subjects: Some(vec![subject(&agent)]),
-    };
+/// Grants the agents the chart's agent ClusterRole `role`.
+fn agent_cluster_role_binding(owner: &Owner<'_>, role: &str) -> ClusterRoleBinding {
+    let agent = agent_name(owner.config);
+    ClusterRoleBinding {
+        metadata: owner.cluster_scoped(agent.clone()),
+        role_ref: role_ref("ClusterRole", role),
+        subjects: Some(vec![owner.subject(&agent)]),
+    }
+}
 
-    let plugin_service_account = ServiceAccount {
-        metadata: metadata(plugin.clone(), Some(namespace), name, uid),
-        automount_service_account_token: Some(false),
-        ..ServiceAccount::default()
-    };
+/// Grants the plugin the chart's plugin ClusterRole `role`. The agents
+/// are subjects too: while no plugin token can be had, the agent gives the
+/// plugin a copy of its own token (the fallback).
+fn plugin_cluster_role_binding(owner: &Owner<'_>, role: &str) -> ClusterRoleBinding {
+    let plugin = plugin_name(owner.config);
+    ClusterRoleBinding {
+        metadata: owner.cluster_scoped(plugin.clone()),
+        role_ref: role_ref("ClusterRole", role),
+        subjects: Some(vec![
+            owner.subject(&plugin),
+            owner.subject(&agent_name(owner.config)),
+        ]),
+    }
+}
 
-    // The agents are subjects too: while no plugin token can be had, the
-    // agent gives the plugin a copy of its own token (the fallback).
-    let plugin_cluster_role_binding = ClusterRoleBinding {
-        metadata: metadata(plugin.clone(), None, name, uid),
-        role_ref: role_ref("ClusterRole", &settings.plugin_cluster_role),
-        subjects: Some(vec![subject(&plugin), subject(&agent)]),
-    };
+/// Lets the agents request tokens for the plugin's ServiceAccount only.
+fn agent_token_role(owner: &Owner<'_>) -> Role {
+    Role {
+        metadata: owner.namespaced(agent_name(owner.config)),
+        rules: Some(policy_rules(&agent_token_rules(&plugin_name(owner.config)))),
+    }
+}
 
-    let agent_role = Role {
-        metadata: metadata(agent.clone(), Some(namespace), name, uid),
-        rules: Some(policy_rules(&agent_token_rules(&plugin))),
-    };
-
-    let agent_role_binding = RoleBinding {
-        metadata: metadata(agent.clone(), Some(namespace), name, uid),
+/// Binds [`agent_token_role`] to the agents' ServiceAccount.
+fn agent_token_role_binding(owner: &Owner<'_>) -> RoleBinding {
+    let agent = agent_name(owner.config);
+    RoleBinding {
+        metadata: owner.namespaced(agent.clone()),
         role_ref: role_ref("Role", &agent),
-        subjects: Some(vec![subject(&agent)]),
-    };
+        subjects: Some(vec![owner.subject(&agent)]),
+    }
+}
 
+/// The ConfigMap holding the agent settings (`agent.yaml`) of `spec`,
+/// immutable and named after their SHA-256, which comes with it.
+fn agent_settings_config_map(
+    owner: &Owner<'_>,
+    spec: &MultusConfigSpec,
+) -> Result<(ConfigMap, String), serde_yaml::Error> {
     let settings_yaml = agent_settings_yaml(spec)?;
     let config_hash = hex_sha256(settings_yaml.as_bytes());
-    let cm_name = config_map_name(name, &config_hash);
     let config_map = ConfigMap {
-        metadata: metadata(cm_name.clone(), Some(namespace), name, uid),
+        metadata: owner.namespaced(config_map_name(owner.config, &config_hash)),
         data: Some(BTreeMap::from([(
             AGENT_CONFIG_KEY.to_owned(),
             settings_yaml,
@@ -652,7 +736,136 @@ pub fn render(
         immutable: Some(true),
         ..ConfigMap::default()
     };
+    Ok((config_map, config_hash))
+}
 
+/// The node-agent DaemonSet: the agent pods of [`agent_pod_template`],
+/// replaced `spec.updateStrategy.maxUnavailable` at a time, annotated with
+/// the hash of its whole spec.
+fn agent_daemon_set(
+    owner: &Owner<'_>,
+    spec: &MultusConfigSpec,
+    default_image: &ImageRef,
+    config_hash: &str,
+    excluded: &[String],
+) -> Result<DaemonSet, serde_json::Error> {
+    let ds_spec = DaemonSetSpec {
+        selector: LabelSelector {
+            match_labels: Some(selector_labels(owner.config)),
+            match_expressions: None,
+        },
+        update_strategy: Some(DaemonSetUpdateStrategy {
+            type_: Some("RollingUpdate".to_owned()),
+            rolling_update: Some(RollingUpdateDaemonSet {
+                max_unavailable: Some(spec.max_unavailable()),
+                max_surge: Some(IntOrString::Int(0)),
+            }),
+        }),
+        revision_history_limit: Some(5),
+        template: agent_pod_template(owner, spec, default_image, config_hash, excluded),
+        ..DaemonSetSpec::default()
+    };
+    let rendered_hash = hex_sha256(&serde_json::to_vec(&ds_spec)?);
+    let mut metadata = owner.namespaced(agent_name(owner.config));
+    metadata.annotations = Some(BTreeMap::from([(
+        ANNOTATION_RENDERED_HASH.to_owned(),
+        rendered_hash,
+    )]));
+    Ok(DaemonSet {
+        metadata,
+        spec: Some(ds_spec),
+        status: None,
+    })
+}
+
+/// The agent pods in install mode, annotated with the hash of their
+/// settings (so a settings change rolls them).
+fn agent_pod_template(
+    owner: &Owner<'_>,
+    spec: &MultusConfigSpec,
+    default_image: &ImageRef,
+    config_hash: &str,
+    excluded: &[String],
+) -> PodTemplateSpec {
+    let mut labels = common_labels(owner.config);
+    labels.insert(LABEL_MODE.to_owned(), MODE_INSTALL.to_owned());
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([
+                (ANNOTATION_CONFIG_HASH.to_owned(), config_hash.to_owned()),
+                (
+                    "kubectl.kubernetes.io/default-container".to_owned(),
+                    AGENT_CONTAINER.to_owned(),
+                ),
+            ])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(agent_pod_spec(
+            owner,
+            spec,
+            default_image,
+            config_hash,
+            excluded,
+        )),
+    }
+}
+
+/// The agent pod: privileged on the host network, on the nodes of
+/// `spec.placement` minus `excluded`, with the host directories and
+/// settings of [`agent_volumes`].
+fn agent_pod_spec(
+    owner: &Owner<'_>,
+    spec: &MultusConfigSpec,
+    default_image: &ImageRef,
+    config_hash: &str,
+    excluded: &[String],
+) -> PodSpec {
+    let (volumes, mounts) = agent_volumes(spec, config_map_name(owner.config, config_hash));
+    let placement = spec.placement.as_ref();
+    PodSpec {
+        service_account_name: Some(agent_name(owner.config)),
+        automount_service_account_token: Some(false),
+        host_network: Some(true),
+        dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
+        priority_class_name: Some(spec.priority_class_name().to_owned()),
+        node_selector: placement
+            .and_then(|p| p.node_selector.clone())
+            .filter(|s| !s.is_empty()),
+        affinity: affinity_excluding(placement.and_then(|p| p.affinity.as_ref()), excluded)
+            .filter(|a| *a != Affinity::default()),
+        tolerations: Some(
+            placement
+                .and_then(|p| p.tolerations.clone())
+                .unwrap_or_else(default_tolerations),
+        ),
+        image_pull_secrets: image_pull_secrets(spec),
+        termination_grace_period_seconds: Some(10),
+        containers: vec![agent_container(owner.config, spec, default_image, mounts)],
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    }
+}
+
+/// The spec's image pull secrets, `None` when it lists none.
+fn image_pull_secrets(spec: &MultusConfigSpec) -> Option<Vec<LocalObjectReference>> {
+    spec.image
+        .as_ref()
+        .and_then(|i| i.pull_secrets.as_ref())
+        .filter(|s| !s.is_empty())
+        .map(|secrets| {
+            secrets
+                .iter()
+                .map(|s| LocalObjectReference { name: s.clone() })
+                .collect()
+        })
+}
+
+/// The agent pod's volumes and the agent container's mounts: the host's
+/// CNI conf, bin, Multus conf and cache dirs, `/run/multus`, the settings
+/// ConfigMap `config_map`, the projected token and, where needed, the
+/// readiness indicator's directory ([`indicator_mount_dir`]).
+fn agent_volumes(spec: &MultusConfigSpec, config_map: String) -> (Vec<Volume>, Vec<VolumeMount>) {
     let mut volumes = vec![
         host_path_volume("cni-conf-dir", spec.cni_conf_dir()),
         host_path_volume("cni-bin-dir", spec.cni_bin_dir()),
@@ -662,7 +875,7 @@ pub fn render(
         Volume {
             name: "agent-config".to_owned(),
             config_map: Some(ConfigMapVolumeSource {
-                name: cm_name,
+                name: config_map,
                 ..ConfigMapVolumeSource::default()
             }),
             ..Volume::default()
@@ -682,44 +895,26 @@ pub fn render(
         volumes.push(host_path_volume("readiness-indicator", &dir));
         mounts.push(mount("readiness-indicator", &dir, true));
     }
+    (volumes, mounts)
+}
 
-    let image = ImageRef::for_spec(spec, &settings.default_image);
-    let container = Container {
+/// The agent container of MultusConfig `config`: the image of the spec
+/// (or `default_image`), the command line of [`agent_args`], the
+/// environment of [`agent_env`], the health port and probes, privileged.
+fn agent_container(
+    config: &str,
+    spec: &MultusConfigSpec,
+    default_image: &ImageRef,
+    mounts: Vec<VolumeMount>,
+) -> Container {
+    let image = ImageRef::for_spec(spec, default_image);
+    Container {
         name: AGENT_CONTAINER.to_owned(),
         image: Some(image.to_string()),
         image_pull_policy: Some(spec.image_pull_policy().as_str().to_owned()),
         command: Some(vec![AGENT_COMMAND.to_owned()]),
-        args: Some(agent_args(name, spec).to_args()),
-        env: Some(vec![
-            EnvVar {
-                name: "NODE_NAME".to_owned(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        api_version: Some("v1".to_owned()),
-                        field_path: "spec.nodeName".to_owned(),
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                value: None,
-            },
-            EnvVar {
-                name: "MULTUS_CONFIG_NAME".to_owned(),
-                value: Some(name.to_owned()),
-                value_from: None,
-            },
-            // The namespace of the plugin's ServiceAccount (the agent's own).
-            EnvVar {
-                name: "POD_NAMESPACE".to_owned(),
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        api_version: Some("v1".to_owned()),
-                        field_path: "metadata.namespace".to_owned(),
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                value: None,
-            },
-        ]),
+        args: Some(agent_args(config, spec).to_args()),
+        env: Some(agent_env(config)),
         ports: Some(vec![ContainerPort {
             name: Some("metrics".to_owned()),
             container_port: i32::from(AGENT_PORT),
@@ -736,96 +931,36 @@ pub fn render(
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         volume_mounts: Some(mounts),
         ..Container::default()
-    };
+    }
+}
 
-    let placement = spec.placement.as_ref();
-    let mut pod_labels = common_labels(name);
-    pod_labels.insert(LABEL_MODE.to_owned(), MODE_INSTALL.to_owned());
-    let pod_spec = PodSpec {
-        service_account_name: Some(agent.clone()),
-        automount_service_account_token: Some(false),
-        host_network: Some(true),
-        dns_policy: Some("ClusterFirstWithHostNet".to_owned()),
-        priority_class_name: Some(spec.priority_class_name().to_owned()),
-        node_selector: placement
-            .and_then(|p| p.node_selector.clone())
-            .filter(|s| !s.is_empty()),
-        affinity: affinity_excluding(placement.and_then(|p| p.affinity.as_ref()), excluded)
-            .filter(|a| *a != Affinity::default()),
-        tolerations: Some(
-            placement
-                .and_then(|p| p.tolerations.clone())
-                .unwrap_or_else(default_tolerations),
-        ),
-        image_pull_secrets: spec
-            .image
-            .as_ref()
-            .and_then(|i| i.pull_secrets.as_ref())
-            .filter(|s| !s.is_empty())
-            .map(|secrets| {
-                secrets
-                    .iter()
-                    .map(|s| LocalObjectReference { name: s.clone() })
-                    .collect()
-            }),
-        termination_grace_period_seconds: Some(10),
-        containers: vec![container],
-        volumes: Some(volumes),
-        ..PodSpec::default()
-    };
-
-    let ds_spec = DaemonSetSpec {
-        selector: LabelSelector {
-            match_labels: Some(selector_labels(name)),
-            match_expressions: None,
+/// The agent's environment: its node, its MultusConfig `config` and its
+/// namespace (also the plugin's ServiceAccount's).
+fn agent_env(config: &str) -> Vec<EnvVar> {
+    vec![
+        field_env("NODE_NAME", "spec.nodeName"),
+        EnvVar {
+            name: "MULTUS_CONFIG_NAME".to_owned(),
+            value: Some(config.to_owned()),
+            value_from: None,
         },
-        update_strategy: Some(DaemonSetUpdateStrategy {
-            type_: Some("RollingUpdate".to_owned()),
-            rolling_update: Some(RollingUpdateDaemonSet {
-                max_unavailable: Some(spec.max_unavailable()),
-                max_surge: Some(IntOrString::Int(0)),
+        field_env("POD_NAMESPACE", "metadata.namespace"),
+    ]
+}
+
+/// The environment variable `name` set from the pod's field `field_path`.
+fn field_env(name: &str, field_path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: Some("v1".to_owned()),
+                field_path: field_path.to_owned(),
             }),
+            ..EnvVarSource::default()
         }),
-        revision_history_limit: Some(5),
-        template: PodTemplateSpec {
-            metadata: Some(ObjectMeta {
-                labels: Some(pod_labels),
-                annotations: Some(BTreeMap::from([
-                    (ANNOTATION_CONFIG_HASH.to_owned(), config_hash.clone()),
-                    (
-                        "kubectl.kubernetes.io/default-container".to_owned(),
-                        AGENT_CONTAINER.to_owned(),
-                    ),
-                ])),
-                ..ObjectMeta::default()
-            }),
-            spec: Some(pod_spec),
-        },
-        ..DaemonSetSpec::default()
-    };
-    let rendered_hash = hex_sha256(&serde_json::to_vec(&ds_spec)?);
-    let mut ds_meta = metadata(agent, Some(namespace), name, uid);
-    ds_meta.annotations = Some(BTreeMap::from([(
-        ANNOTATION_RENDERED_HASH.to_owned(),
-        rendered_hash,
-    )]));
-    let daemon_set = DaemonSet {
-        metadata: ds_meta,
-        spec: Some(ds_spec),
-        status: None,
-    };
-
-    Ok(Children {
-        service_account,
-        cluster_role_binding,
-        plugin_service_account,
-        plugin_cluster_role_binding,
-        agent_role,
-        agent_role_binding,
-        config_map,
-        daemon_set,
-        config_hash,
-    })
+        value: None,
+    }
 }
 
 /// The DaemonSet that removes Multus from the nodes, derived from the
