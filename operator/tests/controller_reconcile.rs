@@ -14,9 +14,9 @@ mod controller {
     use k8s_openapi::api::core::v1::{ConfigMap, Node};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_openapi::jiff::Timestamp;
+    use kube::Resource;
     use kube::core::PartialObjectMetaExt;
     use kube::runtime::controller::Action;
-    use kube::Resource;
     use multus_config::crd::multus_config::{Placement, UpdateStrategy};
     use multus_config::crd::{
         MultusConfig, MultusConfigSpec, MultusConfigStatus, MultusNodeState, MultusNodeStateSpec,
@@ -101,6 +101,30 @@ mod controller {
             self.expect(Method::GET, ROLE_PATH, |_| (200, role())).await;
             self.expect(Method::GET, PLUGIN_ROLE_PATH, |_| (200, role()))
                 .await;
+        }
+
+        /// The patch of the MultusConfig's finalizers, answered with the
+        /// object.
+        async fn expect_finalizer_patch(&mut self) -> Seen {
+            self.expect(Method::PATCH, MC_PATH, |_| {
+                (
+                    200,
+                    json!({"apiVersion": "multus.dev/v1alpha1", "kind": "MultusConfig",
+                        "metadata": {"name": "default"}, "spec": {}}),
+                )
+            })
+            .await
+        }
+
+        /// The list of the uninstall pods, answered with `items`.
+        async fn expect_uninstall_pods(&mut self, items: Vec<Value>) -> Seen {
+            self.expect(Method::GET, PODS_PATH, |_| {
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+                )
+            })
+            .await
         }
 
         /// Asserts that no further request comes.
@@ -270,6 +294,8 @@ mod controller {
     const AGENT_ROLE_PATH: &str =
         "/apis/rbac.authorization.k8s.io/v1/namespaces/multus-system/roles/multus-agent-default";
     const AGENT_RB_PATH: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/multus-system/rolebindings/multus-agent-default";
+    const MC_PATH: &str = "/apis/multus.dev/v1alpha1/multusconfigs/default";
+    const PODS_PATH: &str = "/api/v1/namespaces/multus-system/pods";
     const MC_STATUS_PATH: &str = "/apis/multus.dev/v1alpha1/multusconfigs/default/status";
     const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
@@ -930,13 +956,10 @@ mod controller {
         assert_eq!(event_reason(&e), ("Normal", "Uninstalling"));
         let pods = h
             .api
-            .expect(Method::GET, "/api/v1/namespaces/multus-system/pods", |_| {
-                (
-                    200,
-                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
-                "items": [uninstall_pod("n1", Some(0)), uninstall_pod("n2", None)]}),
-                )
-            })
+            .expect_uninstall_pods(vec![
+                uninstall_pod("n1", Some(0)),
+                uninstall_pod("n2", None),
+            ])
             .await;
         assert!(
             pods.query.contains(
@@ -974,13 +997,10 @@ mod controller {
         let deleting = with_status(deleting, &status.body);
         let task = tokio::spawn(reconcile(Arc::new(deleting), h.ctx.clone()));
         h.api
-            .expect(Method::GET, "/api/v1/namespaces/multus-system/pods", |_| {
-                (
-                    200,
-                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
-                "items": [uninstall_pod("n1", Some(0)), uninstall_pod("n2", Some(0))]}),
-                )
-            })
+            .expect_uninstall_pods(vec![
+                uninstall_pod("n1", Some(0)),
+                uninstall_pod("n2", Some(0)),
+            ])
             .await;
         h.api
             .expect(Method::DELETE, DS_PATH, |_| (200, deleted()))
@@ -1027,20 +1047,7 @@ mod controller {
         let e = h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await;
         assert_eq!(event_reason(&e), ("Normal", "Uninstalled"));
         assert!(e.body["note"].as_str().unwrap().contains("left untouched"));
-        let finalizer = h
-            .api
-            .expect(
-                Method::PATCH,
-                "/apis/multus.dev/v1alpha1/multusconfigs/default",
-                |_| {
-                    (
-                        200,
-                        json!({"apiVersion": "multus.dev/v1alpha1", "kind": "MultusConfig",
-                "metadata": {"name": "default"}, "spec": {}}),
-                    )
-                },
-            )
-            .await;
+        let finalizer = h.api.expect_finalizer_patch().await;
         assert_eq!(
             finalizer.body[1],
             json!({"op": "remove", "path": "/metadata/finalizers/0"})
@@ -1076,13 +1083,7 @@ mod controller {
         deleting.metadata.deletion_timestamp = Some(Time(at(T0)));
         let task = tokio::spawn(reconcile(Arc::new(deleting), h.ctx.clone()));
         h.api
-            .expect(Method::GET, "/api/v1/namespaces/multus-system/pods", |_| {
-                (
-                    200,
-                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
-                "items": [uninstall_pod("n9", Some(1))]}),
-                )
-            })
+            .expect_uninstall_pods(vec![uninstall_pod("n9", Some(1))])
             .await;
         let warning = h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await;
         assert_eq!(event_reason(&warning), ("Warning", "UninstallIncomplete"));
@@ -1092,19 +1093,7 @@ mod controller {
             .expect(Method::DELETE, DS_PATH, |_| (200, deleted()))
             .await;
         h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await; // Uninstalled
-        h.api
-            .expect(
-                Method::PATCH,
-                "/apis/multus.dev/v1alpha1/multusconfigs/default",
-                |_| {
-                    (
-                        200,
-                        json!({"apiVersion": "multus.dev/v1alpha1", "kind": "MultusConfig",
-                "metadata": {"name": "default"}, "spec": {}}),
-                    )
-                },
-            )
-            .await;
+        h.api.expect_finalizer_patch().await;
         assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
         h.api.silent().await;
     }
@@ -1117,19 +1106,7 @@ mod controller {
         let task = tokio::spawn(reconcile(Arc::new(mc), h.ctx.clone()));
         let e = h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await;
         assert_eq!(event_reason(&e), ("Normal", "Uninstalled"));
-        h.api
-            .expect(
-                Method::PATCH,
-                "/apis/multus.dev/v1alpha1/multusconfigs/default",
-                |_| {
-                    (
-                        200,
-                        json!({"apiVersion": "multus.dev/v1alpha1", "kind": "MultusConfig",
-                "metadata": {"name": "default"}, "spec": {}}),
-                    )
-                },
-            )
-            .await;
+        h.api.expect_finalizer_patch().await;
         assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
         h.api.silent().await;
     }
