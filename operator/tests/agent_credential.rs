@@ -6,19 +6,17 @@
 
 mod agent_common;
 
-use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agent_common::*;
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use http::{Method, StatusCode};
+use multus_e2e::mock_api::{
+    ApiHandle, Responder, Seen, mock_client, next_request, respond_json, status_body,
+};
 use multus_operator::agent::credential::{CredentialSettings, KubeTokenApi};
 use multus_operator::agent::{self, KubeAccess, Settings};
 use serde_json::{Value, json};
-use tower_test::mock::{self, Handle, SendResponse};
-
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
 const NS: &str = "multus-system";
 const PLUGIN_SA: &str = "multus-plugin-default";
@@ -34,21 +32,7 @@ fn credential_settings() -> CredentialSettings {
 }
 
 fn settings(host: &Host) -> Settings {
-    Settings {
-        cni_conf_dir: host.conf.clone(),
-        host_cni_conf_dir: "/etc/cni/net.d".into(),
-        cni_bin_dir: host.bin.clone(),
-        multus_conf_dir: host.multus_conf.clone(),
-        plugin_binary: Some(host.plugin.clone()),
-        service_account_dir: host.sa.clone(),
-        config_file: None,
-        api_server: Some("https://10.96.0.1:443".into()),
-        node_name: Some("node-1".into()),
-        multus_config_name: Some("default".into()),
-        kube: true,
-        metrics_address: "127.0.0.1:0".parse().unwrap(),
-        plugin_credential: Some(credential_settings()),
-    }
+    agent_settings(host, Some(credential_settings()))
 }
 
 fn agent_jwt(iat: i64) -> String {
@@ -59,44 +43,14 @@ fn plugin_jwt(iat: i64, exp: i64) -> String {
     service_account_jwt(NS, PLUGIN_SA, iat, exp)
 }
 
-fn respond(send: SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
-    send.send_response(
-        Response::builder()
-            .status(code)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap(),
-    );
-}
-
-/// One request of the token API: (method, path, body) and the responder.
-async fn next(
-    handle: &mut std::pin::Pin<&mut ApiHandle>,
-) -> ((Method, String, Value), SendResponse<Response<Body>>) {
-    let (request, send) = tokio::time::timeout(DEADLINE, handle.next_request())
-        .await
-        .expect("no request in time")
-        .expect("the client is gone");
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    ((method, path, body), send)
-}
-
 /// Answers a TokenRequest with `token`, expiring at `exp`.
-fn issue(send: SendResponse<Response<Body>>, request: &Value, token: &str, exp: i64) {
+fn issue(send: Responder, request: &Value, token: &str, exp: i64) {
     let mut answer = request.clone();
     answer["status"] = json!({
         "token": token,
         "expirationTimestamp": k8s_openapi::jiff::Timestamp::from_second(exp).unwrap().to_string(),
     });
-    respond(send, StatusCode::CREATED, &answer);
-}
-
-fn status(code: u16, reason: &str, message: &str) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reason, "code": code})
+    respond_json(send, StatusCode::CREATED, &answer);
 }
 
 /// Plays the API server for the MultusNodeState reporter: echoes every
@@ -105,16 +59,15 @@ fn node_state_server(handle: ApiHandle) -> Arc<Mutex<Vec<Value>>> {
     let statuses: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen = Arc::clone(&statuses);
     tokio::spawn(async move {
-        let mut handle = pin!(handle);
+        let mut handle = handle;
         while let Some((request, send)) = handle.next_request().await {
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let mut body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let mut body = Seen::read(request).await.body;
             if let Some(status) = body.get("status") {
                 seen.lock().unwrap().push(status.clone());
             }
             body["metadata"]["uid"] = json!("uid-node-1");
             body["metadata"]["resourceVersion"] = json!("1");
-            respond(send, StatusCode::OK, &body);
+            respond_json(send, StatusCode::OK, &body);
         }
     });
     statuses
@@ -179,17 +132,17 @@ impl Running {
 /// its token requests and the checks of the plugin's token; returns the
 /// handles of the latter two.
 fn start(host: &Host) -> (Running, ApiHandle, ApiHandle) {
-    let (state_service, state_handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let (state_client, state_handle) = mock_client("default");
     let statuses = node_state_server(state_handle);
-    let (token_service, tokens) = mock::pair::<Request<Body>, Response<Body>>();
-    let (verify_service, verify) = mock::pair::<Request<Body>, Response<Body>>();
+    let (token_client, tokens) = mock_client("default");
+    let (verify_client, verify) = mock_client("default");
     let verified_with: Arc<Mutex<Vec<String>>> = Arc::default();
     let record = Arc::clone(&verified_with);
     let api = KubeTokenApi::new(
-        kube::Client::new(token_service, "default"),
+        token_client,
         Box::new(move |token: &str| {
             record.lock().unwrap().push(token.to_owned());
-            Ok(kube::Client::new(verify_service.clone(), "default"))
+            Ok(verify_client.clone())
         }),
         credential_settings(),
     );
@@ -200,7 +153,7 @@ fn start(host: &Host) -> (Running, ApiHandle, ApiHandle) {
             let _ = stop_rx.await;
         },
         Some(KubeAccess {
-            client: kube::Client::new(state_service, "default"),
+            client: state_client,
             token_api: Some(Arc::new(api)),
         }),
     ));
@@ -230,11 +183,15 @@ async fn the_plugin_gets_a_token_of_its_own_that_the_agents_token_never_overwrit
     let now = unix_now();
     host.project_service_account(&agent_jwt(now), "CA-1");
     std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
-    let (running, tokens, _verify) = start(&host);
+    let (running, mut tokens, _verify) = start(&host);
     let token = host.multus_d().join("token");
 
-    let mut tokens = pin!(tokens);
-    let ((method, path, body), send) = next(&mut tokens).await;
+    let (
+        Seen {
+            method, path, body, ..
+        },
+        send,
+    ) = next_request(&mut tokens, DEADLINE).await;
     assert_eq!((method, path.as_str()), (Method::POST, TOKEN_PATH));
     assert_eq!(body["kind"], "TokenRequest");
     assert_eq!(
@@ -329,16 +286,15 @@ async fn without_a_token_of_its_own_the_plugin_uses_the_agents_and_says_so() {
     let agent_token = agent_jwt(now);
     host.project_service_account(&agent_token, "CA-1");
     std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
-    let (running, tokens, _verify) = start(&host);
+    let (running, mut tokens, _verify) = start(&host);
     let token = host.multus_d().join("token");
 
     // The controller has not created the RBAC yet (or an old one runs).
-    let mut tokens = pin!(tokens);
-    let (_, send) = next(&mut tokens).await;
-    respond(
+    let (_, send) = next_request(&mut tokens, DEADLINE).await;
+    respond_json(
         send,
         StatusCode::FORBIDDEN,
-        &status(
+        &status_body(
             403,
             "Forbidden",
             "serviceaccounts \"multus-plugin-default\" is forbidden: User cannot create \
@@ -402,12 +358,11 @@ async fn a_token_from_the_previous_run_is_kept_until_it_stops_authenticating() {
     std::fs::create_dir_all(host.multus_d()).unwrap();
     let previous = plugin_jwt(now - 100, now + 86_300);
     std::fs::write(host.multus_d().join("token"), &previous).unwrap();
-    let (running, tokens, verify) = start(&host);
+    let (running, mut tokens, mut verify) = start(&host);
     let token = host.multus_d().join("token");
 
     // Kept: no request, but a check that it still authenticates.
-    let mut verify = pin!(verify);
-    let ((method, path, _), send) = next(&mut verify).await;
+    let (Seen { method, path, .. }, send) = next_request(&mut verify, DEADLINE).await;
     assert_eq!((method, path.as_str()), (Method::GET, "/version"));
     assert_eq!(
         running.verified_with.lock().unwrap().as_slice(),
@@ -416,13 +371,17 @@ async fn a_token_from_the_previous_run_is_kept_until_it_stops_authenticating() {
     );
     assert_eq!(std::fs::read_to_string(&token).unwrap(), previous);
     // Its ServiceAccount was deleted (and created again): 401.
-    respond(
+    respond_json(
         send,
         StatusCode::UNAUTHORIZED,
-        &status(401, "Unauthorized", "Unauthorized"),
+        &status_body(401, "Unauthorized", "Unauthorized"),
     );
-    let mut tokens = pin!(tokens);
-    let ((method, path, body), send) = next(&mut tokens).await;
+    let (
+        Seen {
+            method, path, body, ..
+        },
+        send,
+    ) = next_request(&mut tokens, DEADLINE).await;
     assert_eq!((method, path.as_str()), (Method::POST, TOKEN_PATH));
     // Meanwhile the plugin uses the agent's token rather than a dead one.
     assert_eq!(std::fs::read_to_string(&token).unwrap(), agent_token);

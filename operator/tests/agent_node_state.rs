@@ -3,83 +3,33 @@
 
 mod agent_common;
 
-use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agent_common::*;
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use http::{Method, StatusCode};
 use multus_config::crd::MultusNodeStateStatus;
 use multus_config::generate::hex_sha256;
+use multus_e2e::mock_api::{Responder, Seen, mock_client, next_request, respond_json, status_body};
+use multus_operator::agent;
 use multus_operator::agent::metrics::Shared;
 use multus_operator::agent::node_state::{FIELD_MANAGER, NodeStateReporter};
-use multus_operator::agent::{self, Settings};
 use serde_json::{Value, json};
-use tower_test::mock::{self, Handle, SendResponse};
-
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
-
-fn mock_client() -> (kube::Client, ApiHandle) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (kube::Client::new(service, "default"), handle)
-}
-
-struct Seen {
-    method: Method,
-    path: String,
-    query: String,
-    content_type: String,
-    body: Value,
-}
-
-async fn next(handle: &mut std::pin::Pin<&mut ApiHandle>) -> (Seen, SendResponse<Response<Body>>) {
-    let (request, send) = tokio::time::timeout(DEADLINE, handle.next_request())
-        .await
-        .expect("no request in time")
-        .expect("the client is gone");
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or_default().to_owned();
-    let content_type = request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (
-        Seen {
-            method,
-            path,
-            query,
-            content_type,
-            body,
-        },
-        send,
-    )
-}
-
-fn respond(send: SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
-    let response = Response::builder()
-        .status(code)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap();
-    send.send_response(response);
-}
 
 /// Answers an apply with the applied object (as the API server would).
-fn echo(send: SendResponse<Response<Body>>, applied: &Value) {
+fn echo(send: Responder, applied: &Value) {
     let mut object = applied.clone();
     object["metadata"]["uid"] = json!("0d9c5b4e-0000-4000-8000-000000000001");
     object["metadata"]["resourceVersion"] = json!("1");
-    respond(send, StatusCode::OK, &object);
+    respond_json(send, StatusCode::OK, &object);
 }
 
 fn not_found() -> Value {
-    json!({"kind":"Status","apiVersion":"v1","status":"Failure","message":"multusnodestates.multus.dev \"node-1\" not found","reason":"NotFound","code":404})
+    status_body(
+        404,
+        "NotFound",
+        "multusnodestates.multus.dev \"node-1\" not found",
+    )
 }
 
 fn assert_apply(seen: &Seen, path: &str) {
@@ -112,10 +62,9 @@ const STATUS: &str = "/apis/multus.dev/v1alpha1/multusnodestates/node-1/status";
 
 #[tokio::test]
 async fn publish_applies_the_spec_once_then_the_status() {
-    let (client, handle) = mock_client();
+    let (client, mut handle) = mock_client("default");
     let server = tokio::spawn(async move {
-        let mut handle = pin!(handle);
-        let (seen, send) = next(&mut handle).await;
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, OBJECT);
         assert_eq!(
             seen.body["spec"],
@@ -124,7 +73,7 @@ async fn publish_applies_the_spec_once_then_the_status() {
         assert!(seen.body.get("status").is_none());
         echo(send, &seen.body);
 
-        let (seen, send) = next(&mut handle).await;
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, STATUS);
         assert_eq!(seen.body["status"]["ready"], false);
         assert_eq!(seen.body["status"]["message"], "no primary");
@@ -132,7 +81,7 @@ async fn publish_applies_the_spec_once_then_the_status() {
         echo(send, &seen.body);
 
         // the second publish goes straight to the status
-        let (seen, send) = next(&mut handle).await;
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, STATUS);
         assert_eq!(seen.body["status"]["ready"], true);
         assert!(
@@ -162,24 +111,23 @@ async fn publish_applies_the_spec_once_then_the_status() {
 
 #[tokio::test]
 async fn a_deleted_object_is_recreated() {
-    let (client, handle) = mock_client();
+    let (client, mut handle) = mock_client("default");
     let server = tokio::spawn(async move {
-        let mut handle = pin!(handle);
-        let (seen, send) = next(&mut handle).await;
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, OBJECT);
         echo(send, &seen.body);
-        let (seen, send) = next(&mut handle).await;
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, STATUS);
         echo(send, &seen.body);
         // someone deleted the object: the status apply 404s
-        let (seen, send) = next(&mut handle).await;
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, STATUS);
-        respond(send, StatusCode::NOT_FOUND, &not_found());
-        let (seen, send) = next(&mut handle).await;
+        respond_json(send, StatusCode::NOT_FOUND, &not_found());
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, OBJECT);
         assert_eq!(seen.body["spec"]["nodeName"], "node-1");
         echo(send, &seen.body);
-        let (seen, send) = next(&mut handle).await;
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, STATUS);
         echo(send, &seen.body);
     });
@@ -192,7 +140,7 @@ async fn a_deleted_object_is_recreated() {
 
 #[tokio::test]
 async fn the_reporter_loop_retries_and_sends_the_latest_status() {
-    let (client, handle) = mock_client();
+    let (client, mut handle) = mock_client("default");
     let shared = Arc::new(Shared::default());
     let (status_tx, status_rx) = tokio::sync::watch::channel(Some(MultusNodeStateStatus {
         ready: false,
@@ -203,14 +151,13 @@ async fn the_reporter_loop_retries_and_sends_the_latest_status() {
     let reporter = NodeStateReporter::new(client, "node-1", None);
     let task = tokio::spawn(reporter.run(status_rx, stop_rx, Arc::clone(&shared)));
 
-    let mut handle = pin!(handle);
     // the API server fails once
-    let (seen, send) = next(&mut handle).await;
+    let (seen, send) = next_request(&mut handle, DEADLINE).await;
     assert_apply(&seen, OBJECT);
-    respond(
+    respond_json(
         send,
         StatusCode::INTERNAL_SERVER_ERROR,
-        &json!({"kind":"Status","apiVersion":"v1","status":"Failure","message":"etcd unavailable","reason":"InternalError","code":500}),
+        &status_body(500, "InternalError", "etcd unavailable"),
     );
     // meanwhile the agent became ready: the retry sends the latest status
     status_tx.send_replace(Some(MultusNodeStateStatus {
@@ -218,10 +165,10 @@ async fn the_reporter_loop_retries_and_sends_the_latest_status() {
         primary_config_file: Some("10-calico.conflist".into()),
         ..Default::default()
     }));
-    let (seen, send) = next(&mut handle).await;
+    let (seen, send) = next_request(&mut handle, DEADLINE).await;
     assert_apply(&seen, OBJECT);
     echo(send, &seen.body);
-    let (seen, send) = next(&mut handle).await;
+    let (seen, send) = next_request(&mut handle, DEADLINE).await;
     assert_apply(&seen, STATUS);
     assert_eq!(seen.body["status"]["ready"], true);
     assert_eq!(
@@ -237,7 +184,7 @@ async fn the_reporter_loop_retries_and_sends_the_latest_status() {
         message: Some("no primary".into()),
         ..Default::default()
     }));
-    let (seen, send) = next(&mut handle).await;
+    let (seen, send) = next_request(&mut handle, DEADLINE).await;
     assert_apply(&seen, STATUS);
     assert_eq!(seen.body["status"]["message"], "no primary");
     echo(send, &seen.body);
@@ -271,31 +218,16 @@ async fn once_reports_what_it_did_on_the_node() {
         std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
     }
-    let settings = Settings {
-        cni_conf_dir: host.conf.clone(),
-        host_cni_conf_dir: "/etc/cni/net.d".into(),
-        cni_bin_dir: host.bin.clone(),
-        multus_conf_dir: host.multus_conf.clone(),
-        plugin_binary: Some(host.plugin.clone()),
-        service_account_dir: host.sa.clone(),
-        config_file: None,
-        api_server: Some("https://10.96.0.1:443".into()),
-        node_name: Some("node-1".into()),
-        multus_config_name: Some("default".into()),
-        kube: true,
-        metrics_address: "127.0.0.1:0".parse().unwrap(),
-        // --once keeps giving the plugin a copy of the agent's token.
-        plugin_credential: None,
-    };
-    let (client, handle) = mock_client();
+    // --once keeps giving the plugin a copy of the agent's token.
+    let settings = agent_settings(&host, None);
+    let (client, mut handle) = mock_client("default");
     let output = host.output();
     let server = tokio::spawn(async move {
-        let mut handle = pin!(handle);
-        let (seen, send) = next(&mut handle).await;
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, OBJECT);
         assert_eq!(seen.body["spec"]["multusConfig"], "default");
         echo(send, &seen.body);
-        let (seen, send) = next(&mut handle).await;
+        let (seen, send) = next_request(&mut handle, DEADLINE).await;
         assert_apply(&seen, STATUS);
         echo(send, &seen.body);
         let status = seen.body["status"].clone();

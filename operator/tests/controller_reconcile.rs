@@ -9,19 +9,22 @@ mod controller {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use http::{Method, Request, Response};
+    use http::{Method, StatusCode};
     use k8s_openapi::api::apps::v1::DaemonSet;
     use k8s_openapi::api::core::v1::{ConfigMap, Node};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_openapi::jiff::Timestamp;
-    use kube::client::Body;
+    use kube::Resource;
     use kube::core::PartialObjectMetaExt;
     use kube::runtime::controller::Action;
-    use kube::{Client, Resource};
     use multus_config::crd::multus_config::{Placement, UpdateStrategy};
     use multus_config::crd::{
         MultusConfig, MultusConfigSpec, MultusConfigStatus, MultusNodeState, MultusNodeStateSpec,
         MultusNodeStateStatus,
+    };
+    use multus_e2e::mock_api::{
+        ApiHandle, Seen, assert_silent, expect_request, mock_client, next_request, respond_json,
+        status_body,
     };
     use multus_operator::controller::context::{Context, Settings, StoreWriters, Stores, put};
     use multus_operator::controller::metrics::Metrics;
@@ -30,7 +33,6 @@ mod controller {
     use multus_operator::controller::render::{ImageRef, OperandSettings};
     use multus_operator::controller::{Error, FINALIZER};
     use serde_json::{Value, json};
-    use tower_test::mock::{self, Handle};
 
     const NS: &str = "multus-system";
     const T0: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
@@ -39,17 +41,11 @@ mod controller {
         Timestamp::from_second(seconds).unwrap()
     }
 
-    /// One request as the mock API server saw it.
-    #[derive(Debug)]
-    struct Call {
-        method: Method,
-        path: String,
-        query: String,
-        body: Value,
-    }
+    /// How long the mock API server waits for an expected request.
+    const REQUEST_DEADLINE: Duration = Duration::from_secs(2);
 
     struct ApiServer {
-        handle: Handle<Request<Body>, Response<Body>>,
+        handle: ApiHandle,
     }
 
     impl ApiServer {
@@ -59,36 +55,22 @@ mod controller {
             &mut self,
             method: Method,
             path: &str,
-            reply: impl FnOnce(&Call) -> (u16, Value),
-        ) -> Call {
-            let next = tokio::time::timeout(Duration::from_secs(2), self.handle.next_request())
-                .await
-                .unwrap_or_else(|_| panic!("no request within 2s; expected {method} {path}"));
-            let (request, send) = next.expect("the client is gone");
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.unwrap();
-            let call = Call {
-                method: parts.method.clone(),
-                path: parts.uri.path().to_owned(),
-                query: parts.uri.query().unwrap_or_default().to_owned(),
-                body: if bytes.is_empty() {
-                    Value::Null
-                } else {
-                    serde_json::from_slice(&bytes).unwrap()
-                },
-            };
-            assert_eq!(
-                (&call.method, call.path.as_str()),
-                (&method, path),
-                "unexpected request {call:#?}"
-            );
+            reply: impl FnOnce(&Seen) -> (u16, Value),
+        ) -> Seen {
+            let (call, send) =
+                expect_request(&mut self.handle, method, path, REQUEST_DEADLINE).await;
             let (code, body) = reply(&call);
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap(),
-            );
+            respond_json(send, StatusCode::from_u16(code).unwrap(), &body);
+            call
+        }
+
+        /// Takes the next request, the apply of a ConfigMap (its name
+        /// carries a hash, so any), answers with `reply(&call)`.
+        async fn expect_config_map(&mut self, reply: impl FnOnce(&Seen) -> Value) -> Seen {
+            let (call, send) = next_request(&mut self.handle, REQUEST_DEADLINE).await;
+            assert_eq!(call.method, Method::PATCH, "unexpected request {call:#?}");
+            assert!(call.path.starts_with(CM_PREFIX), "{}", call.path);
+            respond_json(send, StatusCode::OK, &reply(&call));
             call
         }
 
@@ -121,13 +103,33 @@ mod controller {
                 .await;
         }
 
+        /// The patch of the MultusConfig's finalizers, answered with the
+        /// object.
+        async fn expect_finalizer_patch(&mut self) -> Seen {
+            self.expect(Method::PATCH, MC_PATH, |_| {
+                (
+                    200,
+                    json!({"apiVersion": "multus.dev/v1alpha1", "kind": "MultusConfig",
+                        "metadata": {"name": "default"}, "spec": {}}),
+                )
+            })
+            .await
+        }
+
+        /// The list of the uninstall pods, answered with `items`.
+        async fn expect_uninstall_pods(&mut self, items: Vec<Value>) -> Seen {
+            self.expect(Method::GET, PODS_PATH, |_| {
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items}),
+                )
+            })
+            .await
+        }
+
         /// Asserts that no further request comes.
         async fn silent(&mut self) {
-            if let Ok(Some((request, _))) =
-                tokio::time::timeout(Duration::from_millis(200), self.handle.next_request()).await
-            {
-                panic!("unexpected request {} {}", request.method(), request.uri());
-            }
+            assert_silent(&mut self.handle, Duration::from_millis(200)).await;
         }
     }
 
@@ -139,8 +141,7 @@ mod controller {
     }
 
     fn harness(now: i64) -> Harness {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
+        let (client, handle) = mock_client("default");
         let (stores, writers) = Stores::detached();
         let metrics = Arc::new(Metrics::default());
         let settings = Settings {
@@ -210,7 +211,7 @@ mod controller {
     }
 
     /// The server's answer to an apply: the body with server fields.
-    fn served(call: &Call, resource_version: &str) -> Value {
+    fn served(call: &Seen, resource_version: &str) -> Value {
         let mut body = call.body.clone();
         let name = body["metadata"]["name"]
             .as_str()
@@ -225,7 +226,7 @@ mod controller {
     }
 
     /// A DaemonSet answer with a rollout status.
-    fn served_ds(call: &Call, generation: i64, desired: i32, updated: i32, ready: i32) -> Value {
+    fn served_ds(call: &Seen, generation: i64, desired: i32, updated: i32, ready: i32) -> Value {
         let mut body = served(call, &format!("ds-{generation}-{updated}-{ready}"));
         body["metadata"]["generation"] = json!(generation);
         body["status"] = json!({
@@ -241,33 +242,19 @@ mod controller {
         body
     }
 
-    fn ok_echo(call: &Call) -> (u16, Value) {
+    fn ok_echo(call: &Seen) -> (u16, Value) {
         (200, served(call, "1"))
     }
 
     /// The answer to a status apply: a whole MultusConfig.
-    fn status_echo(call: &Call) -> (u16, Value) {
+    fn status_echo(call: &Seen) -> (u16, Value) {
         let mut body = served(call, "2");
         body["spec"] = json!({});
         (200, body)
     }
 
-    fn forbidden(message: &str) -> Value {
-        json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": message, "reason": "Forbidden", "code": 403
-        })
-    }
-
     fn deleted() -> Value {
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"})
-    }
-
-    fn not_found() -> Value {
-        json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "not found", "reason": "NotFound", "code": 404
-        })
     }
 
     fn role() -> Value {
@@ -286,7 +273,7 @@ mod controller {
             .unwrap_or_else(|| panic!("no {type_} condition in {status:#}"))
     }
 
-    fn event_reason(call: &Call) -> (&str, &str) {
+    fn event_reason(call: &Seen) -> (&str, &str) {
         (
             call.body["type"].as_str().unwrap_or_default(),
             call.body["reason"].as_str().unwrap_or_default(),
@@ -307,6 +294,8 @@ mod controller {
     const AGENT_ROLE_PATH: &str =
         "/apis/rbac.authorization.k8s.io/v1/namespaces/multus-system/roles/multus-agent-default";
     const AGENT_RB_PATH: &str = "/apis/rbac.authorization.k8s.io/v1/namespaces/multus-system/rolebindings/multus-agent-default";
+    const MC_PATH: &str = "/apis/multus.dev/v1alpha1/multusconfigs/default";
+    const PODS_PATH: &str = "/api/v1/namespaces/multus-system/pods";
     const MC_STATUS_PATH: &str = "/apis/multus.dev/v1alpha1/multusconfigs/default/status";
     const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
 
@@ -336,25 +325,8 @@ mod controller {
             identities[4]["rules"][0]["resourceNames"],
             json!(["multus-plugin-default"])
         );
-        let cm_call = {
-            let next = api.handle.next_request().await.expect("a ConfigMap apply");
-            let (request, send) = next;
-            let path = request.uri().path().to_owned();
-            assert!(path.starts_with(CM_PREFIX), "{path}");
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = serde_json::from_slice(&bytes).unwrap();
-            let call = Call {
-                method: Method::PATCH,
-                path,
-                query: String::new(),
-                body,
-            };
-            let reply = served(&call, "1");
-            send.send_response(Response::new(Body::from(
-                serde_json::to_vec(&reply).unwrap(),
-            )));
-            reply
-        };
+        let cm = api.expect_config_map(|c| served(c, "1")).await;
+        let cm_call = served(&cm, "1");
         assert_eq!(cm_call["immutable"], true);
         let ds = api
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 1, 2, 0, 0)))
@@ -591,29 +563,16 @@ mod controller {
             .await;
         assert!(dry.query.contains("dryRun=All"));
         h.api.expect_identities().await;
-        let next = h.api.handle.next_request().await.unwrap();
-        let new_cm_path = next.0.uri().path().to_owned();
+        let cm_call = h.api.expect_config_map(|c| served(c, "5")).await;
+        let new_cm_path = cm_call.path.clone();
         assert!(new_cm_path.starts_with(CM_PREFIX) && !new_cm_path.ends_with(&old_cm));
-        let body: Value =
-            serde_json::from_slice(&next.0.into_body().collect_bytes().await.unwrap()).unwrap();
         assert!(
-            body["data"]["agent.yaml"]
+            cm_call.body["data"]["agent.yaml"]
                 .as_str()
                 .unwrap()
                 .contains("namespaceIsolation: true")
         );
-        let new_cm = served(
-            &Call {
-                method: Method::PATCH,
-                path: new_cm_path.clone(),
-                query: String::new(),
-                body,
-            },
-            "5",
-        );
-        next.1.send_response(Response::new(Body::from(
-            serde_json::to_vec(&new_cm).unwrap(),
-        )));
+        let new_cm = served(&cm_call, "5");
         let ds = h
             .api
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 2, 2, 0, 1)))
@@ -727,13 +686,7 @@ mod controller {
             json!({"key": "metadata.name", "operator": "NotIn", "values": ["n1"]})
         );
         h.api.expect_identities().await;
-        let (request, send) = h.api.handle.next_request().await.unwrap();
-        assert!(request.uri().path().starts_with(CM_PREFIX));
-        let body: Value =
-            serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
-        send.send_response(Response::new(Body::from(
-            serde_json::to_vec(&body).unwrap(),
-        )));
+        h.api.expect_config_map(|c| c.body.clone()).await;
         h.api
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 1, 1, 1, 1)))
             .await;
@@ -843,17 +796,14 @@ mod controller {
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 1, 1, 1, 1)))
             .await;
         h.api.expect_identities().await;
-        let (request, send) = h.api.handle.next_request().await.unwrap();
-        let body: Value =
-            serde_json::from_slice(&request.into_body().collect_bytes().await.unwrap()).unwrap();
-        send.send_response(Response::new(Body::from(
-            serde_json::to_vec(&body).unwrap(),
-        )));
+        h.api.expect_config_map(|c| c.body.clone()).await;
         h.api
             .expect(Method::PATCH, DS_PATH, |c| (200, served_ds(c, 1, 1, 1, 1)))
             .await;
         h.api
-            .expect(Method::GET, ROLE_PATH, |_| (404, not_found()))
+            .expect(Method::GET, ROLE_PATH, |_| {
+                (404, status_body(404, "NotFound", "not found"))
+            })
             .await;
         h.api
             .expect(Method::GET, PLUGIN_ROLE_PATH, |_| (200, role()))
@@ -890,7 +840,11 @@ mod controller {
             .expect(Method::PATCH, SA_PATH, |_| {
                 (
                     403,
-                    forbidden("serviceaccounts is forbidden: User cannot patch"),
+                    status_body(
+                        403,
+                        "Forbidden",
+                        "serviceaccounts is forbidden: User cannot patch",
+                    ),
                 )
             })
             .await;
@@ -1002,13 +956,10 @@ mod controller {
         assert_eq!(event_reason(&e), ("Normal", "Uninstalling"));
         let pods = h
             .api
-            .expect(Method::GET, "/api/v1/namespaces/multus-system/pods", |_| {
-                (
-                    200,
-                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
-                "items": [uninstall_pod("n1", Some(0)), uninstall_pod("n2", None)]}),
-                )
-            })
+            .expect_uninstall_pods(vec![
+                uninstall_pod("n1", Some(0)),
+                uninstall_pod("n2", None),
+            ])
             .await;
         assert!(
             pods.query.contains(
@@ -1046,13 +997,10 @@ mod controller {
         let deleting = with_status(deleting, &status.body);
         let task = tokio::spawn(reconcile(Arc::new(deleting), h.ctx.clone()));
         h.api
-            .expect(Method::GET, "/api/v1/namespaces/multus-system/pods", |_| {
-                (
-                    200,
-                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
-                "items": [uninstall_pod("n1", Some(0)), uninstall_pod("n2", Some(0))]}),
-                )
-            })
+            .expect_uninstall_pods(vec![
+                uninstall_pod("n1", Some(0)),
+                uninstall_pod("n2", Some(0)),
+            ])
             .await;
         h.api
             .expect(Method::DELETE, DS_PATH, |_| (200, deleted()))
@@ -1076,7 +1024,14 @@ mod controller {
         ] {
             h.api
                 .expect(Method::DELETE, path, |_| {
-                    (code, if code == 200 { deleted() } else { not_found() })
+                    (
+                        code,
+                        if code == 200 {
+                            deleted()
+                        } else {
+                            status_body(404, "NotFound", "not found")
+                        },
+                    )
                 })
                 .await;
         }
@@ -1092,20 +1047,7 @@ mod controller {
         let e = h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await;
         assert_eq!(event_reason(&e), ("Normal", "Uninstalled"));
         assert!(e.body["note"].as_str().unwrap().contains("left untouched"));
-        let finalizer = h
-            .api
-            .expect(
-                Method::PATCH,
-                "/apis/multus.dev/v1alpha1/multusconfigs/default",
-                |_| {
-                    (
-                        200,
-                        json!({"apiVersion": "multus.dev/v1alpha1", "kind": "MultusConfig",
-                "metadata": {"name": "default"}, "spec": {}}),
-                    )
-                },
-            )
-            .await;
+        let finalizer = h.api.expect_finalizer_patch().await;
         assert_eq!(
             finalizer.body[1],
             json!({"op": "remove", "path": "/metadata/finalizers/0"})
@@ -1141,13 +1083,7 @@ mod controller {
         deleting.metadata.deletion_timestamp = Some(Time(at(T0)));
         let task = tokio::spawn(reconcile(Arc::new(deleting), h.ctx.clone()));
         h.api
-            .expect(Method::GET, "/api/v1/namespaces/multus-system/pods", |_| {
-                (
-                    200,
-                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {},
-                "items": [uninstall_pod("n9", Some(1))]}),
-                )
-            })
+            .expect_uninstall_pods(vec![uninstall_pod("n9", Some(1))])
             .await;
         let warning = h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await;
         assert_eq!(event_reason(&warning), ("Warning", "UninstallIncomplete"));
@@ -1157,19 +1093,7 @@ mod controller {
             .expect(Method::DELETE, DS_PATH, |_| (200, deleted()))
             .await;
         h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await; // Uninstalled
-        h.api
-            .expect(
-                Method::PATCH,
-                "/apis/multus.dev/v1alpha1/multusconfigs/default",
-                |_| {
-                    (
-                        200,
-                        json!({"apiVersion": "multus.dev/v1alpha1", "kind": "MultusConfig",
-                "metadata": {"name": "default"}, "spec": {}}),
-                    )
-                },
-            )
-            .await;
+        h.api.expect_finalizer_patch().await;
         assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
         h.api.silent().await;
     }
@@ -1182,19 +1106,7 @@ mod controller {
         let task = tokio::spawn(reconcile(Arc::new(mc), h.ctx.clone()));
         let e = h.api.expect(Method::POST, EVENTS_PATH, ok_echo).await;
         assert_eq!(event_reason(&e), ("Normal", "Uninstalled"));
-        h.api
-            .expect(
-                Method::PATCH,
-                "/apis/multus.dev/v1alpha1/multusconfigs/default",
-                |_| {
-                    (
-                        200,
-                        json!({"apiVersion": "multus.dev/v1alpha1", "kind": "MultusConfig",
-                "metadata": {"name": "default"}, "spec": {}}),
-                    )
-                },
-            )
-            .await;
+        h.api.expect_finalizer_patch().await;
         assert_eq!(task.await.unwrap().unwrap(), Action::await_change());
         h.api.silent().await;
     }

@@ -6,120 +6,22 @@ mod k8s {
 
     use std::time::Duration;
 
-    use http::{Method, Request, Response, StatusCode};
+    use http::{Method, StatusCode};
     use k8s_openapi::api::core::v1::Pod;
-    use kube::client::Body;
     use multus_config::npwg::{NETWORK_STATUS_ANNOTATION, NetworkStatus};
+    use multus_e2e::mock_api::{Reply, Responder, Step, mock_client, serve, status_body};
     use multus_plugin::k8s::{
         EventType, K8sClient, K8sError, K8sSettings, PodRef, REASON_ADDED_INTERFACE,
         REASON_NO_NETWORK_FOUND, added_interface_message,
     };
     use serde_json::{Value, json};
     use tokio::task::JoinHandle;
-    use tower_test::mock::{self, Handle, SendResponse};
-
-    type MockHandle = Handle<Request<Body>, Response<Body>>;
 
     const POD_PATH: &str = "/api/v1/namespaces/default/pods/web-1";
     const STATUS_PATH: &str = "/api/v1/namespaces/default/pods/web-1/status";
     const NAD_PATH: &str =
         "/apis/k8s.cni.cncf.io/v1/namespaces/ns/network-attachment-definitions/nad";
     const EVENTS_PATH: &str = "/api/v1/namespaces/default/events";
-
-    /// What the scripted server answers to one request.
-    enum Reply {
-        Json(StatusCode, Value),
-        Text(StatusCode, &'static str),
-        /// Never answer (the client must time out).
-        Never,
-    }
-
-    /// Assertions on a request's JSON body.
-    type BodyCheck = Box<dyn Fn(&Value) + Send>;
-
-    /// One expected request and its answer.
-    struct Step {
-        method: Method,
-        path: &'static str,
-        content_type: Option<&'static str>,
-        check_body: Option<BodyCheck>,
-        reply: Reply,
-    }
-
-    impl Step {
-        fn new(method: Method, path: &'static str, reply: Reply) -> Self {
-            Self {
-                method,
-                path,
-                content_type: None,
-                check_body: None,
-                reply,
-            }
-        }
-
-        fn get(path: &'static str, reply: Reply) -> Self {
-            Self::new(Method::GET, path, reply)
-        }
-
-        fn content_type(mut self, content_type: &'static str) -> Self {
-            self.content_type = Some(content_type);
-            self
-        }
-
-        fn body(mut self, check: impl Fn(&Value) + Send + 'static) -> Self {
-            self.check_body = Some(Box::new(check));
-            self
-        }
-    }
-
-    /// Serves `steps` in order, asserting each request; then answers nothing.
-    /// The returned task fails when a request differs from the script.
-    fn serve(
-        mut handle: MockHandle,
-        steps: Vec<Step>,
-    ) -> JoinHandle<Vec<SendResponse<Response<Body>>>> {
-        tokio::spawn(async move {
-            // Unanswered requests are kept alive so they time out rather than fail.
-            let mut parked = Vec::new();
-            for (index, step) in steps.into_iter().enumerate() {
-                let (request, send) = handle
-                    .next_request()
-                    .await
-                    .unwrap_or_else(|| panic!("step {index}: client gone before request"));
-                assert_eq!(request.method(), step.method, "step {index}: method");
-                assert_eq!(request.uri().path(), step.path, "step {index}: path");
-                if let Some(want) = step.content_type {
-                    let got = request
-                        .headers()
-                        .get(http::header::CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok());
-                    assert_eq!(got, Some(want), "step {index}: content-type");
-                }
-                if let Some(check) = step.check_body {
-                    let bytes = request.into_body().collect_bytes().await.unwrap();
-                    let body: Value = serde_json::from_slice(&bytes).unwrap();
-                    check(&body);
-                }
-                match step.reply {
-                    Reply::Json(status, value) => send.send_response(
-                        Response::builder()
-                            .status(status)
-                            .header(http::header::CONTENT_TYPE, "application/json")
-                            .body(Body::from(serde_json::to_vec(&value).unwrap()))
-                            .unwrap(),
-                    ),
-                    Reply::Text(status, text) => send.send_response(
-                        Response::builder()
-                            .status(status)
-                            .body(Body::from(text.as_bytes().to_vec()))
-                            .unwrap(),
-                    ),
-                    Reply::Never => parked.push(send),
-                }
-            }
-            parked
-        })
-    }
 
     fn settings() -> K8sSettings {
         K8sSettings {
@@ -130,8 +32,8 @@ mod k8s {
     }
 
     fn client_with(steps: Vec<Step>, settings: K8sSettings) -> (K8sClient, ScenarioEnd) {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = K8sClient::from_client(kube::Client::new(service, "default"), settings);
+        let (client, handle) = mock_client("default");
+        let client = K8sClient::from_client(client, settings);
         (client, ScenarioEnd(serve(handle, steps)))
     }
 
@@ -140,7 +42,7 @@ mod k8s {
     }
 
     /// The script's task; `done` checks that every scripted request arrived.
-    struct ScenarioEnd(JoinHandle<Vec<SendResponse<Response<Body>>>>);
+    struct ScenarioEnd(JoinHandle<Vec<Responder>>);
 
     impl ScenarioEnd {
         async fn done(self) {
@@ -166,21 +68,10 @@ mod k8s {
         })
     }
 
-    fn status(code: u16, reason: &str, message: &str) -> Value {
-        json!({
-            "apiVersion": "v1",
-            "kind": "Status",
-            "status": "Failure",
-            "code": code,
-            "reason": reason,
-            "message": message,
-        })
-    }
-
     fn not_found(what: &str) -> Reply {
         Reply::Json(
             StatusCode::NOT_FOUND,
-            status(404, "NotFound", &format!("{what} not found")),
+            status_body(404, "NotFound", &format!("{what} not found")),
         )
     }
 
@@ -215,7 +106,7 @@ mod k8s {
                 POD_PATH,
                 Reply::Json(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    status(503, "ServiceUnavailable", "the server is shutting down"),
+                    status_body(503, "ServiceUnavailable", "the server is shutting down"),
                 ),
             ),
             Step::get(
@@ -359,7 +250,7 @@ mod k8s {
             NAD_PATH,
             Reply::Json(
                 StatusCode::FORBIDDEN,
-                status(
+                status_body(
                     403,
                     "Forbidden",
                     "network-attachment-definitions.k8s.cni.cncf.io \"nad\" is forbidden",
@@ -466,7 +357,7 @@ mod k8s {
         let (client, end) = client(vec![
             status_patch_step(Reply::Json(
                 StatusCode::CONFLICT,
-                status(
+                status_body(
                     409,
                     "Conflict",
                     "Operation cannot be fulfilled on pods \"web-1\": the object has been modified",
@@ -487,7 +378,7 @@ mod k8s {
         let conflict = || {
             status_patch_step(Reply::Json(
                 StatusCode::CONFLICT,
-                status(409, "Conflict", "the object has been modified"),
+                status_body(409, "Conflict", "the object has been modified"),
             ))
         };
         let (client, end) = client((0..5).map(|_| conflict()).collect());
@@ -520,7 +411,7 @@ mod k8s {
     async fn status_patch_recreated_pod_is_left_alone() {
         let (client, end) = client(vec![status_patch_step(Reply::Json(
             StatusCode::CONFLICT,
-            status(
+            status_body(
                 409,
                 "Conflict",
                 "Operation cannot be fulfilled on pods \"web-1\": Precondition failed: UID in precondition: uid-1, UID in object meta: uid-2",
@@ -614,7 +505,7 @@ mod k8s {
             EVENTS_PATH,
             Reply::Json(
                 StatusCode::FORBIDDEN,
-                status(403, "Forbidden", "events is forbidden"),
+                status_body(403, "Forbidden", "events is forbidden"),
             ),
         )]);
         client

@@ -13,6 +13,9 @@ use multus_config::cni::ip::IpFamily;
 use multus_plugin::netns::{NetnsError, link_exists, link_names, run_in_netns};
 use multus_plugin::route::{AppliedRoutes, DefaultRouteRequest, RouteError, apply_default_routes};
 
+/// A default route (or next hop) as the kernel shows it: (dev, gateway).
+type DefaultRoute = (String, Option<IpAddr>);
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs a command, panicking with its output when it fails.
@@ -49,24 +52,21 @@ impl Pod {
         pod
     }
 
-    /// The usual test pod: `eth0` (10.10.1.2/24, fd00:1::2/64) and `net1`
-    /// (10.10.2.2/24, fd00:2::2/64), with IPv4 and IPv6 default routes via
-    /// `eth0`.
-    fn two_interfaces() -> Self {
+    /// `eth0` (10.10.1.2/24, fd00:1::2/64) and `net1` (10.10.2.2/24,
+    /// fd00:2::2/64), no routes of their own.
+    fn eth0_and_net1() -> Self {
         let mut pod = Self::new();
         pod.add_interface("eth0", 1);
         pod.add_interface("net1", 2);
-        pod.ip(&["route", "add", "default", "via", "10.10.1.1", "dev", "eth0"]);
-        pod.ip(&[
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            "fd00:1::1",
-            "dev",
-            "eth0",
-        ]);
+        pod
+    }
+
+    /// The usual test pod: [`Pod::eth0_and_net1`] with IPv4 and IPv6
+    /// default routes via `eth0`.
+    fn two_interfaces() -> Self {
+        let pod = Self::eth0_and_net1();
+        pod.ip_words("route add default via 10.10.1.1 dev eth0");
+        pod.ip_words("-6 route add default via fd00:1::1 dev eth0");
         pod
     }
 
@@ -79,6 +79,11 @@ impl Pod {
         let mut full = vec!["ip", "-n", self.name.as_str()];
         full.extend_from_slice(args);
         run(&full)
+    }
+
+    /// `ip -n <pod> <words>`, the words separated by white space.
+    fn ip_words(&self, words: &str) -> String {
+        self.ip(&words.split_whitespace().collect::<Vec<_>>())
     }
 
     /// Adds `ifname` as the pod end of a veth pair, up, with 10.10.<subnet>.2/24
@@ -114,9 +119,17 @@ impl Pod {
         ]);
     }
 
+    /// The main table's IPv4 and IPv6 default routes ([`Pod::default_routes`]).
+    fn default_routes_v4_v6(&self) -> (Vec<DefaultRoute>, Vec<DefaultRoute>) {
+        (
+            self.default_routes(IpFamily::V4),
+            self.default_routes(IpFamily::V6),
+        )
+    }
+
     /// The main table's default routes of `family` as the kernel shows them:
     /// (dev, gateway) per route, or per next hop of a multipath route.
-    fn default_routes(&self, family: IpFamily) -> Vec<(String, Option<IpAddr>)> {
+    fn default_routes(&self, family: IpFamily) -> Vec<DefaultRoute> {
         let flag = match family {
             IpFamily::V4 => "-4",
             IpFamily::V6 => "-6",
@@ -168,22 +181,16 @@ fn request(ifname: &str, gateways: &[&str]) -> DefaultRouteRequest {
     }
 }
 
-fn via(dev: &str, gw: &str) -> (String, Option<IpAddr>) {
+fn via(dev: &str, gw: &str) -> DefaultRoute {
     (dev.to_owned(), Some(ip(gw)))
 }
 
 /// Applies `requests` again and checks that nothing changes.
 fn assert_idempotent(pod: &Pod, requests: &[DefaultRouteRequest]) {
-    let before = (
-        pod.default_routes(IpFamily::V4),
-        pod.default_routes(IpFamily::V6),
-    );
+    let before = pod.default_routes_v4_v6();
     let again = apply_default_routes(&pod.path(), requests).unwrap();
     assert!(again.changed_nothing(), "second apply changed {again:?}");
-    let after = (
-        pod.default_routes(IpFamily::V4),
-        pod.default_routes(IpFamily::V6),
-    );
+    let after = pod.default_routes_v4_v6();
     assert_eq!(before, after);
 }
 
@@ -197,12 +204,11 @@ fn ipv4_gateway_moves_the_ipv4_default_route() {
     let applied = apply_default_routes(&pod.path(), &requests).unwrap();
 
     assert_eq!(
-        pod.default_routes(IpFamily::V4),
-        vec![via("net1", "10.10.2.1")]
-    );
-    assert_eq!(
-        pod.default_routes(IpFamily::V6),
-        vec![via("eth0", "fd00:1::1")]
+        pod.default_routes_v4_v6(),
+        (
+            vec![via("net1", "10.10.2.1")],
+            vec![via("eth0", "fd00:1::1")]
+        )
     );
     assert_eq!(
         applied,
@@ -227,12 +233,11 @@ fn ipv6_gateway_moves_the_ipv6_default_route() {
     let applied = apply_default_routes(&pod.path(), &requests).unwrap();
 
     assert_eq!(
-        pod.default_routes(IpFamily::V6),
-        vec![via("net1", "fd00:2::1")]
-    );
-    assert_eq!(
-        pod.default_routes(IpFamily::V4),
-        vec![via("eth0", "10.10.1.1")]
+        pod.default_routes_v4_v6(),
+        (
+            vec![via("eth0", "10.10.1.1")],
+            vec![via("net1", "fd00:2::1")]
+        )
     );
     assert_eq!(applied.removed, vec![("eth0".to_owned(), IpFamily::V6)]);
     assert_eq!(applied.added, vec![("net1".to_owned(), ip("fd00:2::1"))]);
@@ -246,27 +251,16 @@ fn dual_stack_on_one_interface() {
     }
     let pod = Pod::two_interfaces();
     // net1 also has a default route of its own plugin, via another gateway.
-    pod.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.10.2.254",
-        "dev",
-        "net1",
-        "metric",
-        "50",
-    ]);
+    pod.ip_words("route add default via 10.10.2.254 dev net1 metric 50");
     let requests = [request("net1", &["10.10.2.1", "fd00:2::1"])];
     let applied = apply_default_routes(&pod.path(), &requests).unwrap();
 
     assert_eq!(
-        pod.default_routes(IpFamily::V4),
-        vec![via("net1", "10.10.2.1")]
-    );
-    assert_eq!(
-        pod.default_routes(IpFamily::V6),
-        vec![via("net1", "fd00:2::1")]
+        pod.default_routes_v4_v6(),
+        (
+            vec![via("net1", "10.10.2.1")],
+            vec![via("net1", "fd00:2::1")]
+        )
     );
     let mut removed = applied.removed.clone();
     removed.sort();
@@ -295,12 +289,11 @@ fn dual_stack_over_two_interfaces() {
     apply_default_routes(&pod.path(), &requests).unwrap();
 
     assert_eq!(
-        pod.default_routes(IpFamily::V4),
-        vec![via("net1", "10.10.2.1")]
-    );
-    assert_eq!(
-        pod.default_routes(IpFamily::V6),
-        vec![via("net2", "fd00:3::1")]
+        pod.default_routes_v4_v6(),
+        (
+            vec![via("net1", "10.10.2.1")],
+            vec![via("net2", "fd00:3::1")]
+        )
     );
     assert_idempotent(&pod, &requests);
 }
@@ -310,41 +303,10 @@ fn empty_request_keeps_its_default_route_and_removes_the_others() {
     if !multus_e2e::root_or_skip("empty_request_keeps_its_default_route_and_removes_the_others") {
         return;
     }
-    let mut pod = Pod::new();
-    pod.add_interface("eth0", 1);
-    pod.add_interface("net1", 2);
-    pod.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.10.1.1",
-        "dev",
-        "eth0",
-        "metric",
-        "100",
-    ]);
-    pod.ip(&[
-        "-6",
-        "route",
-        "add",
-        "default",
-        "via",
-        "fd00:1::1",
-        "dev",
-        "eth0",
-    ]);
-    pod.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.10.2.1",
-        "dev",
-        "net1",
-        "metric",
-        "200",
-    ]);
+    let pod = Pod::eth0_and_net1();
+    pod.ip_words("route add default via 10.10.1.1 dev eth0 metric 100");
+    pod.ip_words("-6 route add default via fd00:1::1 dev eth0");
+    pod.ip_words("route add default via 10.10.2.1 dev net1 metric 200");
 
     let requests = [request("net1", &[])];
     let applied = apply_default_routes(&pod.path(), &requests).unwrap();
@@ -352,12 +314,11 @@ fn empty_request_keeps_its_default_route_and_removes_the_others() {
     // net1 has an IPv4 default route: it stays, eth0's goes. net1 has no
     // IPv6 default route: eth0's stays.
     assert_eq!(
-        pod.default_routes(IpFamily::V4),
-        vec![via("net1", "10.10.2.1")]
-    );
-    assert_eq!(
-        pod.default_routes(IpFamily::V6),
-        vec![via("eth0", "fd00:1::1")]
+        pod.default_routes_v4_v6(),
+        (
+            vec![via("net1", "10.10.2.1")],
+            vec![via("eth0", "fd00:1::1")]
+        )
     );
     assert_eq!(applied.removed, vec![("eth0".to_owned(), IpFamily::V4)]);
     assert!(applied.added.is_empty() && applied.kept.is_empty());
@@ -369,40 +330,11 @@ fn multipath_default_route_keeps_the_requested_next_hop() {
     if !multus_e2e::root_or_skip("multipath_default_route_keeps_the_requested_next_hop") {
         return;
     }
-    let mut pod = Pod::new();
-    pod.add_interface("eth0", 1);
-    pod.add_interface("net1", 2);
-    pod.ip(&[
-        "route",
-        "add",
-        "default",
-        "nexthop",
-        "via",
-        "10.10.1.1",
-        "dev",
-        "eth0",
-        "nexthop",
-        "via",
-        "10.10.2.1",
-        "dev",
-        "net1",
-    ]);
-    pod.ip(&[
-        "-6",
-        "route",
-        "add",
-        "default",
-        "nexthop",
-        "via",
-        "fd00:1::1",
-        "dev",
-        "eth0",
-        "nexthop",
-        "via",
-        "fd00:2::1",
-        "dev",
-        "net1",
-    ]);
+    let pod = Pod::eth0_and_net1();
+    pod.ip_words("route add default nexthop via 10.10.1.1 dev eth0 nexthop via 10.10.2.1 dev net1");
+    pod.ip_words(
+        "-6 route add default nexthop via fd00:1::1 dev eth0 nexthop via fd00:2::1 dev net1",
+    );
     assert_eq!(pod.default_routes(IpFamily::V4).len(), 2);
 
     // IPv4: the requested hop is there. IPv6: keep net1's hop (empty request).
@@ -410,12 +342,11 @@ fn multipath_default_route_keeps_the_requested_next_hop() {
     let applied = apply_default_routes(&pod.path(), &requests).unwrap();
 
     assert_eq!(
-        pod.default_routes(IpFamily::V4),
-        vec![via("net1", "10.10.2.1")]
-    );
-    assert_eq!(
-        pod.default_routes(IpFamily::V6),
-        vec![via("net1", "fd00:2::1")]
+        pod.default_routes_v4_v6(),
+        (
+            vec![via("net1", "10.10.2.1")],
+            vec![via("net1", "fd00:2::1")]
+        )
     );
     let mut removed = applied.removed.clone();
     removed.sort();
@@ -477,12 +408,11 @@ fn unknown_interface_changes_nothing() {
     );
     assert!(err.to_string().contains("no route was changed"), "{err}");
     assert_eq!(
-        pod.default_routes(IpFamily::V4),
-        vec![via("eth0", "10.10.1.1")]
-    );
-    assert_eq!(
-        pod.default_routes(IpFamily::V6),
-        vec![via("eth0", "fd00:1::1")]
+        pod.default_routes_v4_v6(),
+        (
+            vec![via("eth0", "10.10.1.1")],
+            vec![via("eth0", "fd00:1::1")]
+        )
     );
 }
 

@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::time::Duration;
 
 use common::fake_api::*;
 use common::*;
@@ -28,6 +29,18 @@ fn default_routes(sb: &Sandbox) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Stops the API server and runs DEL, which must work from the cache.
+fn del_with_the_api_gone(
+    stop: tokio::sync::oneshot::Sender<()>,
+    container_id: &str,
+    netns: &Path,
+    conf: &Value,
+) {
+    stop.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    multus("DEL", container_id, Some(netns), conf).assert_success("DEL");
+}
+
 #[test]
 fn annotated_pod_gets_its_networks_default_route_and_status() {
     if !multus_e2e::root_or_skip("annotated_pod_gets_its_networks_default_route_and_status") {
@@ -39,22 +52,16 @@ fn annotated_pod_gets_its_networks_default_route_and_status() {
     let mut cluster = bridge_conf("cluster", &br0, "10.98.1.0/24", &data);
     cluster["isDefaultGateway"] = json!(true);
     let extra = bridge_conf("extra", &br1, "10.98.2.0/24", &data);
-    let api: Shared = Arc::new(Mutex::new(Api {
-        pod: json!({
+    let api = api_with(
+        json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "pod-c1", "namespace": "default", "uid": "uid-c1",
                 "annotations": {"k8s.v1.cni.cncf.io/networks":
                     r#"[{"name":"extra","default-route":["10.98.2.1"]},{"name":"extra","interface":"data0"}]"#}},
             "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]}
         }),
-        nads: vec![(
-            "default".into(),
-            "extra".into(),
-            nad("default", "extra", &extra),
-        )],
-        requests: Vec::new(),
-        unauthorized: false,
-    }));
+        &[("default", "extra", &extra)],
+    );
     let (addr, stop) = serve(api.clone());
     let kubeconfig = write_kubeconfig(&sb, addr);
     let conf = json!({
@@ -65,12 +72,7 @@ fn annotated_pod_gets_its_networks_default_route_and_status() {
     let netns = sb.netns_path();
 
     let add = multus("ADD", "c1", Some(&netns), &conf);
-    assert!(
-        add.success,
-        "ADD failed: {}\n{}",
-        String::from_utf8_lossy(&add.stdout),
-        add.stderr
-    );
+    add.assert_success("ADD");
     let result = add.json();
     assert_eq!(
         result["cniVersion"], "0.3.1",
@@ -115,30 +117,10 @@ fn annotated_pod_gets_its_networks_default_route_and_status() {
         "an AddedInterface event per attachment"
     );
 
-    let patch = requests
-        .iter()
-        .find(|(m, p, _)| m == "PATCH" && p.ends_with("/status"))
-        .unwrap();
-    let body: Value = serde_json::from_str(&patch.2).unwrap();
+    let (body, status) = network_status_patch(&api);
     assert_eq!(body["metadata"]["uid"], "uid-c1");
-    let status: Vec<Value> = serde_json::from_str(
-        body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    let summary: Vec<_> = status
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap(),
-                s["interface"].as_str().unwrap(),
-                s["default"] == true,
-            )
-        })
-        .collect();
     assert_eq!(
-        summary,
+        status_summary(&status),
         [
             ("cluster", "eth0", true),
             ("default/extra", "net1", false),
@@ -152,15 +134,7 @@ fn annotated_pod_gets_its_networks_default_route_and_status() {
     );
 
     // DEL works from the cache with the API server gone.
-    stop.send(()).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    let del = multus("DEL", "c1", Some(&netns), &conf);
-    assert!(
-        del.success,
-        "DEL failed: {}\n{}",
-        String::from_utf8_lossy(&del.stdout),
-        del.stderr
-    );
+    del_with_the_api_gone(stop, "c1", &netns, &conf);
     assert_eq!(sb.links(), ["lo"]);
     assert!(allocations(&data).is_empty(), "every IP released");
 }
@@ -173,17 +147,15 @@ fn missing_nad_fails_add_with_a_warning_event_and_leaves_nothing() {
     let mut sb = Sandbox::new();
     let data = sb.path("ipam");
     let br0 = sb.bridge();
-    let api: Shared = Arc::new(Mutex::new(Api {
-        pod: json!({
+    let api = api_with(
+        json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "pod-c2", "namespace": "default", "uid": "uid-c2",
                 "annotations": {"k8s.v1.cni.cncf.io/networks": "ghost"}},
             "spec": {"containers": [{"name": "c", "image": "i"}]}
         }),
-        nads: Vec::new(),
-        requests: Vec::new(),
-        unauthorized: false,
-    }));
+        &[],
+    );
     let (addr, _stop) = serve(api.clone());
     let conf = json!({
         "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
@@ -197,12 +169,8 @@ fn missing_nad_fails_add_with_a_warning_event_and_leaves_nothing() {
         err["msg"].as_str().unwrap().contains("default/ghost"),
         "{err}"
     );
-    let requests = api.lock().unwrap().requests.clone();
-    let event = requests
-        .iter()
-        .find(|(m, p, _)| m == "POST" && p.ends_with("/events"))
-        .expect("a Warning event");
-    let event: Value = serde_json::from_str(&event.2).unwrap();
+    let events = request_bodies(&api, "POST", "/events");
+    let event: Value = serde_json::from_str(events.first().expect("a Warning event")).unwrap();
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "NoNetworkFound");
     assert_eq!(sb.links(), ["lo"], "no delegate ran");
@@ -221,21 +189,15 @@ fn rejected_token_fails_add_naming_the_token_file_and_del_still_works() {
     let data = sb.path("ipam");
     let (br0, br1) = (sb.bridge(), sb.bridge());
     let extra = bridge_conf("extra", &br1, "10.98.6.0/24", &data);
-    let api: Shared = Arc::new(Mutex::new(Api {
-        pod: json!({
+    let api = api_with(
+        json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "pod-c5", "namespace": "default", "uid": "uid-c5",
                 "annotations": {"k8s.v1.cni.cncf.io/networks": "extra"}},
             "spec": {"containers": [{"name": "c", "image": "i"}]}
         }),
-        nads: vec![(
-            "default".into(),
-            "extra".into(),
-            nad("default", "extra", &extra),
-        )],
-        requests: Vec::new(),
-        unauthorized: false,
-    }));
+        &[("default", "extra", &extra)],
+    );
     let (addr, _stop) = serve(api.clone());
     let conf = json!({
         "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
@@ -244,12 +206,7 @@ fn rejected_token_fails_add_naming_the_token_file_and_del_still_works() {
     });
     // Set up while the token is good.
     let add = multus("ADD", "c5", Some(&sb.netns_path()), &conf);
-    assert!(
-        add.success,
-        "{}\n{}",
-        String::from_utf8_lossy(&add.stdout),
-        add.stderr
-    );
+    add.assert_success("ADD");
     assert_eq!(sb.links(), ["lo", "eth0", "net1"]);
     assert_eq!(allocations(&data).len(), 2);
 
@@ -273,12 +230,7 @@ fn rejected_token_fails_add_naming_the_token_file_and_del_still_works() {
     // DEL of the pod set up before still tears everything down from the
     // cache, with the API rejecting every request.
     let del = multus("DEL", "c5", Some(&sb.netns_path()), &conf);
-    assert!(
-        del.success,
-        "{}\n{}",
-        String::from_utf8_lossy(&del.stdout),
-        del.stderr
-    );
+    del.assert_success("DEL");
     assert_eq!(sb.links(), ["lo"]);
     assert!(allocations(&data).is_empty());
     assert!(!sb.path("cache/c5").exists());
@@ -324,21 +276,15 @@ fn inline_delegates_come_before_the_annotation_networks() {
     let data = sb.path("ipam");
     let (br0, br1, br2) = (sb.bridge(), sb.bridge(), sb.bridge());
     let extra = bridge_conf("extra", &br2, "10.96.3.0/24", &data);
-    let api: Shared = Arc::new(Mutex::new(Api {
-        pod: json!({
+    let api = api_with(
+        json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "pod-c5", "namespace": "default", "uid": "uid-c5",
                 "annotations": {"k8s.v1.cni.cncf.io/networks": "extra,extra@data0"}},
             "spec": {"containers": [{"name": "c", "image": "i"}]}
         }),
-        nads: vec![(
-            "default".into(),
-            "extra".into(),
-            nad("default", "extra", &extra),
-        )],
-        requests: Vec::new(),
-        unauthorized: false,
-    }));
+        &[("default", "extra", &extra)],
+    );
     let (addr, stop) = serve(api.clone());
     let conf = json!({
         "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
@@ -351,12 +297,7 @@ fn inline_delegates_come_before_the_annotation_networks() {
     });
     let netns = sb.netns_path();
     let add = multus("ADD", "c5", Some(&netns), &conf);
-    assert!(
-        add.success,
-        "ADD failed: {}\n{}",
-        String::from_utf8_lossy(&add.stdout),
-        add.stderr
-    );
+    add.assert_success("ADD");
     let result = add.json();
     let eth0 = sb.addresses("eth0").unwrap();
     assert!(eth0[0].starts_with("10.96.1."), "{eth0:?}");
@@ -369,30 +310,9 @@ fn inline_delegates_come_before_the_annotation_networks() {
     assert!(net2[0].starts_with("10.96.3."), "{net2:?}");
     assert!(sb.addresses("data0").unwrap()[0].starts_with("10.96.3."));
 
-    let requests = api.lock().unwrap().requests.clone();
-    let patch = requests
-        .iter()
-        .find(|(m, p, _)| m == "PATCH" && p.ends_with("/status"))
-        .expect("a status update");
-    let body: Value = serde_json::from_str(&patch.2).unwrap();
-    let status: Vec<Value> = serde_json::from_str(
-        body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
-    let summary: Vec<_> = status
-        .iter()
-        .map(|s| {
-            (
-                s["name"].as_str().unwrap(),
-                s["interface"].as_str().unwrap(),
-                s["default"] == true,
-            )
-        })
-        .collect();
+    let (_, status) = network_status_patch(&api);
     assert_eq!(
-        summary,
+        status_summary(&status),
         [
             ("cluster", "eth0", true),
             ("static", "net1", false),
@@ -401,24 +321,13 @@ fn inline_delegates_come_before_the_annotation_networks() {
         ]
     );
     assert_eq!(
-        requests
-            .iter()
-            .filter(|(m, p, _)| m == "POST" && p.ends_with("/events"))
-            .count(),
+        request_bodies(&api, "POST", "/events").len(),
         3,
         "an AddedInterface event per attachment but the cluster network"
     );
 
     // DEL from the cache, API gone: every interface and IP released.
-    stop.send(()).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    let del = multus("DEL", "c5", Some(&netns), &conf);
-    assert!(
-        del.success,
-        "DEL failed: {}\n{}",
-        String::from_utf8_lossy(&del.stdout),
-        del.stderr
-    );
+    del_with_the_api_gone(stop, "c5", &netns, &conf);
     assert_eq!(sb.links(), ["lo"]);
     assert!(allocations(&data).is_empty(), "every IP released");
     assert!(!sb.path("cache/c5").exists());

@@ -20,6 +20,9 @@
 //! polling), `cmd` (`kubectl`, `helm` and other commands), `host` (this
 //! machine, the cluster's node) and [`cluster`] (the chart, the node, pods,
 //! NADs, events, MultusConfig status). Their items are re-exported here.
+//!
+//! [`mock_api`] is the mock Kubernetes API server of the crates' in-process
+//! tests (kube's client over tower-test).
 
 mod cmd;
 mod diagnostics;
@@ -33,6 +36,7 @@ mod teardown;
 mod wait;
 
 pub mod cluster;
+pub mod mock_api;
 
 pub use cmd::Cmd;
 pub use diagnostics::{dump_diagnostics, tail};

@@ -13,6 +13,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use multus_operator::agent;
+use multus_operator::agent::credential::CredentialSettings;
 use serde_json::Value;
 
 /// Generous deadline for anything the agent should do "at once": the tests
@@ -161,6 +163,30 @@ impl Host {
             .env_remove("NODE_NAME")
             .env_remove("MULTUS_CONFIG_NAME");
         command
+    }
+}
+
+/// The settings of an in-process agent on `host` that talks to the API
+/// server (node `node-1`, MultusConfig `default`); `plugin_credential` is
+/// the one thing the tests vary.
+pub fn agent_settings(
+    host: &Host,
+    plugin_credential: Option<CredentialSettings>,
+) -> agent::Settings {
+    agent::Settings {
+        cni_conf_dir: host.conf.clone(),
+        host_cni_conf_dir: "/etc/cni/net.d".into(),
+        cni_bin_dir: host.bin.clone(),
+        multus_conf_dir: host.multus_conf.clone(),
+        plugin_binary: Some(host.plugin.clone()),
+        service_account_dir: host.sa.clone(),
+        config_file: None,
+        api_server: Some("https://10.96.0.1:443".into()),
+        node_name: Some("node-1".into()),
+        multus_config_name: Some("default".into()),
+        kube: true,
+        metrics_address: "127.0.0.1:0".parse().unwrap(),
+        plugin_credential,
     }
 }
 

@@ -107,6 +107,62 @@ pub fn serve(api: Shared) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
     (rx.recv().unwrap(), stop_tx)
 }
 
+/// The shared state of a server serving `pod` and the NADs
+/// (namespace, name, config) `nads`.
+pub fn api_with(pod: Value, nads: &[(&str, &str, &Value)]) -> Shared {
+    Arc::new(Mutex::new(Api {
+        pod,
+        nads: nads
+            .iter()
+            .map(|(ns, name, config)| ((*ns).into(), (*name).into(), nad(ns, name, config)))
+            .collect(),
+        requests: Vec::new(),
+        unauthorized: false,
+    }))
+}
+
+/// The requests of `method` whose path ends with `suffix`, by their bodies.
+pub fn request_bodies(api: &Shared, method: &str, suffix: &str) -> Vec<String> {
+    api.lock()
+        .unwrap()
+        .requests
+        .iter()
+        .filter(|(m, p, _)| m == method && p.ends_with(suffix))
+        .map(|(_, _, body)| body.clone())
+        .collect()
+}
+
+/// The body of the first network-status patch and the network-status
+/// annotation it sets.
+pub fn network_status_patch(api: &Shared) -> (Value, Vec<Value>) {
+    let patch = request_bodies(api, "PATCH", "/status")
+        .into_iter()
+        .next()
+        .expect("a status update");
+    let body: Value = serde_json::from_str(&patch).unwrap();
+    let status = serde_json::from_str(
+        body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    (body, status)
+}
+
+/// (name, interface, default) of each network-status entry.
+pub fn status_summary(status: &[Value]) -> Vec<(&str, &str, bool)> {
+    status
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["interface"].as_str().unwrap(),
+                s["default"] == true,
+            )
+        })
+        .collect()
+}
+
 /// A NAD object with `config` as its spec.config.
 pub fn nad(ns: &str, name: &str, config: &Value) -> Value {
     json!({

@@ -136,6 +136,17 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Asserts that the run succeeded; else shows its stdout and stderr.
+    #[track_caller]
+    pub fn assert_success(&self, what: &str) {
+        assert!(
+            self.success,
+            "{what} failed: {}\n{}",
+            String::from_utf8_lossy(&self.stdout),
+            self.stderr
+        );
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
             panic!(
