@@ -246,20 +246,11 @@ pub async fn delete(client: &Client, key: &ObjectKey) -> Result<(), Error> {
 mod tests {
     use super::*;
     use crate::controller::context::put;
-    use crate::controller::render::{ImageRef, OperandSettings, render};
-    use multus_config::crd::{MultusConfig, MultusConfigSpec};
+    use crate::controller::render::fixtures::default_children_of_a;
 
     #[test]
     fn the_digest_follows_the_rendering_and_the_live_versions() {
-        let mut mc = MultusConfig::new("a", MultusConfigSpec::default());
-        mc.metadata.uid = Some("u".into());
-        let settings = OperandSettings {
-            namespace: "ns".into(),
-            default_image: ImageRef::builtin(),
-            agent_cluster_role: "r".into(),
-            plugin_cluster_role: "p".into(),
-        };
-        let children = render(&mc, &settings, &[]).unwrap();
+        let children = default_children_of_a();
         let (stores, mut writers) = Stores::detached();
         let nothing = cached_versions(&children, &stores);
         assert!(nothing.0.iter().all(|v| v == "absent"), "{nothing:?}");

@@ -61,10 +61,8 @@ pub fn stale(
 mod tests {
     use super::*;
     use crate::controller::operand::Kind;
-    use crate::controller::render::{
-        ImageRef, OperandSettings, common_labels, owner_reference, render,
-    };
-    use multus_config::crd::{MultusConfig, MultusConfigSpec};
+    use crate::controller::render::fixtures::default_children_of_a;
+    use crate::controller::render::{common_labels, owner_reference};
 
     fn key(kind: Kind, name: &str) -> ObjectKey {
         ObjectKey {
@@ -114,15 +112,7 @@ mod tests {
 
     #[test]
     fn desired_keys_cover_every_child() {
-        let mut mc = MultusConfig::new("a", MultusConfigSpec::default());
-        mc.metadata.uid = Some("u".into());
-        let settings = OperandSettings {
-            namespace: "ns".into(),
-            default_image: ImageRef::builtin(),
-            agent_cluster_role: "r".into(),
-            plugin_cluster_role: "p".into(),
-        };
-        let children = render(&mc, &settings, &[]).unwrap();
+        let children = default_children_of_a();
         let keys: Vec<String> = desired_keys(&children)
             .iter()
             .map(ToString::to_string)

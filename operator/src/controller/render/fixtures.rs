@@ -35,3 +35,18 @@ pub(super) fn pod_spec(children: &Children) -> &PodSpec {
         .as_ref()
         .unwrap()
 }
+
+/// The operands of MultusConfig `a` (uid `u`, default spec) in namespace
+/// `ns` with the built-in image: the small world the apply and prune tests
+/// reason about.
+pub(crate) fn default_children_of_a() -> Children {
+    let mut mc = MultusConfig::new("a", MultusConfigSpec::default());
+    mc.metadata.uid = Some("u".into());
+    let settings = OperandSettings {
+        namespace: "ns".into(),
+        default_image: ImageRef::builtin(),
+        agent_cluster_role: "r".into(),
+        plugin_cluster_role: "p".into(),
+    };
+    super::render(&mc, &settings, &[]).unwrap()
+}

@@ -39,7 +39,7 @@ mod uninstall;
 mod volumes;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 use multus_config::crd::MultusConfig;
 
