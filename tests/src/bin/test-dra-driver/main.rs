@@ -15,7 +15,9 @@
 //!
 //! It serves the kubelet's DRA plugin service, v1 and v1beta1, on
 //! `<plugins-dir>/<driver>/dra.sock`, and the plugin registration service
-//! on `<registry-dir>/<driver>-reg.sock`, where the kubelet finds it.
+//! on `<registry-dir>/<driver>-reg.sock`, where the kubelet finds it (the
+//! latter without tonic, see `registration.rs`: the kubelet's registration
+//! calls carry an `:authority` that tonic's HTTP/2 server refuses).
 //! NodePrepareResources reads each claim from the API server and answers
 //! with the devices of this driver in its allocation (no CDI devices);
 //! NodeUnprepareResources succeeds. Both log what they did to stderr. On
@@ -37,6 +39,10 @@ use clap::Parser;
 use kube::Client;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch};
 use kube::api::{PatchParams, ResourceExt as _};
+use multus_e2e::cluster::{
+    DRA_DEVICE_ID_ATTRIBUTE as DEVICE_ID_ATTRIBUTE,
+    DRA_RESOURCE_NAME_ATTRIBUTE as RESOURCE_NAME_ATTRIBUTE,
+};
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
@@ -61,14 +67,12 @@ mod api {
     }
 }
 
+mod registration;
+
 use api::dra::v1 as dra;
 use api::pluginregistration as reg;
+use registration::Registration;
 
-/// The attribute naming the device's resource, as upstream Multus reads it.
-const RESOURCE_NAME_ATTRIBUTE: &str = "k8s.cni.cncf.io/resourceName";
-/// The attribute naming the device's ID (a PCI address), as upstream Multus
-/// reads it.
-const DEVICE_ID_ATTRIBUTE: &str = "k8s.cni.cncf.io/deviceID";
 /// The field manager of the objects this driver applies.
 const FIELD_MANAGER: &str = "test-dra-driver";
 /// Every API request is bounded by this.
@@ -313,14 +317,21 @@ impl Driver {
         allocated_devices(&object.data, &self.name)
     }
 
-    async fn prepare_all(&self, claims: Vec<dra::Claim>) -> dra::NodePrepareResourcesResponse {
+    /// NodePrepareResources of API `version`.
+    async fn prepare_all(
+        &self,
+        version: &str,
+        claims: Vec<dra::Claim>,
+    ) -> dra::NodePrepareResourcesResponse {
         let mut response = dra::NodePrepareResourcesResponse::default();
         for claim in claims {
             let what = format!("{}/{} ({})", claim.namespace, claim.name, claim.uid);
             let answer = match self.prepare(&claim).await {
                 Ok(devices) => {
                     let described = describe(&devices);
-                    eprintln!("test-dra-driver: NodePrepareResources {what}: {described}");
+                    eprintln!(
+                        "test-dra-driver: NodePrepareResources ({version}) {what}: {described}"
+                    );
                     self.prepared
                         .lock()
                         .unwrap()
@@ -331,7 +342,9 @@ impl Driver {
                     }
                 }
                 Err(error) => {
-                    eprintln!("test-dra-driver: NodePrepareResources {what} failed: {error}");
+                    eprintln!(
+                        "test-dra-driver: NodePrepareResources ({version}) {what} failed: {error}"
+                    );
                     dra::NodePrepareResourceResponse {
                         devices: Vec::new(),
                         error,
@@ -343,12 +356,17 @@ impl Driver {
         response
     }
 
-    fn unprepare_all(&self, claims: Vec<dra::Claim>) -> dra::NodeUnprepareResourcesResponse {
+    /// NodeUnprepareResources of API `version`.
+    fn unprepare_all(
+        &self,
+        version: &str,
+        claims: Vec<dra::Claim>,
+    ) -> dra::NodeUnprepareResourcesResponse {
         let mut response = dra::NodeUnprepareResourcesResponse::default();
         for claim in claims {
             let had = self.prepared.lock().unwrap().remove(&claim.uid);
             eprintln!(
-                "test-dra-driver: NodeUnprepareResources {}/{} ({}): {}",
+                "test-dra-driver: NodeUnprepareResources ({version}) {}/{} ({}): {}",
                 claim.namespace,
                 claim.name,
                 claim.uid,
@@ -369,7 +387,7 @@ impl api::dra::v1::dra_plugin_server::DraPlugin for Driver {
         request: Request<dra::NodePrepareResourcesRequest>,
     ) -> Result<Response<dra::NodePrepareResourcesResponse>, Status> {
         Ok(Response::new(
-            self.prepare_all(request.into_inner().claims).await,
+            self.prepare_all("v1", request.into_inner().claims).await,
         ))
     }
 
@@ -378,7 +396,7 @@ impl api::dra::v1::dra_plugin_server::DraPlugin for Driver {
         request: Request<dra::NodeUnprepareResourcesRequest>,
     ) -> Result<Response<dra::NodeUnprepareResourcesResponse>, Status> {
         Ok(Response::new(
-            self.unprepare_all(request.into_inner().claims),
+            self.unprepare_all("v1", request.into_inner().claims),
         ))
     }
 }
@@ -390,9 +408,9 @@ impl api::dra::v1beta1::dra_plugin_server::DraPlugin for Driver {
         &self,
         request: Request<dra::NodePrepareResourcesRequest>,
     ) -> Result<Response<dra::NodePrepareResourcesResponse>, Status> {
-        eprintln!("test-dra-driver: (v1beta1 call)");
         Ok(Response::new(
-            self.prepare_all(request.into_inner().claims).await,
+            self.prepare_all("v1beta1", request.into_inner().claims)
+                .await,
         ))
     }
 
@@ -400,45 +418,9 @@ impl api::dra::v1beta1::dra_plugin_server::DraPlugin for Driver {
         &self,
         request: Request<dra::NodeUnprepareResourcesRequest>,
     ) -> Result<Response<dra::NodeUnprepareResourcesResponse>, Status> {
-        eprintln!("test-dra-driver: (v1beta1 call)");
         Ok(Response::new(
-            self.unprepare_all(request.into_inner().claims),
+            self.unprepare_all("v1beta1", request.into_inner().claims),
         ))
-    }
-}
-
-/// The plugin registration service: tells the kubelet who we are.
-#[derive(Debug, Clone)]
-struct Registration {
-    info: reg::PluginInfo,
-}
-
-#[tonic::async_trait]
-impl reg::registration_server::Registration for Registration {
-    async fn get_info(
-        &self,
-        _: Request<reg::InfoRequest>,
-    ) -> Result<Response<reg::PluginInfo>, Status> {
-        Ok(Response::new(self.info.clone()))
-    }
-
-    async fn notify_registration_status(
-        &self,
-        request: Request<reg::RegistrationStatus>,
-    ) -> Result<Response<reg::RegistrationStatusResponse>, Status> {
-        let status = request.into_inner();
-        if status.plugin_registered {
-            eprintln!(
-                "test-dra-driver: registered with the kubelet ({})",
-                self.info.supported_versions.join(", ")
-            );
-        } else {
-            eprintln!(
-                "test-dra-driver: the kubelet refused the registration: {}",
-                status.error
-            );
-        }
-        Ok(Response::new(reg::RegistrationStatusResponse {}))
     }
 }
 
@@ -459,14 +441,13 @@ async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
 }
 
 /// Binds a unix socket at `path`, replacing a stale one.
-fn listen(path: &Path) -> anyhow::Result<tokio_stream::wrappers::UnixListenerStream> {
+fn listen(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let _ = std::fs::remove_file(path);
-    let listener = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("cannot listen on {}", path.display()))?;
-    Ok(tokio_stream::wrappers::UnixListenerStream::new(listener))
+    tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on {}", path.display()))
 }
 
 /// Waits for SIGTERM or SIGINT.
@@ -564,24 +545,19 @@ async fn run(
             .add_service(api::dra::v1beta1::dra_plugin_server::DraPluginServer::new(
                 driver,
             ))
-            .serve_with_incoming_shutdown(listen(&dra_socket)?, stopped(stop_rx.clone())),
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listen(&dra_socket)?),
+                stopped(stop_rx.clone()),
+            ),
     );
-    let registration = Registration {
-        info: reg::PluginInfo {
-            r#type: "DRAPlugin".into(),
-            name: args.driver.clone(),
-            endpoint: dra_socket.to_string_lossy().into_owned(),
-            supported_versions: services.to_vec(),
-        },
-    };
+    let registration = Registration::new(reg::PluginInfo {
+        r#type: "DRAPlugin".into(),
+        name: args.driver.clone(),
+        endpoint: dra_socket.to_string_lossy().into_owned(),
+        supported_versions: services.to_vec(),
+    });
     let registration_server = match listen(&registration_socket) {
-        Ok(incoming) => tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(reg::registration_server::RegistrationServer::new(
-                    registration,
-                ))
-                .serve_with_incoming_shutdown(incoming, stopped(stop_rx)),
-        ),
+        Ok(listener) => tokio::spawn(registration.serve(listener, stopped(stop_rx))),
         Err(e) => {
             let _ = stop_tx.send(true);
             let _ = std::fs::remove_file(&dra_socket);
@@ -612,9 +588,8 @@ async fn run(
     // plugin and stops calling it.
     let _ = std::fs::remove_file(&registration_socket);
     let _ = stop_tx.send(true);
-    for server in [registration_server, dra_server] {
-        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), registration_server).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), dra_server).await;
     let _ = std::fs::remove_file(&dra_socket);
     let _ = std::fs::remove_dir(&plugin_dir);
     result
