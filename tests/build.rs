@@ -6,7 +6,7 @@
 //!   device plugin (`src/bin/test-device-plugin.rs`);
 //! - `pluginregistration_v1.proto`, `dra_v1.proto`, `dra_v1beta1.proto`:
 //!   plugin registration and the DRA plugin API, for the test DRA driver
-//!   (`src/bin/test-dra-driver.rs`).
+//!   (`src/bin/test-dra-driver/`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     const PROTOS: [&str; 4] = [
