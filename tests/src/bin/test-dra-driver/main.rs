@@ -450,20 +450,41 @@ fn listen(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
         .with_context(|| format!("cannot listen on {}", path.display()))
 }
 
-/// Waits for SIGTERM or SIGINT.
-async fn stop_signal() -> anyhow::Result<()> {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("SIGTERM handler")?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, caught from the start so that a stop during
+/// start-up still cleans up.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl std::fmt::Debug for StopSignals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopSignals")
     }
-    Ok(())
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("SIGINT handler")?,
+        })
+    }
+
+    /// Waits for either signal.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let mut signals = StopSignals::new()?;
     let services = supported_services(&args.api_versions)?;
     let node = args.node.clone().unwrap_or_else(multus_e2e::host_name);
     anyhow::ensure!(!node.is_empty(), "no node name (--node)");
@@ -485,7 +506,16 @@ async fn main() -> anyhow::Result<()> {
         &resource_api("ResourceSlice", "resourceslices"),
     );
 
-    let running = run(&args, &slice, &services, client, &classes, &slices).await;
+    let running = run(
+        &args,
+        &slice,
+        &services,
+        client,
+        &classes,
+        &slices,
+        &mut signals,
+    )
+    .await;
 
     eprintln!("test-dra-driver: stopping");
     let mut cleanup = Vec::new();
@@ -509,6 +539,7 @@ async fn run(
     client: Client,
     classes: &Api<DynamicObject>,
     slices: &Api<DynamicObject>,
+    signals: &mut StopSignals,
 ) -> anyhow::Result<()> {
     apply(classes, &device_class(&args.driver)).await?;
     apply(slices, &slice.object()).await?;
@@ -571,18 +602,16 @@ async fn run(
         registration_socket.display()
     );
 
-    let stop = stop_signal();
-    tokio::pin!(stop);
-    let result = loop {
+    loop {
         tokio::select! {
-            result = &mut stop => break result,
+            () = signals.recv() => break,
             _ = tokio::time::sleep(REPUBLISH) => {
                 if let Err(e) = apply(slices, &slice.object()).await {
                     eprintln!("test-dra-driver: {e:#}; retrying");
                 }
             }
         }
-    };
+    }
 
     // The registration socket first: the kubelet then unregisters the
     // plugin and stops calling it.
@@ -592,7 +621,7 @@ async fn run(
     let _ = tokio::time::timeout(Duration::from_secs(2), dra_server).await;
     let _ = std::fs::remove_file(&dra_socket);
     let _ = std::fs::remove_dir(&plugin_dir);
-    result
+    Ok(())
 }
 
 #[cfg(test)]
