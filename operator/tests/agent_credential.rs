@@ -28,6 +28,15 @@ fn credential_settings() -> CredentialSettings {
         namespace: NS.into(),
         service_account: PLUGIN_SA.into(),
         lifetime: Duration::from_secs(86_400),
+        node: None,
+    }
+}
+
+/// The agent of node `node-a`, which asks for node-bound tokens.
+fn node_credential_settings() -> CredentialSettings {
+    CredentialSettings {
+        node: Some("node-a".into()),
+        ..credential_settings()
     }
 }
 
@@ -132,6 +141,11 @@ impl Running {
 /// its token requests and the checks of the plugin's token; returns the
 /// handles of the latter two.
 fn start(host: &Host) -> (Running, ApiHandle, ApiHandle) {
+    start_with(host, credential_settings())
+}
+
+/// [`start`] with other credential settings.
+fn start_with(host: &Host, credential: CredentialSettings) -> (Running, ApiHandle, ApiHandle) {
     let (state_client, state_handle) = mock_client("default");
     let statuses = node_state_server(state_handle);
     let (token_client, tokens) = mock_client("default");
@@ -144,11 +158,11 @@ fn start(host: &Host) -> (Running, ApiHandle, ApiHandle) {
             record.lock().unwrap().push(token.to_owned());
             Ok(verify_client.clone())
         }),
-        credential_settings(),
+        credential.clone(),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(agent::run_with(
-        settings(host),
+        agent_settings(host, Some(credential)),
         async move {
             let _ = stop_rx.await;
         },
@@ -393,5 +407,105 @@ async fn a_token_from_the_previous_run_is_kept_until_it_stops_authenticating() {
             && s["pluginCredential"].get("message").is_none()
     })
     .await;
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_plugin_token_is_bound_to_the_node_where_the_server_allows_it() {
+    let mut host = Host::new();
+    let now = unix_now();
+    host.project_service_account(&agent_jwt(now), "CA-1");
+    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    let (running, mut tokens, _verify) = start_with(&host, node_credential_settings());
+    let token = host.multus_d().join("token");
+
+    let (Seen { path, body, .. }, send) = next_request(&mut tokens, DEADLINE).await;
+    assert_eq!(path, TOKEN_PATH);
+    assert_eq!(
+        body["spec"],
+        json!({
+            "audiences": [],
+            "expirationSeconds": 86400,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Node", "name": "node-a"},
+        }),
+        "bound to the agent's Node, not to its pod"
+    );
+    let plugin = node_bound_jwt(NS, PLUGIN_SA, "node-a", now, now + 86_400);
+    issue(send, &body, &plugin, now + 86_400);
+    file_is(&token, "the node-bound plugin token", &plugin).await;
+    let status = reported(&running.statuses, "a node-bound credential", |s| {
+        s["pluginCredential"]["boundNode"] == "node-a"
+    })
+    .await;
+    assert!(
+        status["pluginCredential"]
+            .get("nodeBindingUnavailable")
+            .is_none(),
+        "{status}"
+    );
+    // nothing else is asked for: the token is not replaced
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), tokens.next_request())
+            .await
+            .is_err()
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_refusing_node_binding_gets_an_unbound_request_at_once_and_says_why() {
+    let mut host = Host::new();
+    let now = unix_now();
+    host.project_service_account(&agent_jwt(now), "CA-1");
+    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    let (running, mut tokens, _verify) = start_with(&host, node_credential_settings());
+    let token = host.multus_d().join("token");
+
+    let (Seen { body, .. }, send) = next_request(&mut tokens, DEADLINE).await;
+    assert_eq!(body["spec"]["boundObjectRef"]["kind"], "Node");
+    // what a 1.28 API server answers
+    const REFUSAL: &str = "cannot bind token to a Node object as the \"ServiceAccountTokenNodeBinding\" feature-gate is disabled";
+    respond_json(
+        send,
+        StatusCode::BAD_REQUEST,
+        &status_body(400, "BadRequest", REFUSAL),
+    );
+    // at once (no back-off), without a bound object
+    let started = Instant::now();
+    let (Seen { path, body, .. }, send) = next_request(&mut tokens, DEADLINE).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the unbound request waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(path, TOKEN_PATH);
+    assert_eq!(
+        body["spec"],
+        json!({"audiences": [], "expirationSeconds": 86400}),
+        "the fallback request is unbound"
+    );
+    let plugin = plugin_jwt(now, now + 86_400);
+    issue(send, &body, &plugin, now + 86_400);
+    file_is(&token, "the unbound plugin token", &plugin).await;
+    let status = reported(&running.statuses, "the refusal in the credential", |s| {
+        s["pluginCredential"]["source"] == "TokenRequest"
+            && s["pluginCredential"]
+                .get("nodeBindingUnavailable")
+                .is_some()
+    })
+    .await;
+    let why = status["pluginCredential"]["nodeBindingUnavailable"]
+        .as_str()
+        .unwrap();
+    assert!(why.contains("to Node node-a"), "{why}");
+    assert!(why.contains("ServiceAccountTokenNodeBinding"), "{why}");
+    assert!(status["pluginCredential"].get("boundNode").is_none());
+    assert_eq!(status["ready"], true);
+    // the binding is not asked for again right away
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), tokens.next_request())
+            .await
+            .is_err()
+    );
     running.stop().await;
 }

@@ -15,7 +15,14 @@
 //!   MultusConfig's node selector matches no node), pods created meanwhile
 //!   still get both networks; the agents come back when it is restored;
 //! - (d) deleting the MultusConfig deletes the plugin's ServiceAccount, and
-//!   the token read from the node before gets 401 from the API server.
+//!   the token read from the node before gets 401 from the API server;
+//! - (f) node isolation (issue 19), decided by what the server offers:
+//!   on Kubernetes 1.33+ the plugin's token is bound to the node's Node and
+//!   the chart's admission policy denies it the status of a pod on another
+//!   (fake) Node, Events in another node's name and unbound plugin tokens,
+//!   while the node's own pods are written as before; on older servers the
+//!   token is unbound, the MultusConfig status says why, and the write goes
+//!   through as before.
 //!
 //! Runs when `MULTUS_E2E_KUBECONFIG` is set (fails without it under
 //! `CI=true`); needs a disposable single-node cluster whose node is this
@@ -159,6 +166,9 @@ async fn plugin_credential_on_a_real_cluster() {
     t.check_plugin_token(log, installed_at).await;
     t.one_pod_with_both_networks(log, "first").await;
 
+    log.step("(f) node isolation: node-bound token and admission policy where offered");
+    t.node_isolation(log).await;
+
     log.step("(e) 24 pods x 2 NADs, agent left alone");
     let quiet = t.batch(log, "quiet", false).await;
     t.delete_batch("quiet").await;
@@ -227,6 +237,19 @@ fn jwt_claims(token: &str) -> Result<Value, String> {
         .ok_or("not a JWT (no second part)")?;
     let bytes = base64url(payload).ok_or("the payload is not base64url")?;
     serde_json::from_slice(&bytes).map_err(|e| format!("the payload is not JSON: {e}"))
+}
+
+/// The projected ServiceAccount token of the pod `uid`, from the kubelet's
+/// volume on this node.
+fn projected_token(uid: &str) -> String {
+    let dir = Path::new("/var/lib/kubelet/pods")
+        .join(uid)
+        .join("volumes/kubernetes.io~projected");
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    entries
+        .filter_map(Result::ok)
+        .find_map(|e| std::fs::read_to_string(e.path().join("token")).ok())
+        .unwrap_or_else(|| panic!("no projected token under {}", dir.display()))
 }
 
 /// A client of the test cluster that authenticates with `token` only.
@@ -797,6 +820,242 @@ impl Cred {
 
     /// (d): delete the MultusConfig; the plugin's ServiceAccount goes and
     /// the token read from the node before gets 401.
+    /// Whether the server is Kubernetes 1.33 or newer (node-bound tokens
+    /// GA; the chart installs the admission policy there).
+    async fn isolation_expected(&self) -> bool {
+        let info = self.client.apiserver_version().await.expect("GET /version");
+        let minor: u32 = info
+            .minor
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0);
+        info.major == "1" && minor >= 33
+    }
+
+    /// The MultusConfig's `status.clusterFeatures` as `name=state`, once
+    /// both features are reported with `want` states.
+    async fn wait_features(&self, want: [(&str, &str); 2]) -> Vec<(String, String, String)> {
+        wait_until(
+            &format!("MultusConfig {MC} status.clusterFeatures {want:?}"),
+            3 * MINUTE,
+            async || {
+                let mc = self
+                    .configs()
+                    .get(MC)
+                    .await
+                    .map_err(|e| format!("GET MultusConfig: {e}"))?;
+                let features: Vec<(String, String, String)> = mc
+                    .status
+                    .as_ref()
+                    .map(|s| {
+                        s.cluster_features
+                            .iter()
+                            .map(|f| {
+                                (
+                                    f.name.clone(),
+                                    f.state.as_str().to_owned(),
+                                    f.message.clone(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let matches = want
+                    .iter()
+                    .all(|(name, state)| features.iter().any(|(n, s, _)| n == name && s == state));
+                if matches {
+                    Ok(features)
+                } else {
+                    Err(format!("{features:?}"))
+                }
+            },
+        )
+        .await
+    }
+
+    /// (f): see the module doc.
+    async fn node_isolation(&self, log: &mut StepLog) {
+        const FAKE_NODE: &str = "multus-e2e-cred-fake-node";
+        let expected = self.isolation_expected().await;
+        let (credential, token, claims) = self.wait_plugin_token().await;
+        let token_node = claims["kubernetes.io"]["node"]["name"]
+            .as_str()
+            .map(str::to_owned);
+        if expected {
+            // the agent asks for the binding; a token of before (none here)
+            // would be replaced at once
+            let (credential, claims) =
+                wait_until("a plugin token bound to the node", 2 * MINUTE, async || {
+                    let (credential, _, claims) = self.wait_plugin_token().await;
+                    if credential.bound_node.as_deref() == Some(self.node.as_str()) {
+                        Ok((credential, claims))
+                    } else {
+                        Err(format!("{credential:?}"))
+                    }
+                })
+                .await;
+            assert_eq!(
+                claims["kubernetes.io"]["node"]["name"].as_str(),
+                Some(self.node.as_str()),
+                "the token's node claim: {claims}"
+            );
+            log.note(&format!(
+                "plugin token bound to Node {} (credential {:?})",
+                self.node, credential.bound_node
+            ));
+            let features = self
+                .wait_features([
+                    ("NodeBoundPluginTokens", "Active"),
+                    ("PluginAdmissionPolicy", "Active"),
+                ])
+                .await;
+            log.note(&format!("status.clusterFeatures: {features:?}"));
+        } else {
+            assert_eq!(credential.bound_node, None, "{credential:?}");
+            assert_eq!(
+                token_node, None,
+                "an unbound token has no node claim: {claims}"
+            );
+            let why = credential
+                .node_binding_unavailable
+                .clone()
+                .unwrap_or_else(|| panic!("no nodeBindingUnavailable: {credential:?}"));
+            assert!(why.contains(&format!("Node {}", self.node)), "{why}");
+            let features = self
+                .wait_features([
+                    ("NodeBoundPluginTokens", "Unavailable"),
+                    ("PluginAdmissionPolicy", "Unavailable"),
+                ])
+                .await;
+            log.note(&format!(
+                "no node binding on this server ({why}); status.clusterFeatures: {features:?}"
+            ));
+        }
+
+        // a pod bound to a Node without a kubelet, and one of this node
+        let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+        let _ = nodes.delete(FAKE_NODE, &DeleteParams::default()).await;
+        nodes
+            .create(
+                &Default::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": FAKE_NODE, "labels": {"e2e.multus.dev/fake": "true"}},
+                }))
+                .unwrap(),
+            )
+            .await
+            .expect("creating the fake Node");
+        let far: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "far", "namespace": APP_NS},
+            "spec": {
+                "nodeName": FAKE_NODE,
+                "containers": [{"name": "c", "image": "localhost/busybox:local"}],
+            },
+        }))
+        .unwrap();
+        self.pods()
+            .create(&Default::default(), &far)
+            .await
+            .expect("creating a pod on the fake Node");
+        let with_token = client_with_token(&token).await;
+        let pods: Api<Pod> = Api::namespaced(with_token.clone(), APP_NS);
+        let status_patch = json!({"metadata": {"annotations": {
+            "e2e.multus.dev/written-by": "the plugin's token"}}});
+        let far_result = pods
+            .patch_status("far", &PatchParams::default(), &Patch::Merge(&status_patch))
+            .await;
+        let near_result = pods
+            .patch_status(
+                "first",
+                &PatchParams::default(),
+                &Patch::Merge(&status_patch),
+            )
+            .await;
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(with_token.clone(), APP_NS);
+        let event = |host: &str| -> k8s_openapi::api::core::v1::Event {
+            serde_json::from_value(json!({
+                "metadata": {"generateName": "e2e-isolation-"},
+                "involvedObject": {"kind": "Pod", "namespace": APP_NS, "name": "first"},
+                "reason": "E2eIsolation", "message": "test", "type": "Normal",
+                "source": {"component": "multus", "host": host},
+                "reportingComponent": "multus", "reportingInstance": host,
+            }))
+            .unwrap()
+        };
+        let foreign_event = events.create(&Default::default(), &event(FAKE_NODE)).await;
+        let own_event = events.create(&Default::default(), &event(&self.node)).await;
+        let _ = self
+            .pods()
+            .delete("far", &DeleteParams::default().grace_period(0))
+            .await;
+        let _ = nodes.delete(FAKE_NODE, &DeleteParams::default()).await;
+
+        near_result.unwrap_or_else(|e| {
+            panic!("the plugin's token may no longer write a pod of its own node: {e}")
+        });
+        own_event.unwrap_or_else(|e| panic!("an Event in the node's own name was refused: {e}"));
+        if expected {
+            match far_result {
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    assert!(
+                        s.message.contains(&format!(
+                            "the token of node {} may only write pods of that node; pod {APP_NS}/far is on node {FAKE_NODE}",
+                            self.node
+                        )),
+                        "the denial does not carry the policy's message: {s:?}"
+                    );
+                    log.note(&format!("pod on another node: denied, {:?}", s.message));
+                }
+                other => panic!(
+                    "writing the status of a pod on another node with the plugin's token: {other:?}"
+                ),
+            }
+            match foreign_event {
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    assert!(s.message.contains("may only record Events"), "{s:?}");
+                }
+                other => panic!("an Event in another node's name: {other:?}"),
+            }
+            // the agents may not mint unbound plugin tokens: the request
+            // is made with the agent pod's own projected token, read on the
+            // node as root could
+            let agent = self
+                .agent_pods()
+                .await
+                .into_iter()
+                .next()
+                .expect("an agent pod");
+            let agent_token = projected_token(agent.metadata.uid.as_deref().unwrap_or_default());
+            let as_agent = client_with_token(&agent_token).await;
+            let sas: Api<ServiceAccount> = Api::namespaced(as_agent, OP_NS);
+            let unbound = sas
+                .create_token_request(PLUGIN_SA, &Default::default(), &Default::default())
+                .await;
+            match unbound {
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    assert!(
+                        s.message
+                            .contains("may only request plugin tokens bound to its own Node"),
+                        "{s:?}"
+                    );
+                    log.note("an unbound plugin token requested with the agent's token: denied");
+                }
+                other => panic!("an unbound plugin token with the agent's token: {other:?}"),
+            }
+        } else {
+            far_result.unwrap_or_else(|e| {
+                panic!("without node binding, the write should go through as before: {e}")
+            });
+            foreign_event.unwrap_or_else(|e| panic!("without the policy, events go through: {e}"));
+            log.note("no admission policy on this server: the write to a pod of another node went through, as before issue 19");
+        }
+    }
+
     async fn uninstall_revokes(&self, log: &mut StepLog) {
         let (_, token, _) = self.wait_plugin_token().await;
         let with_token = client_with_token(&token).await;

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use multus_config::crd::MultusConfig;
 use multus_e2e::{running_in_ci, workspace_root};
+use multus_operator::controller::probe::admission_policy_name;
 use multus_operator::controller::rbac;
 use serde_yaml::Value;
 
@@ -46,6 +47,11 @@ fn run(helm: &PathBuf, args: &[&str]) -> (bool, String, String) {
 }
 
 fn render(helm: &PathBuf, values: Option<&str>) -> Vec<Value> {
+    render_with(helm, values, &[])
+}
+
+/// Renders with `extra` arguments (e.g. the server's version and APIs).
+fn render_with(helm: &PathBuf, values: Option<&str>, extra: &[&str]) -> Vec<Value> {
     let chart = chart();
     let chart = chart.to_str().unwrap();
     let mut args = vec![
@@ -61,6 +67,7 @@ fn render(helm: &PathBuf, values: Option<&str>) -> Vec<Value> {
         file = chart.to_owned() + "/" + v;
         args.extend(["-f", &file]);
     }
+    args.extend(extra);
     let (ok, out, err) = run(helm, &args);
     assert!(ok, "helm template failed: {err}");
     out.split("\n---")
@@ -333,5 +340,117 @@ fn chart_crds_equal_the_committed_crds() {
             a == b,
             "charts/multus/crds/{name:?} differs from crds/: copy it"
         );
+    }
+}
+
+#[test]
+fn the_node_isolation_policy_is_rendered_only_where_the_server_offers_it() {
+    let Some(helm) = helm("the_node_isolation_policy_is_rendered_only_where_the_server_offers_it")
+    else {
+        return;
+    };
+    const VAP_API: &str = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy";
+    let kinds = |docs: &[Value]| -> Vec<String> {
+        docs.iter()
+            .filter(|d| {
+                d["kind"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with("ValidatingAdmissionPolicy"))
+            })
+            .map(|d| {
+                format!(
+                    "{}/{}",
+                    d["kind"].as_str().unwrap(),
+                    d["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let name = admission_policy_name("multus-plugin");
+    assert_eq!(name, "multus-plugin-node-isolation");
+
+    // 1.35 serving ValidatingAdmissionPolicy v1: the policy and its binding
+    let docs = render_with(
+        &helm,
+        None,
+        &["--kube-version", "1.35.0", "--api-versions", VAP_API],
+    );
+    assert_eq!(
+        kinds(&docs),
+        [
+            format!("ValidatingAdmissionPolicy/{name}"),
+            format!("ValidatingAdmissionPolicyBinding/{name}")
+        ]
+    );
+    let policy = docs
+        .iter()
+        .find(|d| d["kind"] == "ValidatingAdmissionPolicy")
+        .unwrap();
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    let condition = policy["spec"]["matchConditions"][0]["expression"]
+        .as_str()
+        .unwrap();
+    for account in [
+        "system:serviceaccount:multus-system:multus-plugin-",
+        "system:serviceaccount:multus-system:multus-agent-",
+    ] {
+        assert!(condition.contains(account), "{condition}");
+    }
+    let resources: Vec<&str> = policy["spec"]["matchConstraints"]["resourceRules"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["resources"].as_sequence().unwrap())
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        ["pods", "pods/status", "events", "serviceaccounts/token"]
+    );
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "ValidatingAdmissionPolicyBinding")
+        .unwrap();
+    assert_eq!(binding["spec"]["policyName"].as_str(), Some(name.as_str()));
+    assert_eq!(binding["spec"]["validationActions"][0], "Deny");
+
+    // a custom plugin role names the policy the controller looks for
+    let custom = render_with(
+        &helm,
+        None,
+        &[
+            "--kube-version",
+            "1.35.0",
+            "--api-versions",
+            VAP_API,
+            "--set",
+            "rbac.pluginClusterRole=p-custom",
+        ],
+    );
+    assert_eq!(
+        kinds(&custom)[0],
+        format!(
+            "ValidatingAdmissionPolicy/{}",
+            admission_policy_name("p-custom")
+        )
+    );
+
+    // not before 1.33 (tokens are not bound to Nodes for certain), not
+    // without the API, not when turned off
+    for extra in [
+        &["--kube-version", "1.32.0", "--api-versions", VAP_API][..],
+        &["--kube-version", "1.35.0"][..],
+        &["--kube-version", "1.28.7"][..],
+        &[
+            "--kube-version",
+            "1.35.0",
+            "--api-versions",
+            VAP_API,
+            "--set",
+            "nodeIsolation.admissionPolicy=false",
+        ][..],
+    ] {
+        let docs = render_with(&helm, None, extra);
+        assert!(kinds(&docs).is_empty(), "{extra:?}: {:?}", kinds(&docs));
     }
 }

@@ -6,7 +6,9 @@ pub mod node_state;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-pub use multus_config::{MultusConfig, MultusConfigSpec, MultusConfigStatus};
+pub use multus_config::{
+    ClusterFeature, FeatureState, MultusConfig, MultusConfigSpec, MultusConfigStatus,
+};
 pub use node_state::{
     CredentialSource, MultusNodeState, MultusNodeStateSpec, MultusNodeStateStatus, PluginCredential,
 };

@@ -331,6 +331,53 @@ pub struct MultusConfigStatus {
     /// NetworkAttachmentDefinitions that failed validation.
     #[serde(default)]
     pub invalid_network_attachment_definitions: i32,
+    /// The API server's version (`gitVersion`), as the controller last
+    /// read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// What this cluster offers that Multus uses where it exists (features
+    /// of newer Kubernetes versions), and whether it is in use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_features: Vec<ClusterFeature>,
+}
+
+/// A cluster feature Multus uses where the API server offers it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterFeature {
+    /// `NodeBoundPluginTokens` (the plugin's tokens are bound to their
+    /// Node) or `PluginAdmissionPolicy` (an admission policy limits the
+    /// plugin's writes to the pods of its node).
+    pub name: String,
+    /// Whether it is in use.
+    pub state: FeatureState,
+    /// What it means here, and why it is not in use.
+    pub message: String,
+}
+
+/// Whether a cluster feature is in use.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum FeatureState {
+    /// In use everywhere it applies.
+    Active,
+    /// In use on some nodes only.
+    Partial,
+    /// The cluster does not offer it, or it is not installed.
+    Unavailable,
+    /// Not known yet (no node has reported, or the controller cannot look).
+    Unknown,
+}
+
+impl FeatureState {
+    /// The state as the API spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "Active",
+            Self::Partial => "Partial",
+            Self::Unavailable => "Unavailable",
+            Self::Unknown => "Unknown",
+        }
+    }
 }
 
 /// One primary network seen on the nodes of a MultusConfig.

@@ -152,6 +152,18 @@ pub struct PluginCredential {
     /// When the token expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// The Node the token is bound to: it stops working when that Node
+    /// object is deleted, and it carries the node's name, which the chart's
+    /// admission policy compares with the pods the plugin writes. Absent:
+    /// the token is bound to no object (or, for the fallback, to the agent
+    /// pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_node: Option<String>,
+    /// Why a token of the plugin's ServiceAccount is not bound to the node:
+    /// the API server's answer to the node-bound TokenRequest (servers
+    /// before Kubernetes 1.33 may not offer node-bound tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_binding_unavailable: Option<String>,
     /// Since when the plugin uses a token of this source (for the fallback:
     /// since when no plugin token could be had).
     #[serde(default, skip_serializing_if = "Option::is_none")]

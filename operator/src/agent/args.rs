@@ -326,6 +326,7 @@ impl NodeAgentArgs {
             namespace,
             service_account,
             lifetime: Duration::from_secs(u64::from(self.plugin_token_expiration_seconds)),
+            node: self.node_name.clone().filter(|n| !n.trim().is_empty()),
         })
     }
 
@@ -511,6 +512,7 @@ mod tests {
                 namespace: "from-file".into(),
                 service_account: "multus-plugin-a".into(),
                 lifetime: Duration::from_secs(3600),
+                node: None,
             })
         );
         args.namespace = Some("given".into());

@@ -9,6 +9,16 @@
 //! The agent refreshes it at half its life, so when the agent is down pods
 //! keep starting on its node until the token expires.
 //!
+//! Where the API server offers it (Kubernetes 1.33+, earlier behind the
+//! `ServiceAccountTokenNodeBinding` gate), the token is bound to the agent's
+//! Node instead: it still outlives the agent pod, dies with the Node, and
+//! carries the node's name, which the chart's admission policy compares
+//! with the pods the plugin writes. The agent asks for a node-bound token
+//! and, when the server refuses the binding (400/422), for an unbound one;
+//! it asks for the binding again every [`BINDING_RETRY`] (after a server
+//! upgrade), and replaces an unbound token by a bound one as soon as the
+//! server allows it.
+//!
 //! While no valid plugin token exists (first start before the controller's
 //! RBAC is in place, an upgrade from a version without it, API errors), the
 //! file holds a copy of the agent's own projected token, as before, and the
@@ -22,7 +32,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -42,6 +52,9 @@ pub const VERIFY_INTERVAL: Duration = Duration::from_secs(600);
 /// A refresh is never scheduled sooner than this after a token arrived
 /// (a token that would need it is refused as a clock problem instead).
 pub const MIN_REFRESH: Duration = Duration::from_secs(60);
+/// After the API server refused to bind a token to the Node, how long the
+/// agent asks for unbound tokens before it tries the binding again.
+pub const BINDING_RETRY: Duration = Duration::from_secs(6 * 3600);
 /// A token that lives longer than the configured lifetime by more than
 /// this was requested with an older, longer setting and is not reused.
 pub const LIFETIME_SLACK: Duration = Duration::from_secs(60);
@@ -55,6 +68,8 @@ pub struct CredentialSettings {
     pub service_account: String,
     /// The lifetime to request (`expirationSeconds`).
     pub lifetime: Duration,
+    /// The Node to bind the token to (the agent's), when known.
+    pub node: Option<String>,
 }
 
 impl CredentialSettings {
@@ -92,6 +107,11 @@ pub struct Claims {
     pub issued_at: Option<Timestamp>,
     /// `exp`.
     pub expires_at: Option<Timestamp>,
+    /// `kubernetes.io.node.name`: the Node the token is bound to, or (for a
+    /// pod-bound token) the node of its pod.
+    pub node: Option<String>,
+    /// `kubernetes.io.pod.name`: set for pod-bound tokens.
+    pub pod: Option<String>,
 }
 
 impl Claims {
@@ -154,10 +174,18 @@ pub fn claims(token: &[u8]) -> Result<Claims, ClaimsError> {
             .and_then(Value::as_i64)
             .and_then(|s| Timestamp::from_second(s).ok())
     };
+    let bound = |kind: &str| {
+        value
+            .pointer(&format!("/kubernetes.io/{kind}/name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
     Ok(Claims {
         subject: value.get("sub").and_then(Value::as_str).map(str::to_owned),
         issued_at: time("iat"),
         expires_at: time("exp"),
+        node: bound("node"),
+        pod: bound("pod"),
     })
 }
 
@@ -180,6 +208,8 @@ pub struct Held {
     pub expires_at: Timestamp,
     /// When to request the next one: half its life.
     pub refresh_at: Timestamp,
+    /// The Node it is bound to; `None`: bound to no object.
+    pub bound_node: Option<String>,
 }
 
 impl std::fmt::Debug for Held {
@@ -188,6 +218,7 @@ impl std::fmt::Debug for Held {
             .field("issued_at", &self.issued_at)
             .field("expires_at", &self.expires_at)
             .field("refresh_at", &self.refresh_at)
+            .field("bound_node", &self.bound_node)
             .finish_non_exhaustive()
     }
 }
@@ -231,11 +262,15 @@ pub fn reusable(
             settings.lifetime.as_secs()
         ));
     }
+    if claims.pod.is_some() {
+        return Err("it is bound to a pod".to_owned());
+    }
     Ok(Held {
         token: token.to_vec(),
         issued_at,
         expires_at,
         refresh_at,
+        bound_node: claims.node,
     })
 }
 
@@ -278,6 +313,24 @@ pub enum CredentialError {
         /// Its name.
         name: String,
     },
+    /// The API server refused to bind a token to the Node (it does not
+    /// offer node-bound tokens: before Kubernetes 1.33 without the
+    /// `ServiceAccountTokenNodeBinding` gate), or the Node does not exist.
+    #[error(
+        "the API server does not bind the token of ServiceAccount {namespace}/{name} to Node \
+         {node}: {source}"
+    )]
+    NodeBindingRefused {
+        /// Namespace of the ServiceAccount.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The Node.
+        node: String,
+        /// The server's answer.
+        #[source]
+        source: kube::Error,
+    },
     /// A token that would expire before it could be refreshed.
     #[error(
         "the API server issued a token that expires at {expires_at}, too soon by this node's \
@@ -302,8 +355,12 @@ pub enum CredentialError {
 
 /// The API calls of the credential keeper.
 pub trait TokenApi: Send + Sync {
-    /// Requests a new token for the plugin's ServiceAccount.
-    fn request(&self) -> impl Future<Output = Result<Issued, CredentialError>> + Send;
+    /// Requests a new token for the plugin's ServiceAccount, bound to the
+    /// Node `node` when given (else to no object).
+    fn request(
+        &self,
+        node: Option<&str>,
+    ) -> impl Future<Output = Result<Issued, CredentialError>> + Send;
     /// Whether `token` still authenticates (`Ok(false)`: the API server
     /// answers 401, e.g. because its ServiceAccount was deleted).
     fn authenticates(
@@ -358,12 +415,18 @@ impl KubeTokenApi {
     }
 
     /// The TokenRequest the agent sends: the configured lifetime, the
-    /// default audience (the API server's), no bound object.
-    pub fn token_request(settings: &CredentialSettings) -> TokenRequest {
+    /// default audience (the API server's), bound to the Node `node` when
+    /// given (the server fills in its UID), else to no object.
+    pub fn token_request(settings: &CredentialSettings, node: Option<&str>) -> TokenRequest {
         TokenRequest {
             spec: TokenRequestSpec {
                 audiences: Vec::new(),
-                bound_object_ref: None,
+                bound_object_ref: node.map(|name| BoundObjectReference {
+                    api_version: Some("v1".to_owned()),
+                    kind: Some("Node".to_owned()),
+                    name: Some(name.to_owned()),
+                    uid: None,
+                }),
                 expiration_seconds: Some(
                     i64::try_from(settings.lifetime.as_secs()).unwrap_or(i64::MAX),
                 ),
@@ -383,18 +446,33 @@ async fn bounded<T>(
 }
 
 impl TokenApi for KubeTokenApi {
-    async fn request(&self) -> Result<Issued, CredentialError> {
+    async fn request(&self, node: Option<&str>) -> Result<Issued, CredentialError> {
         let s = &self.settings;
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &s.namespace);
-        let body = Self::token_request(s);
+        let body = Self::token_request(s, node);
         bounded("request the plugin's token", async {
             let answer = api
                 .create_token_request(&s.service_account, &PostParams::default(), &body)
                 .await
-                .map_err(|source| CredentialError::Request {
-                    namespace: s.namespace.clone(),
-                    name: s.service_account.clone(),
-                    source,
+                .map_err(|source| match (node, &source) {
+                    // The server's verdict on the binding itself: it does
+                    // not offer node-bound tokens (400) or finds the
+                    // reference invalid (422).
+                    (Some(node), kube::Error::Api(status))
+                        if status.code == 400 || status.code == 422 =>
+                    {
+                        CredentialError::NodeBindingRefused {
+                            namespace: s.namespace.clone(),
+                            name: s.service_account.clone(),
+                            node: node.to_owned(),
+                            source,
+                        }
+                    }
+                    _ => CredentialError::Request {
+                        namespace: s.namespace.clone(),
+                        name: s.service_account.clone(),
+                        source,
+                    },
                 })?;
             let status = answer
                 .status
@@ -430,8 +508,11 @@ impl TokenApi for KubeTokenApi {
 /// What the keeper wants done now.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Task {
-    /// Request a new token.
-    Request,
+    /// Request a new token, bound to this Node when given.
+    Request {
+        /// The Node to bind it to; `None`: no bound object.
+        node: Option<String>,
+    },
     /// Check that the held token still authenticates.
     Verify(Vec<u8>),
 }
@@ -439,7 +520,8 @@ pub enum Task {
 impl std::fmt::Debug for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Self::Request => "Request",
+            Self::Request { node: Some(_) } => "Request(node-bound)",
+            Self::Request { node: None } => "Request(unbound)",
             Self::Verify(_) => "Verify",
         })
     }
@@ -458,7 +540,7 @@ impl Task {
     /// Runs the task against `api`.
     pub async fn run(self, api: &impl TokenApi) -> Outcome {
         match self {
-            Self::Request => Outcome::Requested(api.request().await),
+            Self::Request { node } => Outcome::Requested(api.request(node.as_deref()).await),
             Self::Verify(token) => Outcome::Verified(api.authenticates(&token).await),
         }
     }
@@ -483,11 +565,28 @@ pub enum Change {
     Dropped,
 }
 
+/// What the agent knows of binding tokens to its Node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeBinding {
+    /// Not asked yet (or no node name is known).
+    Untried,
+    /// The server issued a node-bound token.
+    Offered,
+    /// The server refused the binding; unbound tokens until `retry_at`.
+    Refused {
+        /// The server's answer.
+        message: String,
+        /// When to ask for the binding again.
+        retry_at: Timestamp,
+    },
+}
+
 /// The plugin's token and every decision about it.
 #[derive(Debug, Clone)]
 pub struct Keeper {
     settings: CredentialSettings,
     held: Option<Held>,
+    binding: NodeBinding,
     failures: u32,
     retry_at: Option<Timestamp>,
     verify_at: Option<Timestamp>,
@@ -501,6 +600,7 @@ impl Keeper {
         Self {
             settings,
             held: None,
+            binding: NodeBinding::Untried,
             failures: 0,
             retry_at: None,
             verify_at: None,
@@ -553,16 +653,55 @@ impl Keeper {
         }
     }
 
+    /// A token request as due at `now` (bound to the Node unless the
+    /// server refused that lately).
+    pub fn request_task(&self, now: Timestamp) -> Task {
+        Task::Request {
+            node: self.bind_to(now),
+        }
+    }
+
+    /// What the agent knows of node-bound tokens.
+    pub fn binding(&self) -> &NodeBinding {
+        &self.binding
+    }
+
+    /// The Node the next token should be bound to at `now`: the agent's,
+    /// unless the server refused the binding less than
+    /// [`BINDING_RETRY`] ago.
+    fn bind_to(&self, now: Timestamp) -> Option<String> {
+        match &self.binding {
+            NodeBinding::Refused { retry_at, .. } if *retry_at > now => None,
+            _ => self.settings.node.clone(),
+        }
+    }
+
+    /// When an unbound held token should be replaced by a node-bound one
+    /// (at once, or when the binding may be asked for again).
+    fn upgrade_at(&self, held: &Held) -> Option<Timestamp> {
+        if held.bound_node.is_some() || self.settings.node.is_none() {
+            return None;
+        }
+        match &self.binding {
+            NodeBinding::Refused { retry_at, .. } => Some(*retry_at),
+            _ => Some(Timestamp::MIN),
+        }
+    }
+
     /// The task due at `now`, if any.
     pub fn due(&self, now: Timestamp) -> Option<Task> {
         let retry_ok = self.retry_at.is_none_or(|at| at <= now);
+        let request = || self.request_task(now);
         match self.token(now) {
-            Some(held) if held.refresh_at <= now && retry_ok => Some(Task::Request),
+            Some(held) if held.refresh_at <= now && retry_ok => Some(request()),
+            Some(held) if self.upgrade_at(held).is_some_and(|at| at <= now) && retry_ok => {
+                Some(request())
+            }
             Some(held) if self.verify_at.is_some_and(|at| at <= now) => {
                 Some(Task::Verify(held.token.clone()))
             }
             Some(_) => None,
-            None if retry_ok => Some(Task::Request),
+            None if retry_ok => Some(request()),
             None => None,
         }
     }
@@ -580,6 +719,13 @@ impl Keeper {
                 if let Some(verify) = self.verify_at {
                     next = next.min(verify);
                 }
+                if let Some(upgrade) = self.upgrade_at(held) {
+                    let upgrade = match self.retry_at {
+                        Some(retry) => retry.max(upgrade),
+                        None => upgrade,
+                    };
+                    next = next.min(upgrade.max(now));
+                }
                 next
             }
             None => self.retry_at.unwrap_or(now),
@@ -590,6 +736,16 @@ impl Keeper {
     pub fn on_outcome(&mut self, outcome: Outcome, now: Timestamp) -> Change {
         match outcome {
             Outcome::Requested(Ok(issued)) => self.on_issued(issued, now),
+            Outcome::Requested(Err(error @ CredentialError::NodeBindingRefused { .. })) => {
+                // Not a failure to back off from: ask at once for an
+                // unbound token (when none is held), and for the binding
+                // again later.
+                self.binding = NodeBinding::Refused {
+                    message: error.to_string(),
+                    retry_at: later(now, BINDING_RETRY),
+                };
+                Change::None
+            }
             Outcome::Requested(Err(error)) => {
                 self.on_failure(error.to_string(), now);
                 Change::None
@@ -627,11 +783,16 @@ impl Keeper {
             self.on_failure(error.to_string(), now);
             return Change::None;
         }
+        let bound_node = claims(&issued.token).ok().and_then(|c| c.node);
+        if bound_node.is_some() {
+            self.binding = NodeBinding::Offered;
+        }
         self.held = Some(Held {
             token: issued.token,
             issued_at: now,
             expires_at: issued.expires_at,
             refresh_at,
+            bound_node,
         });
         self.failures = 0;
         self.retry_at = None;
@@ -661,6 +822,18 @@ impl Keeper {
         self.last_error.as_deref()
     }
 
+    /// Why the held token is not bound to the Node, for the report.
+    fn binding_unavailable(&self, held: &Held) -> Option<String> {
+        if held.bound_node.is_some() {
+            return None;
+        }
+        match (&self.binding, &self.settings.node) {
+            (_, None) => Some("the agent does not know its node's name (NODE_NAME)".to_owned()),
+            (NodeBinding::Refused { message, .. }, Some(_)) => Some(message.clone()),
+            (_, Some(_)) => None,
+        }
+    }
+
     /// The node-state report at `now`; `fallback` is the claims of the
     /// agent's own token, used while there is no plugin token.
     pub fn report(&self, now: Timestamp, fallback: Option<&Claims>) -> PluginCredential {
@@ -674,6 +847,8 @@ impl Keeper {
                 source: CredentialSource::TokenRequest,
                 issued_at: Some(Time(held.issued_at)),
                 expires_at: Some(Time(held.expires_at)),
+                bound_node: held.bound_node.clone(),
+                node_binding_unavailable: self.binding_unavailable(held),
                 since,
                 message: self
                     .last_error
@@ -688,6 +863,8 @@ impl Keeper {
                 source: CredentialSource::AgentToken,
                 issued_at: fallback.and_then(|c| c.issued_at).map(Time),
                 expires_at: fallback.and_then(|c| c.expires_at).map(Time),
+                bound_node: None,
+                node_binding_unavailable: None,
                 since,
                 message: Some(format!(
                     "no token of ServiceAccount {}/{} yet ({}); the plugin uses a copy of the \
@@ -742,7 +919,49 @@ pub(crate) mod tests {
             namespace: "multus-system".into(),
             service_account: "multus-plugin-default".into(),
             lifetime: Duration::from_secs(86_400),
+            node: None,
         }
+    }
+
+    fn node_settings() -> CredentialSettings {
+        CredentialSettings {
+            node: Some("node-a".into()),
+            ..settings()
+        }
+    }
+
+    fn bound_token(iat: i64, exp: i64, node: &str) -> Vec<u8> {
+        jwt(&serde_json::json!({
+            "sub": "system:serviceaccount:multus-system:multus-plugin-default",
+            "iat": T0 + iat, "exp": T0 + exp,
+            "kubernetes.io": {"namespace": "multus-system", "node": {"name": node, "uid": "u-1"}},
+        }))
+        .into_bytes()
+    }
+
+    fn issued_bound(iat: i64, exp: i64, node: &str) -> Outcome {
+        Outcome::Requested(Ok(Issued {
+            token: bound_token(iat, exp, node),
+            expires_at: at(exp),
+        }))
+    }
+
+    fn binding_refused() -> Outcome {
+        let status = kube::core::Status {
+            code: 400,
+            message:
+                "cannot bind token to a Node object as the \"ServiceAccountTokenNodeBinding\" \
+                      feature-gate is disabled"
+                    .into(),
+            reason: "BadRequest".into(),
+            ..Default::default()
+        };
+        Outcome::Requested(Err(CredentialError::NodeBindingRefused {
+            namespace: "multus-system".into(),
+            name: "multus-plugin-default".into(),
+            node: "node-a".into(),
+            source: kube::Error::Api(Box::new(status)),
+        }))
     }
 
     fn plugin_token(iat: i64, exp: i64) -> Vec<u8> {
@@ -840,7 +1059,7 @@ pub(crate) mod tests {
     #[test]
     fn a_fresh_keeper_requests_at_once_and_falls_back_meanwhile() {
         let mut k = Keeper::new(settings());
-        assert_eq!(k.due(at(0)), Some(Task::Request));
+        assert_eq!(k.due(at(0)), Some(Task::Request { node: None }));
         assert_eq!(k.source(at(0)), CredentialSource::AgentToken);
         assert_eq!(k.observe(at(0)), Some(None));
         assert_eq!(k.observe(at(1)), None);
@@ -850,6 +1069,8 @@ pub(crate) mod tests {
                 subject: Some("system:serviceaccount:multus-system:multus-agent-default".into()),
                 issued_at: Some(at(-10)),
                 expires_at: Some(at(3590)),
+                node: Some("node-a".into()),
+                pod: Some("multus-agent-default-x".into()),
             }),
         );
         assert_eq!(report.source, CredentialSource::AgentToken);
@@ -883,7 +1104,7 @@ pub(crate) mod tests {
         );
         assert!(k.token(at(1200)).is_some());
         assert_eq!(k.next_due(at(1201)), at(1800));
-        assert_eq!(k.due(at(43_200)), Some(Task::Request));
+        assert_eq!(k.due(at(43_200)), Some(Task::Request { node: None }));
         // The API server shortened the lifetime: half of what it gave.
         assert_eq!(
             k.on_outcome(issued(43_200 + 3_600), at(43_200)),
@@ -903,7 +1124,7 @@ pub(crate) mod tests {
     fn failures_back_off_and_the_fallback_starts_only_at_expiry() {
         let mut k = Keeper::new(settings());
         k.on_outcome(issued(1200), at(0));
-        assert_eq!(k.due(at(600)), Some(Task::Request));
+        assert_eq!(k.due(at(600)), Some(Task::Request { node: None }));
         k.on_outcome(failed(), at(600));
         assert_eq!(k.retry_at(), Some(at(610)));
         // Still the plugin's token, with the error reported.
@@ -922,7 +1143,7 @@ pub(crate) mod tests {
         let mut now = 610;
         let mut delays = Vec::new();
         for _ in 0..7 {
-            assert_eq!(k.due(at(now)), Some(Task::Request));
+            assert_eq!(k.due(at(now)), Some(Task::Request { node: None }));
             k.on_outcome(failed(), at(now));
             let next = k.retry_at().unwrap().as_second() - T0;
             delays.push(next - now);
@@ -960,7 +1181,7 @@ pub(crate) mod tests {
             Change::Dropped
         );
         assert_eq!(k.source(at(1)), CredentialSource::AgentToken);
-        assert_eq!(k.due(at(1)), Some(Task::Request));
+        assert_eq!(k.due(at(1)), Some(Task::Request { node: None }));
         assert!(
             k.report(at(1), None)
                 .message
@@ -981,11 +1202,127 @@ pub(crate) mod tests {
 
     #[test]
     fn the_token_request_has_no_bound_object_and_the_default_audience() {
-        let request = KubeTokenApi::token_request(&settings());
+        let request = KubeTokenApi::token_request(&settings(), None);
         assert!(request.spec.audiences.is_empty());
         assert!(request.spec.bound_object_ref.is_none());
         assert_eq!(request.spec.expiration_seconds, Some(86_400));
         assert_eq!(retry_delay(0), Duration::from_secs(10));
         assert_eq!(retry_delay(u32::MAX), Duration::from_secs(300));
+    }
+
+    fn bound_request() -> Option<Task> {
+        Some(Task::Request {
+            node: Some("node-a".into()),
+        })
+    }
+
+    #[test]
+    fn with_a_node_name_the_first_request_binds_the_token_to_the_node() {
+        let mut k = Keeper::new(node_settings());
+        assert_eq!(k.due(at(0)), bound_request());
+        assert_eq!(
+            k.on_outcome(issued_bound(0, 86_400, "node-a"), at(0)),
+            Change::NewToken
+        );
+        assert_eq!(k.binding(), &NodeBinding::Offered);
+        let held = k.token(at(1)).unwrap();
+        assert_eq!(held.bound_node.as_deref(), Some("node-a"));
+        assert_eq!(k.due(at(1)), None);
+        // the refresh at half its life binds again
+        assert_eq!(k.due(at(43_200)), bound_request());
+        let report = k.report(at(1), None);
+        assert_eq!(report.bound_node.as_deref(), Some("node-a"));
+        assert_eq!(report.node_binding_unavailable, None);
+    }
+
+    #[test]
+    fn a_refused_binding_falls_back_to_an_unbound_token_at_once_and_asks_again_later() {
+        let mut k = Keeper::new(node_settings());
+        assert_eq!(k.due(at(0)), bound_request());
+        assert_eq!(k.on_outcome(binding_refused(), at(0)), Change::None);
+        // not a failure: no back-off, an unbound request right away
+        assert_eq!(k.failures(), 0);
+        assert_eq!(k.due(at(0)), Some(Task::Request { node: None }));
+        assert_eq!(k.on_outcome(issued(86_400), at(0)), Change::NewToken);
+        let held = k.token(at(1)).unwrap();
+        assert_eq!(held.bound_node, None);
+        assert_eq!(k.due(at(1)), None);
+        let report = k.report(at(1), None);
+        assert_eq!(report.bound_node, None);
+        let why = report.node_binding_unavailable.unwrap();
+        assert!(why.contains("ServiceAccountTokenNodeBinding"), "{why}");
+        assert!(why.contains("Node node-a"), "{why}");
+        // after BINDING_RETRY the unbound token is replaced by a bound one
+        // if the server now allows it (e.g. after an upgrade)
+        let retry = i64::try_from(BINDING_RETRY.as_secs()).unwrap();
+        assert!(!matches!(k.due(at(retry - 1)), Some(Task::Request { .. })));
+        assert_eq!(
+            k.on_outcome(Outcome::Verified(Ok(true)), at(retry - 1)),
+            Change::None
+        );
+        assert_eq!(k.next_due(at(retry - 1)), at(retry));
+        assert_eq!(k.due(at(retry)), bound_request());
+        assert_eq!(
+            k.on_outcome(issued_bound(retry, retry + 86_400, "node-a"), at(retry)),
+            Change::NewToken
+        );
+        assert_eq!(
+            k.token(at(retry)).unwrap().bound_node.as_deref(),
+            Some("node-a")
+        );
+        assert_eq!(k.report(at(retry), None).node_binding_unavailable, None);
+    }
+
+    #[test]
+    fn a_refusal_while_holding_a_token_keeps_it() {
+        let mut k = Keeper::new(node_settings());
+        // an unbound token of a previous run (or an older agent)
+        assert_eq!(k.adopt(Some(&plugin_token(0, 86_400)), at(10)), Ok(()));
+        // replaced by a node-bound one at once where the server allows it
+        assert_eq!(k.due(at(10)), bound_request());
+        assert_eq!(k.on_outcome(binding_refused(), at(10)), Change::None);
+        // refused: the held token stays, and it is checked as after any
+        // adoption
+        assert!(k.token(at(11)).is_some());
+        assert!(matches!(k.due(at(11)), Some(Task::Verify(_))));
+        assert_eq!(
+            k.on_outcome(Outcome::Verified(Ok(true)), at(11)),
+            Change::None
+        );
+        assert_eq!(k.due(at(12)), None);
+    }
+
+    #[test]
+    fn a_node_bound_token_of_a_previous_run_is_kept_and_a_pod_bound_one_is_not() {
+        let mut k = Keeper::new(node_settings());
+        assert_eq!(
+            k.adopt(Some(&bound_token(0, 86_400, "node-a")), at(10)),
+            Ok(())
+        );
+        assert_eq!(
+            k.token(at(10)).unwrap().bound_node.as_deref(),
+            Some("node-a")
+        );
+        assert!(matches!(k.due(at(10)), Some(Task::Verify(_))));
+        let pod_bound = jwt(&serde_json::json!({
+            "sub": "system:serviceaccount:multus-system:multus-plugin-default",
+            "iat": T0, "exp": T0 + 86_400,
+            "kubernetes.io": {"pod": {"name": "p", "uid": "u"}, "node": {"name": "node-a", "uid": "n"}},
+        }));
+        let mut k = Keeper::new(node_settings());
+        assert_eq!(
+            k.adopt(Some(pod_bound.as_bytes()), at(10)),
+            Err("it is bound to a pod".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_token_request_binds_to_the_node_when_asked() {
+        let request = KubeTokenApi::token_request(&settings(), Some("node-a"));
+        let bound = request.spec.bound_object_ref.unwrap();
+        assert_eq!(bound.kind.as_deref(), Some("Node"));
+        assert_eq!(bound.api_version.as_deref(), Some("v1"));
+        assert_eq!(bound.name.as_deref(), Some("node-a"));
+        assert_eq!(bound.uid, None);
     }
 }

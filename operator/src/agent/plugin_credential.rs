@@ -98,7 +98,7 @@ impl Agent {
                     reason = %why,
                     "requesting a token for the plugin's ServiceAccount"
                 );
-                let outcome = Task::Request.run(api).await;
+                let outcome = keeper.request_task(Timestamp::now()).run(api).await;
                 self.credential_outcome(outcome);
             }
         }

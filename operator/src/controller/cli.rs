@@ -29,7 +29,7 @@ use super::nad::{self, NadRegistry};
 use super::rbac::{AGENT_CLUSTER_ROLE, PLUGIN_CLUSTER_ROLE};
 use super::reconcile::{error_policy, reconcile};
 use super::render::{ImageRef, OperandSettings};
-use super::{REPORTER, crds, server_version};
+use super::{REPORTER, crds, probe, server_version};
 
 pub use crate::logging::LogFormat;
 
@@ -245,7 +245,15 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         registry,
         args.pod_name.clone(),
     ));
+    // What the server offers, before the first reconcile writes a status.
+    if let Some(found) = probe::probe(&ctx.client, &ctx.settings.operands.plugin_cluster_role).await
+    {
+        tracing::info!(server = ?found, "what the API server offers");
+        ctx.set_server_features(found);
+    }
+    let probe_task = tokio::spawn(probe::keep_probing(ctx.clone()));
     reconcile_until(controller, ctx, watches.triggers, stop_or_lost()).await;
+    probe_task.abort();
     health.set_ready(false);
     metrics.leader.set(0);
     // Without a stop signal, the controller only stops when the Lease is lost.

@@ -18,7 +18,7 @@ use kube::runtime::watcher;
 use multus_config::crd::{MultusConfig, MultusNodeState};
 
 use super::REPORTER;
-use super::conditions::ProgressMark;
+use super::conditions::{ProgressMark, ServerFeatures};
 use super::metrics::Metrics;
 use super::nad::NadRegistry;
 use super::operand::{Kind, KindVisitor, Operand, OperandStores, OperandWriters};
@@ -185,6 +185,7 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     role_seen: Mutex<Option<Timestamp>>,
     applied: Mutex<HashMap<String, String>>,
+    server: Mutex<Option<ServerFeatures>>,
 }
 
 impl fmt::Debug for Context {
@@ -229,7 +230,18 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             role_seen: Mutex::new(None),
             applied: Mutex::new(HashMap::new()),
+            server: Mutex::new(None),
         }
+    }
+
+    /// What the API server offers, as last probed (`None` before).
+    pub fn server_features(&self) -> Option<ServerFeatures> {
+        lock(&self.server).clone()
+    }
+
+    /// Records a probe of the API server.
+    pub fn set_server_features(&self, features: ServerFeatures) {
+        *lock(&self.server) = Some(features);
     }
 
     /// Replaces the clock (tests).

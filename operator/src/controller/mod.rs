@@ -46,6 +46,7 @@ pub mod nad;
 pub mod observe;
 pub mod operand;
 pub mod pools;
+pub mod probe;
 pub mod prune;
 pub mod rbac;
 pub mod reconcile;

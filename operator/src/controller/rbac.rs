@@ -17,6 +17,7 @@
 //! MultusConfig ([`agent_token_rules`]) limited to that one ServiceAccount,
 //! so the plugin's token outlives the agent pod.
 
+use super::probe::admission_policy_name;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use multus_config::crd::generated_crds;
@@ -245,6 +246,17 @@ pub fn controller_cluster_rules(
             agent_cluster_role.to_owned(),
             plugin_cluster_role.to_owned(),
         ]),
+        DocumentedRule::new(
+            "admissionregistration.k8s.io",
+            &[
+                "validatingadmissionpolicies",
+                "validatingadmissionpolicybindings",
+            ],
+            &["get"],
+            "reports whether the chart's admission policy (the plugin writes only its node's \
+             pods) and its binding are in place; never writes them",
+        )
+        .named([admission_policy_name(plugin_cluster_role)]),
         DocumentedRule::new(
             "apiextensions.k8s.io",
             &["customresourcedefinitions"],

@@ -325,6 +325,7 @@ async fn assess_active(
     let rollout = outcome.daemon_set.as_ref().map(Rollout::of);
     let stalled_for = stalled_for(ctx, config, rollout.as_ref(), &reports, now);
     let apply_error = outcome.error.as_ref().map(ToString::to_string);
+    let server = ctx.server_features();
     let observation = Observation {
         name,
         daemon_set: format!("{ns}/{}", agent_name(name)),
@@ -344,6 +345,7 @@ async fn assess_active(
         )),
         now,
         phase: Phase::Active,
+        server: server.as_ref(),
     };
     (conditions::assess(&observation), invalid_nads.len())
 }

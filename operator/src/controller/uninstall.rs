@@ -182,6 +182,7 @@ async fn wait_for_agents(
             pending: progress.pending.clone(),
             desired: progress.desired,
         },
+        server: None,
     };
     let assessment = conditions::assess(&observation);
     publish_status(ctx, config, &assessment, 0, now).await?;

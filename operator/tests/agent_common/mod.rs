@@ -436,12 +436,27 @@ pub fn base64url(bytes: &[u8]) -> String {
 /// An (unsigned) service-account JWT for `namespace/name`, issued at `iat`
 /// and expiring at `exp` (Unix seconds).
 pub fn service_account_jwt(namespace: &str, name: &str, iat: i64, exp: i64) -> String {
-    let payload = serde_json::json!({
+    jwt_of(&serde_json::json!({
         "iss": "https://kubernetes.default.svc",
         "sub": format!("system:serviceaccount:{namespace}:{name}"),
         "iat": iat,
         "exp": exp,
-    });
+    }))
+}
+
+/// A token of ServiceAccount `namespace/name` bound to the Node `node`.
+pub fn node_bound_jwt(namespace: &str, name: &str, node: &str, iat: i64, exp: i64) -> String {
+    jwt_of(&serde_json::json!({
+        "iss": "https://kubernetes.default.svc",
+        "sub": format!("system:serviceaccount:{namespace}:{name}"),
+        "iat": iat,
+        "exp": exp,
+        "kubernetes.io": {"namespace": namespace, "node": {"name": node, "uid": "node-uid-1"}},
+    }))
+}
+
+/// An unsigned JWT with `payload` (the agent decodes, never verifies).
+pub fn jwt_of(payload: &serde_json::Value) -> String {
     format!(
         "{}.{}.c2lnbmF0dXJl",
         base64url(br#"{"alg":"RS256","kid":"test"}"#),

@@ -1,8 +1,9 @@
 //! Kubernetes helpers of the end-to-end tests: the chart, the node, pods,
-//! NADs, events and MultusConfig status, each wait bounded and saying what
-//! it saw last.
+//! NADs, events, MultusConfig status and the test DRA driver, each wait
+//! bounded and saying what it saw last.
 
 mod chart;
+mod dra;
 mod events;
 mod multus_config;
 mod node;
@@ -10,6 +11,7 @@ mod objects;
 mod pods;
 
 pub use chart::{helm_chart, install_privileged, remove_release, wait_operator_available};
+pub use dra::{DRA_DEVICE_ID_ATTRIBUTE, DRA_RESOURCE_NAME_ATTRIBUTE, TestDraDriver};
 pub use events::{event_count, event_summary, events, events_with_reason, wait_event};
 pub use multus_config::{
     assert_no_multus_configs, condition, has_condition, mc_summary, status_current, wait_mc,

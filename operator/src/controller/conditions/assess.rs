@@ -4,9 +4,11 @@
 
 use std::time::Duration;
 
+use multus_config::crd::ClusterFeature;
 use multus_config::crd::multus_config::PrimaryNetworkSummary;
 
 use super::credential::credential_issue;
+use super::features::cluster_features;
 use super::inputs::{Observation, Phase};
 use super::issues::{
     Issue, apply_issue, conflict_issue, degraded, invalid_nads_issue, plugin_role_issue,
@@ -62,6 +64,10 @@ pub struct Assessment {
     /// its last quarter or expiring, the fallback outlasting the deadline):
     /// the reconcile should look again by then.
     pub recheck_in: Option<Duration>,
+    /// The API server's version, when known.
+    pub kubernetes_version: Option<String>,
+    /// Which features of newer Kubernetes versions are in use.
+    pub cluster_features: Vec<ClusterFeature>,
 }
 
 /// Computes the three conditions and the counters: while uninstalling
@@ -114,6 +120,8 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
         updated_nodes: rollout.updated,
         primary_networks: primary,
         recheck_in,
+        kubernetes_version: obs.server.map(|s| s.git_version.clone()),
+        cluster_features: cluster_features(obs.server, obs.nodes),
     }
 }
 

@@ -142,6 +142,8 @@ mod tests {
             issued_at: issued.map(t),
             expires_at: expires.map(t),
             since: since.map(t),
+            bound_node: None,
+            binding_unavailable: None,
         }
     }
 

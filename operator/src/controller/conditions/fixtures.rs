@@ -27,6 +27,7 @@ pub(super) fn obs<'a>(rollout: Option<Rollout>, nodes: &'a [NodeReport]) -> Obse
         token_lifetime: Duration::from_secs(86_400),
         now: Timestamp::from_second(T0).unwrap(),
         phase: Phase::Active,
+        server: None,
     }
 }
 

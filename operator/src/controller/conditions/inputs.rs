@@ -8,6 +8,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::jiff::Timestamp;
 use multus_config::crd::{CredentialSource, MultusNodeState};
 
+use super::features::ServerFeatures;
 use crate::controller::pools::Conflict;
 use crate::controller::validate::SpecProblem;
 
@@ -82,6 +83,10 @@ pub struct CredentialReport {
     pub expires_at: Option<Timestamp>,
     /// Since when the source is in use.
     pub since: Option<Timestamp>,
+    /// The Node the token is bound to.
+    pub bound_node: Option<String>,
+    /// Why it is not bound to the node, in the API server's words.
+    pub binding_unavailable: Option<String>,
 }
 
 impl NodeReport {
@@ -104,6 +109,8 @@ impl NodeReport {
                 issued_at: c.issued_at.map(|t| t.0),
                 expires_at: c.expires_at.map(|t| t.0),
                 since: c.since.map(|t| t.0),
+                bound_node: c.bound_node,
+                binding_unavailable: c.node_binding_unavailable,
             }),
         }
     }
@@ -168,4 +175,6 @@ pub struct Observation<'a> {
     pub now: Timestamp,
     /// Active or being deleted.
     pub phase: Phase,
+    /// What the API server offers (`None` until the controller looked).
+    pub server: Option<&'a ServerFeatures>,
 }

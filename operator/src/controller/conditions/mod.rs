@@ -14,6 +14,8 @@
 //!   the agents' reports (and a rollout stuck past the deadline);
 //! - `issues`: the other reasons for `Degraded`, and how they combine;
 //! - `credential`: the nodes whose plugin token is not being refreshed;
+//! - `features`: which protections of newer Kubernetes versions are in
+//!   use (node-bound plugin tokens, the plugin's admission policy);
 //! - `progress`: when the rollout last moved ([`ProgressMark`]);
 //! - `status`: the MultusConfig's status for an assessment;
 //! - `events`: the Events of a state change;
@@ -23,6 +25,7 @@
 mod assess;
 mod credential;
 mod events;
+mod features;
 mod inputs;
 mod issues;
 mod progress;
@@ -37,6 +40,10 @@ mod fixtures;
 pub use assess::{Assessment, Verdict, assess};
 pub use credential::credential_problem;
 pub use events::{Severity, StateEvent, transition_events};
+pub use features::{
+    AdmissionPolicy, FEATURE_ADMISSION_POLICY, FEATURE_NODE_BOUND_TOKENS, ServerFeatures,
+    cluster_features,
+};
 pub use inputs::{CredentialReport, InvalidNad, NodeReport, Observation, Phase, Rollout};
 pub use progress::{ProgressMark, advance, progress_signature};
 pub use reasons::*;

@@ -71,6 +71,8 @@ pub fn status(
         updated_nodes: assessment.updated_nodes,
         primary_networks: assessment.primary_networks.clone(),
         invalid_network_attachment_definitions: i32::try_from(invalid_nads).unwrap_or(i32::MAX),
+        kubernetes_version: assessment.kubernetes_version.clone(),
+        cluster_features: assessment.cluster_features.clone(),
     }
 }
 
