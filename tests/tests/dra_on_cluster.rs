@@ -351,14 +351,28 @@ fn nad_for_resource() -> NetworkAttachmentDefinition {
     nad
 }
 
-/// `resourceClaimName` of each of the pod's claims, in status order.
+/// `resourceClaimName` of each of the pod's claims, in spec order.
 fn pod_claim_names(pod: &Pod) -> Vec<String> {
-    pod.status
+    // In spec order: a claim named directly, or the one generated from a
+    // template, which only status.resourceClaimStatuses names.
+    let statuses = pod
+        .status
         .as_ref()
         .and_then(|s| s.resource_claim_statuses.clone())
+        .unwrap_or_default();
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.resource_claims.clone())
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|s| s.resource_claim_name)
+        .filter_map(|entry| {
+            entry.resource_claim_name.or_else(|| {
+                statuses
+                    .iter()
+                    .find(|s| s.name == entry.name)
+                    .and_then(|s| s.resource_claim_name.clone())
+            })
+        })
         .collect()
 }
 
