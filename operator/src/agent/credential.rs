@@ -319,7 +319,7 @@ pub enum CredentialError {
     /// `ServiceAccountTokenNodeBinding` gate), or the Node does not exist.
     #[error(
         "the API server does not bind the token of ServiceAccount {namespace}/{name} to Node \
-         {node}: {source}"
+         {node} ({code}: {message})"
     )]
     NodeBindingRefused {
         /// Namespace of the ServiceAccount.
@@ -328,9 +328,10 @@ pub enum CredentialError {
         name: String,
         /// The Node.
         node: String,
-        /// The server's answer.
-        #[source]
-        source: kube::Error,
+        /// The HTTP status of the server's answer.
+        code: u16,
+        /// The server's message.
+        message: String,
     },
     /// A token that would expire before it could be refreshed.
     #[error(
@@ -466,7 +467,8 @@ impl TokenApi for KubeTokenApi {
                             namespace: s.namespace.clone(),
                             name: s.service_account.clone(),
                             node: node.to_owned(),
-                            source,
+                            code: status.code,
+                            message: status.message.clone(),
                         }
                     }
                     _ => CredentialError::Request {
@@ -948,20 +950,15 @@ pub(crate) mod tests {
     }
 
     fn binding_refused() -> Outcome {
-        let status = kube::core::Status {
+        Outcome::Requested(Err(CredentialError::NodeBindingRefused {
+            namespace: "multus-system".into(),
+            name: "multus-plugin-default".into(),
+            node: "node-a".into(),
             code: 400,
             message:
                 "cannot bind token to a Node object as the \"ServiceAccountTokenNodeBinding\" \
                       feature-gate is disabled"
                     .into(),
-            reason: "BadRequest".into(),
-            ..Default::default()
-        };
-        Outcome::Requested(Err(CredentialError::NodeBindingRefused {
-            namespace: "multus-system".into(),
-            name: "multus-plugin-default".into(),
-            node: "node-a".into(),
-            source: kube::Error::Api(Box::new(status)),
         }))
     }
 
