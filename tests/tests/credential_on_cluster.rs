@@ -241,15 +241,15 @@ fn jwt_claims(token: &str) -> Result<Value, String> {
 
 /// The projected ServiceAccount token of the pod `uid`, from the kubelet's
 /// volume on this node.
-fn projected_token(uid: &str) -> String {
+fn projected_token(uid: &str) -> Result<String, String> {
     let dir = Path::new("/var/lib/kubelet/pods")
         .join(uid)
         .join("volumes/kubernetes.io~projected");
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     entries
         .filter_map(Result::ok)
         .find_map(|e| std::fs::read_to_string(e.path().join("token")).ok())
-        .unwrap_or_else(|| panic!("no projected token under {}", dir.display()))
+        .ok_or_else(|| format!("no projected token under {}", dir.display()))
 }
 
 /// A client of the test cluster that authenticates with `token` only.
@@ -1024,13 +1024,22 @@ impl Cred {
             // the agents may not mint unbound plugin tokens: the request
             // is made with the agent pod's own projected token, read on the
             // node as root could
-            let agent = self
-                .agent_pods()
-                .await
-                .into_iter()
-                .next()
-                .expect("an agent pod");
-            let agent_token = projected_token(agent.metadata.uid.as_deref().unwrap_or_default());
+            let agent_token = wait_until(
+                "the projected token of a ready agent pod, on this node",
+                MINUTE,
+                async || {
+                    let pods = self.agent_pods().await;
+                    let live: Vec<&Pod> = pods
+                        .iter()
+                        .filter(|p| p.metadata.deletion_timestamp.is_none() && pod_ready(p))
+                        .collect();
+                    let agent = live
+                        .first()
+                        .ok_or_else(|| format!("no ready agent pod: {}", pods_summary(&pods)))?;
+                    projected_token(agent.metadata.uid.as_deref().unwrap_or_default())
+                },
+            )
+            .await;
             let as_agent = client_with_token(&agent_token).await;
             let sas: Api<ServiceAccount> = Api::namespaced(as_agent, OP_NS);
             let unbound = sas
