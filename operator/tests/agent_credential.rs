@@ -183,6 +183,15 @@ fn start_with(host: &Host, credential: CredentialSettings) -> (Running, ApiHandl
     )
 }
 
+/// A host whose agent holds its projected token (issued at `now`) and whose
+/// default network is calico.
+fn calico_host(now: i64) -> Host {
+    let mut host = Host::new();
+    host.project_service_account(&agent_jwt(now), "CA-1");
+    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    host
+}
+
 fn kubeconfig_token_file(host: &Host) -> Option<String> {
     let text = std::fs::read_to_string(host.multus_d().join("multus.kubeconfig")).ok()?;
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).ok()?;
@@ -193,10 +202,8 @@ fn kubeconfig_token_file(host: &Host) -> Option<String> {
 
 #[tokio::test]
 async fn the_plugin_gets_a_token_of_its_own_that_the_agents_token_never_overwrites() {
-    let mut host = Host::new();
     let now = unix_now();
-    host.project_service_account(&agent_jwt(now), "CA-1");
-    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    let mut host = calico_host(now);
     let (running, mut tokens, _verify) = start(&host);
     let token = host.multus_d().join("token");
 
@@ -295,11 +302,9 @@ fn the_plugin_flags_are_checked_and_ignored_without_the_api_server() {
 
 #[tokio::test]
 async fn without_a_token_of_its_own_the_plugin_uses_the_agents_and_says_so() {
-    let mut host = Host::new();
     let now = unix_now();
+    let mut host = calico_host(now);
     let agent_token = agent_jwt(now);
-    host.project_service_account(&agent_token, "CA-1");
-    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
     let (running, mut tokens, _verify) = start(&host);
     let token = host.multus_d().join("token");
 
@@ -363,11 +368,9 @@ async fn without_a_token_of_its_own_the_plugin_uses_the_agents_and_says_so() {
 
 #[tokio::test]
 async fn a_token_from_the_previous_run_is_kept_until_it_stops_authenticating() {
-    let mut host = Host::new();
     let now = unix_now();
+    let host = calico_host(now);
     let agent_token = agent_jwt(now);
-    host.project_service_account(&agent_token, "CA-1");
-    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
     // The previous agent left a plugin token, young enough to keep.
     std::fs::create_dir_all(host.multus_d()).unwrap();
     let previous = plugin_jwt(now - 100, now + 86_300);
@@ -412,10 +415,8 @@ async fn a_token_from_the_previous_run_is_kept_until_it_stops_authenticating() {
 
 #[tokio::test]
 async fn the_plugin_token_is_bound_to_the_node_where_the_server_allows_it() {
-    let mut host = Host::new();
     let now = unix_now();
-    host.project_service_account(&agent_jwt(now), "CA-1");
-    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    let host = calico_host(now);
     let (running, mut tokens, _verify) = start_with(&host, node_credential_settings());
     let token = host.multus_d().join("token");
 
@@ -454,10 +455,8 @@ async fn the_plugin_token_is_bound_to_the_node_where_the_server_allows_it() {
 
 #[tokio::test]
 async fn a_server_refusing_node_binding_gets_an_unbound_request_at_once_and_says_why() {
-    let mut host = Host::new();
     let now = unix_now();
-    host.project_service_account(&agent_jwt(now), "CA-1");
-    std::fs::write(host.conf.join("10-calico.conflist"), calico()).unwrap();
+    let host = calico_host(now);
     let (running, mut tokens, _verify) = start_with(&host, node_credential_settings());
     let token = host.multus_d().join("token");
 

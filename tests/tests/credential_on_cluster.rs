@@ -48,6 +48,7 @@ use multus_e2e::{
     Cmd, E2eSession, StepLog, cleanup_cmd, client_config, e2e_kubeconfig, file_mode,
     host_local_dir, remove_link, remove_namespace, remove_path, wait_until,
 };
+use multus_operator::controller::server_version;
 use serde_json::{Value, json};
 
 const TEST: &str = "plugin_credential_on_a_real_cluster";
@@ -824,14 +825,8 @@ impl Cred {
     /// GA; the chart installs the admission policy there).
     async fn isolation_expected(&self) -> bool {
         let info = self.client.apiserver_version().await.expect("GET /version");
-        let minor: u32 = info
-            .minor
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap_or(0);
-        info.major == "1" && minor >= 33
+        let version = server_version::parse(&info).expect("a readable server version");
+        version >= (1, 33)
     }
 
     /// The MultusConfig's `status.clusterFeatures` as `name=state`, once
