@@ -166,24 +166,31 @@ pub async fn settle_attached_pods(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), RemovalError> {
     tokio::pin!(shutdown);
+    // Releases that failed are not tried again in this run (the sandbox
+    // is gone either way; its cache file stays, logged).
+    let mut unreleasable = std::collections::BTreeSet::new();
     loop {
+        let mut detached_any = false;
         let (waiting, failures, forget) = match upkeep.sandboxes().await {
             Ok(sandboxes) => {
                 let plan = plan(&sandboxes, policy);
                 let mut failures = Vec::new();
-                for id in &plan.release {
-                    // Not a reason to wait: the sandbox is gone either way.
+                for id in plan.release.iter().filter(|id| !unreleasable.contains(*id)) {
                     if let Err(error) = upkeep.release(id).await {
                         tracing::warn!(%error, container = %id, "cannot release the attachments of a sandbox that is gone; its cache file stays");
+                        unreleasable.insert(id.clone());
                     }
                 }
                 let mut waiting = plan.waiting.clone();
                 for id in &plan.detach {
-                    if let Err(error) = upkeep.detach(id).await {
-                        tracing::warn!(%error, container = %id, "cannot detach");
-                        failures.push(error.to_string());
-                        if let Some(s) = sandboxes.iter().find(|s| &s.container_id == id) {
-                            waiting.push(s.clone());
+                    match upkeep.detach(id).await {
+                        Ok(()) => detached_any = true,
+                        Err(error) => {
+                            tracing::warn!(%error, container = %id, "cannot detach");
+                            failures.push(error.to_string());
+                            if let Some(s) = sandboxes.iter().find(|s| &s.container_id == id) {
+                                waiting.push(s.clone());
+                            }
                         }
                     }
                 }
@@ -191,6 +198,11 @@ pub async fn settle_attached_pods(
             }
             Err(error) => (Vec::new(), vec![error.to_string()], Vec::new()),
         };
+        if detached_any {
+            // Look again at once: the detached sandboxes now hold the
+            // cluster network only, and new pods may have come.
+            continue;
+        }
         if waiting.is_empty() && failures.is_empty() {
             for id in &forget {
                 if let Err(error) = upkeep.forget(id).await {
