@@ -545,4 +545,53 @@ mod tests {
             "no nodes: nothing to wait for"
         );
     }
+
+    fn state(node: &str, config: &str, pods: &[&str]) -> MultusNodeState {
+        let mut s = MultusNodeState::new(
+            node,
+            multus_config::crd::MultusNodeStateSpec {
+                node_name: node.into(),
+                multus_config: Some(config.into()),
+            },
+        );
+        s.status = Some(multus_config::crd::MultusNodeStateStatus {
+            removal: Some(multus_config::crd::NodeRemoval {
+                waiting_for_pods: pods.iter().map(|p| (*p).to_owned()).collect(),
+                message: None,
+            }),
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn the_pods_waited_for_come_from_the_pending_nodes_of_this_config() {
+        let states = [
+            state("vm2", "default", &["a/x"]),
+            state("vm", "default", &["leak/p1"]),
+            state("done", "default", &["old/pod"]),
+            state("other", "pool-b", &["b/y"]),
+            state("idle", "default", &[]),
+        ];
+        let pending = [
+            "vm".to_owned(),
+            "vm2 (exit 1: boom)".to_owned(),
+            "other".to_owned(),
+            "idle".to_owned(),
+        ];
+        let waiting = waiting_nodes(&states, "default", &pending);
+        assert_eq!(
+            waiting,
+            [
+                WaitingNode {
+                    node: "vm".into(),
+                    pods: vec!["leak/p1".into()]
+                },
+                WaitingNode {
+                    node: "vm2".into(),
+                    pods: vec!["a/x".into()]
+                },
+            ]
+        );
+    }
 }
