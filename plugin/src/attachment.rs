@@ -8,6 +8,8 @@ use multus_config::cni::netconf::NetworkConfig;
 use multus_config::npwg::DeviceInfo;
 use serde_json::{Map, Value};
 
+use crate::dra::DraDevice;
+
 /// A network attached to the pod on one interface.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attachment {
@@ -37,11 +39,13 @@ pub struct Attachment {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceAttachment {
     /// The NAD's `k8s.v1.cni.cncf.io/resourceName`: a device of it is
-    /// asked from the kubelet.
+    /// asked from the kubelet, else from the pod's ResourceClaims.
     pub resource_name: Option<String>,
-    /// The device's ID: the kubelet's for `resource_name`, else the
-    /// annotation's `deviceID`.
+    /// The device's ID: the kubelet's or the claim device's for
+    /// `resource_name`, else the annotation's `deviceID`.
     pub id: Option<String>,
+    /// The ResourceClaim device it is, when it came from a claim (DRA).
+    pub dra: Option<DraDevice>,
     /// The attachment's device-info file, passed as `CNIDeviceInfoFile`.
     pub info_file: Option<PathBuf>,
     /// The device information found in `info_file` after ADD (for the

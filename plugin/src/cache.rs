@@ -29,6 +29,7 @@ use multus_config::multus_conf::MultusNetConf;
 use multus_fsutil::AtomicWrite;
 
 use crate::attachment::{Attachment, DeviceAttachment};
+use crate::dra::DraDevice;
 use crate::env::valid_container_id;
 
 /// How cache files are written: 0600 in a 0700 directory created on
@@ -170,6 +171,10 @@ struct OurEntry {
     device_info_file: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     device_info: Option<DeviceInfo>,
+    /// The ResourceClaim device (DRA), so that DEL removes its status
+    /// entry without the API telling which it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dra_device: Option<DraDevice>,
     /// The sandbox's network namespace (`CNI_NETNS` of ADD): whether it
     /// still exists tells a live sandbox from a stale cache file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -382,6 +387,7 @@ fn to_entry(index: usize, a: &Attachment, netns: Option<&Path>) -> Entry {
             device_id: a.device.id.clone(),
             device_info_file: a.device.info_file.clone(),
             device_info: a.device.info.clone(),
+            dra_device: a.device.dra.clone(),
             netns: netns.map(Path::to_path_buf),
         }),
     }
@@ -421,6 +427,7 @@ fn parse_cache(
                         id: ours.device_id,
                         info_file: ours.device_info_file,
                         info: ours.device_info,
+                        dra: ours.dra_device,
                     },
                 }
             }
@@ -469,6 +476,7 @@ fn parse_cache(
                         id: entry.device_id,
                         info_file,
                         info: None,
+                        dra: None,
                     },
                 }
             }
@@ -602,6 +610,7 @@ mod tests {
                 br#"{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:af:06.0"}}"#,
             )
             .ok(),
+            dra: None,
         };
         cache.save("c6", None, std::slice::from_ref(&a)).unwrap();
         let raw: Value = serde_json::from_slice(&fs::read(dir.path().join("c6")).unwrap()).unwrap();
@@ -609,6 +618,53 @@ mod tests {
         assert_eq!(raw[0]["resourceName"], "intel.com/sriov");
         let loaded = cache.load("c6", "eth0", "").unwrap().unwrap();
         assert_eq!(loaded.attachments, [a]);
+    }
+
+    #[test]
+    fn round_trips_a_claim_device_in_our_object_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let mut a = attachment(
+            "default/nic",
+            "net1",
+            json!({"cniVersion":"1.0.0","name":"nic","type":"sriov","deviceID":"0000:00:01.0"}),
+            false,
+        );
+        a.device = DeviceAttachment {
+            resource_name: Some("example.com/nic".into()),
+            id: Some("0000:00:01.0".into()),
+            dra: Some(DraDevice {
+                claim_namespace: "default".into(),
+                claim_name: "web-nic-x7k2p".into(),
+                claim_uid: "c-uid".into(),
+                driver: "nic.example.com".into(),
+                pool: "node-a".into(),
+                device: "nic-0".into(),
+                share_id: None,
+            }),
+            ..DeviceAttachment::default()
+        };
+        cache.save("c8", None, std::slice::from_ref(&a)).unwrap();
+        let raw: Value = serde_json::from_slice(&fs::read(dir.path().join("c8")).unwrap()).unwrap();
+        assert_eq!(
+            raw[0]["multusRs"]["draDevice"],
+            json!({"claimNamespace": "default", "claimName": "web-nic-x7k2p", "claimUid": "c-uid",
+                "driver": "nic.example.com", "pool": "node-a", "device": "nic-0"})
+        );
+        // Upstream's own fields are as for a device plugin's device.
+        assert_eq!(raw[0]["deviceID"], "0000:00:01.0");
+        assert_eq!(raw[0]["resourceName"], "example.com/nic");
+        let loaded = cache.load("c8", "eth0", "").unwrap().unwrap();
+        assert_eq!(loaded.attachments, [a]);
+        // Upstream's reading of it (no multusRs) still has the device.
+        let mut stripped = raw.clone();
+        stripped[0].as_object_mut().unwrap().remove("multusRs");
+        let parsed = parse_cache(stripped.to_string().as_bytes(), "c8", "eth0", "", None).unwrap();
+        assert_eq!(
+            parsed.attachments[0].device.id.as_deref(),
+            Some("0000:00:01.0")
+        );
+        assert_eq!(parsed.attachments[0].device.dra, None);
     }
 
     #[test]

@@ -1,18 +1,21 @@
 //! Device-aware attachments: a NAD annotated
 //! `k8s.v1.cni.cncf.io/resourceName: <resource>` gets one of the devices of
-//! that resource the kubelet allocated to the pod, its ID passed to the
-//! delegate as `deviceID`; device-info files are handed over per the
-//! multi-network device-info specification.
+//! that resource the pod holds, its ID passed to the delegate as
+//! `deviceID`; device-info files are handed over per the multi-network
+//! device-info specification.
 //!
-//! [`allocate_devices`] asks the kubelet (the one place it is contacted);
-//! the matching of its allocation to the attachments is pure
-//! ([`PodDevices`], [`assign_devices`]); the file work is small and best
-//! effort, as upstream's.
+//! The pod holds devices through the kubelet's device plugins and through
+//! its ResourceClaims (DRA, [`crate::dra`]). [`allocate_devices`] asks the
+//! kubelet (the one place it is contacted) and, only for resources the
+//! device plugins do not cover, the pod's claims; the matching of both to
+//! the attachments is pure ([`PodDevices`], [`assign_devices`]); the file
+//! work is small and best effort, as upstream's.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use k8s_openapi::api::core::v1::Pod;
 use multus_config::cni::runtime::{CAP_CNI_DEVICE_INFO_FILE, CAP_DEVICE_ID};
 use multus_config::multus_conf::MultusNetConf;
 use multus_config::npwg::DeviceInfo;
@@ -22,25 +25,28 @@ use multus_config::npwg::device_info::{
 use serde_json::Value;
 
 use crate::attachment::Attachment;
+use crate::dra::{self, ClaimDevices, DraDevice, RESOURCE_NAME_ATTRIBUTE};
 use crate::env::CniEnv;
 use crate::error::PluginError;
+use crate::k8s::K8sClient;
 use crate::plan::PodIdentity;
 use crate::podresources::{self, api};
 
 /// The devices a pod holds, per resource, in the order attachments take
-/// them: containers in the kubelet's order; within one container, the IDs
-/// of a resource sorted (upstream since #1539: deterministic per container,
-/// never reordered across containers, whose devices are theirs). A 1.28
-/// kubelet lists a container's devices of one resource in several entries
-/// (one per device), which are merged before sorting.
+/// them: first the device plugins' (containers in the kubelet's order;
+/// within one container, the IDs of a resource sorted: upstream since
+/// #1539, deterministic per container, never reordered across containers,
+/// whose devices are theirs; a 1.28 kubelet lists a container's devices of
+/// one resource in several entries, one per device, which are merged
+/// before sorting), then the devices of the pod's ResourceClaims (claim
+/// order, then allocation order, see [`crate::dra::claims`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodDevices {
     by_resource: BTreeMap<String, Vec<String>>,
     /// Whether the kubelet listed the pod at all.
     listed: bool,
-    /// DRA claims whose devices cannot be matched to a resource name
-    /// (structured parameters, Kubernetes 1.31+), described for errors.
-    unmapped_claims: Vec<String>,
+    /// The devices of the pod's ResourceClaims, when they were read.
+    claimed: ClaimDevices,
 }
 
 impl PodDevices {
@@ -68,6 +74,12 @@ impl PodDevices {
         out
     }
 
+    /// The same devices followed by those of the pod's ResourceClaims.
+    pub fn with_claims(mut self, claimed: ClaimDevices) -> Self {
+        self.claimed = claimed;
+        self
+    }
+
     fn push(&mut self, resource: &str, ids: Vec<String>) {
         if resource.is_empty() || ids.is_empty() {
             return;
@@ -78,30 +90,15 @@ impl PodDevices {
             .extend(ids);
     }
 
-    /// DRA devices: with a class name (kubelets 1.27 to 1.30, classic DRA)
-    /// they count as the resource named like the class, each CDI device
-    /// `vendor/class=ID` giving `ID`, as upstream v4.1 did. Kubelets 1.31+
-    /// report no class; their devices are kept only to explain a failure.
+    /// DRA devices the kubelet reports with a class name (kubelets 1.27 to
+    /// 1.30, classic DRA) count as the resource named like the class, each
+    /// CDI device `vendor/class=ID` giving `ID`, as upstream v4.1 did.
+    /// Kubelets 1.31+ report no class: their claims are read from the API
+    /// server instead ([`crate::dra`]).
     fn add_dynamic(&mut self, dynamic: &api::DynamicResource) {
         let claim = format!("{}/{}", dynamic.claim_namespace, dynamic.claim_name);
         if dynamic.class_name.is_empty() {
-            let devices: Vec<String> = dynamic
-                .claim_resources
-                .iter()
-                .map(|r| {
-                    if r.device_name.is_empty() {
-                        r.cdi_devices
-                            .iter()
-                            .map(|d| d.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    } else {
-                        format!("{}/{}/{}", r.driver_name, r.pool_name, r.device_name)
-                    }
-                })
-                .collect();
-            self.unmapped_claims
-                .push(format!("{claim} ({})", devices.join(", ")));
+            tracing::debug!(claim = %claim, "a structured DRA claim: its devices are matched through the API server");
             return;
         }
         let mut ids = Vec::new();
@@ -118,16 +115,34 @@ impl PodDevices {
         self.push(&dynamic.class_name, ids);
     }
 
-    /// The device IDs of `resource`, in assignment order.
+    /// The device plugins' device IDs of `resource`, in assignment order.
     pub fn ids(&self, resource: &str) -> &[String] {
         self.by_resource.get(resource).map_or(&[], Vec::as_slice)
     }
 
-    /// Every resource and its device IDs.
+    /// Every resource of the device plugins and its device IDs.
     pub fn resources(&self) -> impl Iterator<Item = (&str, &[String])> {
         self.by_resource
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// How many devices of `resource` the pod holds, both ways.
+    pub fn count(&self, resource: &str) -> usize {
+        self.ids(resource).len() + self.claimed.count(resource)
+    }
+
+    /// The `index`-th device of `resource` in assignment order: its ID and,
+    /// for a claim's device, which one.
+    pub fn device(&self, resource: &str, index: usize) -> Option<(&str, Option<&DraDevice>)> {
+        let plugins = self.ids(resource);
+        match plugins.get(index) {
+            Some(id) => Some((id.as_str(), None)),
+            None => self
+                .claimed
+                .get(resource, index - plugins.len())
+                .map(|c| (c.id.as_str(), Some(&c.device))),
+        }
     }
 }
 
@@ -165,6 +180,23 @@ pub enum DeviceError {
 /// Whether any attachment needs a device from the kubelet.
 pub fn needs_kubelet(attachments: &[Attachment]) -> bool {
     attachments.iter().any(|a| a.device.resource_name.is_some())
+}
+
+/// The first attachment (name, resource) that `held` has no device for,
+/// counting the devices earlier attachments of its resource take.
+pub fn first_unserved(attachments: &[Attachment], held: &PodDevices) -> Option<(String, String)> {
+    let mut wanted: BTreeMap<&str, usize> = BTreeMap::new();
+    for attachment in attachments {
+        let Some(resource) = attachment.device.resource_name.as_deref() else {
+            continue;
+        };
+        let count = wanted.entry(resource).or_default();
+        *count += 1;
+        if *count > held.count(resource) {
+            return Some((attachment.name.clone(), resource.to_owned()));
+        }
+    }
+    None
 }
 
 /// The per-attachment device-info file (`CNIDeviceInfoFile`):
@@ -233,7 +265,8 @@ pub fn inject_device_id(config: &mut Value, id: &str) {
 }
 
 /// Gives every attachment whose NAD names a resource the next unused
-/// device of it, in attachment order. Fails for the first that gets none.
+/// device of it, in attachment order (the device plugins' first, then the
+/// claims'). Fails for the first that gets none.
 pub fn assign_devices(
     attachments: &mut [Attachment],
     devices: &PodDevices,
@@ -247,27 +280,38 @@ pub fn assign_devices(
             continue;
         };
         let taken = used.entry(resource.clone()).or_default();
-        let ids = devices.ids(&resource);
-        let Some(id) = ids.get(taken.len()) else {
+        let Some((id, claimed)) = devices.device(&resource, taken.len()) else {
             return Err(no_device(attachment, &resource, devices, pod, taken));
         };
         if attachment.device.id.as_deref().is_some_and(|own| own != id) {
-            tracing::debug!(attachment = %attachment.name, "the annotation's deviceID is replaced by the kubelet's device of the NAD's resource");
+            tracing::debug!(attachment = %attachment.name, "the annotation's deviceID is replaced by the pod's device of the NAD's resource");
         }
         taken.push(attachment.name.clone());
         set_device(attachment, id, true, info_dir, container_id);
-        tracing::debug!(attachment = %attachment.name, resource = %resource, device = %id, "device assigned");
+        attachment.device.dra = claimed.cloned();
+        match claimed {
+            Some(d) => {
+                tracing::debug!(attachment = %attachment.name, resource = %resource, device = %id, claim = %d.claim(), claim_device = %d.device_path(), "claim device assigned")
+            }
+            None => {
+                tracing::debug!(attachment = %attachment.name, resource = %resource, device = %id, "device assigned")
+            }
+        }
     }
     Ok(())
 }
 
-/// Asks the kubelet which devices the pod holds and gives every attachment
-/// whose NAD names a resource the next unused device of it. Call only when
-/// [`needs_kubelet`]: it is the one place the kubelet is contacted.
+/// Finds the devices the pod holds and gives every attachment whose NAD
+/// names a resource the next unused device of it. Call only when
+/// [`needs_kubelet`]: it is the one place the kubelet is contacted. The
+/// pod's ResourceClaims (with `api`: the client and the pod) are read only
+/// when the device plugins leave an attachment without a device and the
+/// pod has claims.
 pub async fn allocate_devices(
     env: &CniEnv,
     conf: &MultusNetConf,
     identity: &PodIdentity,
+    api: Option<(&K8sClient, &Pod)>,
     attachments: &mut [Attachment],
 ) -> Result<(), PluginError> {
     let Some((attachment, resource)) = attachments.iter().find_map(|a| {
@@ -298,13 +342,26 @@ pub async fn allocate_devices(
         resource,
         error,
     })?;
-    let held = match &pod {
+    let mut held = match &pod {
         Some(pod) => PodDevices::from_pod_resources(pod),
         None => {
             tracing::warn!(socket = %socket.display(), pod = %format!("{}/{}", identity.namespace, identity.name), "the kubelet does not list the pod");
             PodDevices::default()
         }
     };
+    if let Some((attachment, resource)) = first_unserved(attachments, &held)
+        && let Some((client, pod)) = api
+        && !dra::pod_claim_names(pod).is_empty()
+    {
+        let claimed = dra::read_claim_devices(client, pod)
+            .await
+            .map_err(|error| PluginError::ResourceClaims {
+                attachment,
+                resource,
+                error: Box::new(error),
+            })?;
+        held = held.with_claims(claimed);
+    }
     assign_devices(
         attachments,
         &held,
@@ -323,7 +380,9 @@ fn no_device(
     taken: &[String],
 ) -> DeviceError {
     let held = if taken.is_empty() {
-        format!("holds none: request {resource} in the resources of one of its containers")
+        format!(
+            "holds none: request {resource} in the resources of one of its containers, or a device with the attribute {RESOURCE_NAME_ATTRIBUTE}={resource} in a ResourceClaim"
+        )
     } else {
         format!(
             "holds only {} and {} to earlier networks ({}): request one {resource} per network that uses it",
@@ -341,16 +400,19 @@ fn no_device(
         hint.push_str("; the kubelet does not list the pod");
     }
     if taken.is_empty() {
-        let others: Vec<&str> = devices.resources().map(|(r, _)| r).collect();
+        let mut others: Vec<&str> = devices.resources().map(|(r, _)| r).collect();
+        for claimed in devices.claimed.resources() {
+            if !others.contains(&claimed) {
+                others.push(claimed);
+            }
+        }
         if !others.is_empty() {
             hint.push_str(&format!("; it holds {}", others.join(", ")));
         }
     }
-    if !devices.unmapped_claims.is_empty() {
-        hint.push_str(&format!(
-            "; its DRA claims {} cannot be matched to a resource name (not supported, see docs/devices.md)",
-            devices.unmapped_claims.join(", ")
-        ));
+    for problem in devices.claimed.problems() {
+        hint.push_str("; ");
+        hint.push_str(&problem.to_string());
     }
     DeviceError::NoDevice {
         attachment: attachment.name.clone(),

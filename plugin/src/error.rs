@@ -118,6 +118,19 @@ pub enum PluginError {
         #[source]
         error: PodResourcesError,
     },
+    /// The pod's ResourceClaims or its node's ResourceSlices could not be
+    /// read (the device plugins left an attachment without a device).
+    #[error("{attachment} needs a device of resource {resource}: {error}")]
+    ResourceClaims {
+        /// The first attachment the device plugins have no device for.
+        attachment: String,
+        /// Its resource.
+        resource: String,
+        /// What failed, naming the claim or the slices (boxed: the
+        /// largest cause).
+        #[source]
+        error: Box<K8sError>,
+    },
     /// Several failures (DEL keeps going and reports them all).
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Many(Vec<PluginError>),
@@ -373,7 +386,10 @@ impl PluginError {
             }
             Self::PodRequest(_) => ErrorCode::InvalidAnnotation,
             Self::Kubernetes(e) if e.is_transient() => ErrorCode::TryAgainLater,
-            Self::Kubernetes(_) | Self::PodNotFound { .. } => ErrorCode::KubernetesApi,
+            Self::ResourceClaims { error, .. } if error.is_transient() => ErrorCode::TryAgainLater,
+            Self::Kubernetes(_) | Self::ResourceClaims { .. } | Self::PodNotFound { .. } => {
+                ErrorCode::KubernetesApi
+            }
             Self::Delegate { error, .. } => error
                 .to_cni_error()
                 .error_code()
@@ -457,6 +473,31 @@ mod tests {
             after: Duration::from_secs(5),
         });
         assert_eq!(transient.to_cni_error().code, 11, "retryable");
+    }
+
+    #[test]
+    fn claim_read_errors_name_the_attachment_and_keep_transience() {
+        let claims = |error: K8sError| PluginError::ResourceClaims {
+            attachment: "ns/nic-net".into(),
+            resource: "example.com/nic".into(),
+            error: Box::new(error),
+        };
+        let timeout = claims(K8sError::Timeout {
+            op: "getting ResourceClaim ns/web-nic".into(),
+            after: Duration::from_secs(5),
+        });
+        assert_eq!(timeout.to_cni_error().code, 11);
+        assert_eq!(
+            timeout.to_string(),
+            "ns/nic-net needs a device of resource example.com/nic: timed out after 5s getting ResourceClaim ns/web-nic"
+        );
+        let forbidden = claims(K8sError::Api {
+            op: "getting ResourceClaim ns/web-nic".into(),
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "forbidden".into(),
+        });
+        assert_eq!(forbidden.to_cni_error().code, 100);
     }
 
     #[test]

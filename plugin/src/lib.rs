@@ -9,6 +9,7 @@ pub mod cache;
 pub mod commands;
 pub mod delegate;
 pub mod devices;
+pub mod dra;
 pub mod env;
 pub mod error;
 pub mod invocation;

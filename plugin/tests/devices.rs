@@ -29,6 +29,7 @@ use kubelet::{
 
 const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 const RESOURCE: &str = "example.com/nic";
+const DRIVER: &str = "nic.example.com";
 
 /// A kubelet that knows one pod's devices and records the calls.
 #[derive(Clone)]
@@ -140,6 +141,7 @@ fn pod_resources(name: &str, containers: &[(&str, &[&str])]) -> PodResources {
 
 /// One test's world: sandbox, fake API and kubelet, the recording plugin.
 struct World {
+    id: String,
     sb: Sandbox,
     api: Shared,
     calls: Arc<Mutex<Vec<&'static str>>>,
@@ -249,6 +251,7 @@ impl World {
             "delegates": [bridge_conf("cluster", &br0, "10.97.1.0/24", &data)]
         });
         Self {
+            id: id.to_owned(),
             sb,
             api,
             calls,
@@ -257,6 +260,77 @@ impl World {
             data,
             _stops: (api_stop, kubelet_stop),
         }
+    }
+
+    /// The pod gets the ResourceClaim `pod-<id>-nic` (from a template)
+    /// with `allocated` devices of driver nic.example.com on node-a, whose
+    /// ResourceSlice lists `devices` (name, resourceName, deviceID).
+    fn with_claim(
+        self,
+        allocated: &[&str],
+        devices: &[(&str, Option<&str>, Option<&str>)],
+    ) -> Self {
+        let claim_name = self.claim_name();
+        {
+            let mut api = self.api.lock().unwrap();
+            api.pod["spec"]["nodeName"] = json!("node-a");
+            api.pod["status"] = json!({"resourceClaimStatuses": [
+                {"name": "nic", "resourceClaimName": claim_name}]});
+            let results: Vec<Value> = allocated
+                .iter()
+                .map(|d| json!({"request": "nic", "driver": DRIVER, "pool": "node-a", "device": d}))
+                .collect();
+            api.claims.push(json!({
+                "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+                "metadata": {"name": claim_name, "namespace": "default", "uid": "claim-uid"},
+                "spec": {"devices": {"requests": [{"name": "nic", "exactly": {"deviceClassName": "nic"}}]}},
+                "status": {"allocation": {"devices": {"results": results}}}
+            }));
+            let devices: Vec<Value> = devices
+                .iter()
+                .map(|(name, resource, id)| {
+                    let mut attributes = serde_json::Map::new();
+                    if let Some(r) = resource {
+                        attributes
+                            .insert("k8s.cni.cncf.io/resourceName".into(), json!({"string": r}));
+                    }
+                    if let Some(i) = id {
+                        attributes.insert("k8s.cni.cncf.io/deviceID".into(), json!({"string": i}));
+                    }
+                    json!({"name": name, "attributes": attributes})
+                })
+                .collect();
+            api.slices.push(json!({
+                "apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+                "metadata": {"name": "node-a-nic"},
+                "spec": {"driver": DRIVER, "nodeName": "node-a",
+                    "pool": {"name": "node-a", "generation": 1, "resourceSliceCount": 1},
+                    "devices": devices}
+            }));
+        }
+        self
+    }
+
+    fn claim_name(&self) -> String {
+        format!("pod-{}-nic", self.id)
+    }
+
+    /// The API requests made so far: (method, path, body, query).
+    fn requests(&self) -> Vec<(String, String, String, String)> {
+        let api = self.api.lock().unwrap();
+        api.requests
+            .iter()
+            .zip(&api.queries)
+            .map(|((m, p, b), q)| (m.clone(), p.clone(), b.clone(), q.clone()))
+            .collect()
+    }
+
+    /// The bodies of the requests of `method` to paths ending in `suffix`.
+    fn bodies(&self, method: &str, suffix: &str) -> Vec<Value> {
+        request_bodies(&self.api, method, suffix)
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
     }
 
     /// What the recording delegate received for `command` on `ifname`.
@@ -521,4 +595,234 @@ fn a_failed_add_rolls_back_and_removes_the_device_info_files() {
     assert_eq!(w.sb.links(), ["lo"]);
     assert!(!w.sb.path(&format!("cache/{id}")).exists());
     assert!(allocations(&w.data).is_empty());
+}
+
+/// The MAC of `ifname` in the sandbox.
+fn mac(sb: &Sandbox, ifname: &str) -> String {
+    let out = sh(&["ip", "-n", &sb.netns, "-j", "link", "show", "dev", ifname]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    v[0]["address"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_claim_device_serves_the_nad_and_its_network_data_goes_to_the_claim() {
+    if !multus_e2e::root_or_skip(
+        "a_claim_device_serves_the_nad_and_its_network_data_goes_to_the_claim",
+    ) {
+        return;
+    }
+    let id = format!("dra{}", unique());
+    // The kubelet lists the pod without device-plugin devices; its claim
+    // holds nic-0 (with the attributes) and a GPU (without).
+    let w = World::new(&id, "plain,nic", Some(&[("app", &[][..])]), true).with_claim(
+        &["gpu-0", "nic-0"],
+        &[
+            ("nic-0", Some(RESOURCE), Some("0000:00:01.0")),
+            ("gpu-0", None, None),
+        ],
+    );
+    let claim = w.claim_name();
+    let claim_path = format!("/apis/resource.k8s.io/v1/namespaces/default/resourceclaims/{claim}");
+    // A DRA driver in Multus mode leaves device-plugin-style device info.
+    let dp =
+        w.sb.path("devinfo/dp/example.com-nic-0000:00:01.0-device.json");
+    std::fs::create_dir_all(dp.parent().unwrap()).unwrap();
+    std::fs::write(
+        &dp,
+        r#"{"type":"pci","version":"1.1.0","pci":{"pci-address":"0000:00:01.0"}}"#,
+    )
+    .unwrap();
+
+    let add = w.run("ADD", &id);
+    assert_ok(&add, "ADD");
+    let net2 = w.received("ADD", "net2");
+    assert_eq!(net2["deviceID"], "0000:00:01.0", "{net2}");
+    assert_eq!(net2["pciBusID"], "0000:00:01.0");
+    assert_eq!(net2["runtimeConfig"]["deviceID"], "0000:00:01.0");
+    let file = w.device_info_file(&format!("default-nic-{id}_net2"));
+    assert_eq!(
+        net2["runtimeConfig"]["CNIDeviceInfoFile"],
+        json!(file.display().to_string())
+    );
+    let status = w.network_status();
+    let entry = status.iter().find(|s| s["interface"] == "net2").unwrap();
+    assert_eq!(entry["device-info"]["pci"]["pci-address"], "0000:00:01.0");
+
+    // The requests: 1 GET of the claim, 1 node-scoped LIST, 1 apply.
+    let requests = w.requests();
+    let count = |method: &str, path: &str| {
+        requests
+            .iter()
+            .filter(|(m, p, _, _)| m == method && p == path)
+            .count()
+    };
+    assert_eq!(count("GET", &claim_path), 1, "{requests:#?}");
+    let lists: Vec<&String> = requests
+        .iter()
+        .filter(|(m, p, _, _)| m == "GET" && p == "/apis/resource.k8s.io/v1/resourceslices")
+        .map(|(_, _, _, q)| q)
+        .collect();
+    assert_eq!(lists.len(), 1, "{requests:#?}");
+    assert!(
+        lists[0].contains("fieldSelector=spec.nodeName%3Dnode-a%2Cspec.driver%3Dnic.example.com"),
+        "{}",
+        lists[0]
+    );
+    assert_eq!(count("PATCH", &format!("{claim_path}/status")), 1);
+    let (_, _, _, apply_query) = requests
+        .iter()
+        .find(|(m, p, _, _)| m == "PATCH" && p.ends_with(&format!("{claim}/status")))
+        .unwrap();
+    assert!(
+        apply_query.contains(&format!("fieldManager=multus-{id}")),
+        "{apply_query}"
+    );
+    let apply = &w.bodies("PATCH", &format!("{claim}/status"))[0];
+    assert_eq!(apply["metadata"]["uid"], "claim-uid");
+    let devices = apply["status"]["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "only the device a network uses: {apply}");
+    assert_eq!(
+        (
+            &devices[0]["driver"],
+            &devices[0]["pool"],
+            &devices[0]["device"]
+        ),
+        (&json!(DRIVER), &json!("node-a"), &json!("nic-0"))
+    );
+    let ip = w.sb.addresses("net2").unwrap()[0].clone();
+    assert_eq!(
+        devices[0]["networkData"],
+        json!({"interfaceName": "net2", "ips": [ip], "hardwareAddress": mac(&w.sb, "net2")})
+    );
+    assert_eq!(devices[0]["conditions"][0]["type"], "Ready");
+    assert!(
+        w.bodies("POST", "/events")
+            .iter()
+            .all(|e| e["type"] == "Normal"),
+        "no warning"
+    );
+    // The cache records the claim device for DEL.
+    let cache: Value =
+        serde_json::from_slice(&std::fs::read(w.sb.path(&format!("cache/{id}"))).unwrap()).unwrap();
+    assert_eq!(cache[2]["multusRs"]["draDevice"]["claimName"], json!(claim));
+
+    // DEL from the cache: the same device, then our entry removed.
+    let before = w.requests().len();
+    let del = w.run("DEL", &id);
+    assert_ok(&del, "DEL");
+    assert_eq!(w.received("DEL", "net2")["deviceID"], "0000:00:01.0");
+    let after = w.requests();
+    let del_requests: Vec<(&str, &str)> = after[before..]
+        .iter()
+        .map(|(m, p, _, _)| (m.as_str(), p.as_str()))
+        .collect();
+    assert_eq!(
+        del_requests,
+        [("PATCH", format!("{claim_path}/status").as_str())]
+    );
+    let release = w.bodies("PATCH", &format!("{claim}/status")).pop().unwrap();
+    assert_eq!(release["status"], json!({"devices": []}));
+    assert_eq!(release["metadata"]["uid"], "claim-uid");
+    assert!(!file.exists());
+    assert_eq!(w.sb.links(), ["lo"]);
+}
+
+#[test]
+fn a_refused_claim_status_write_attaches_anyway_with_one_warning_event() {
+    if !multus_e2e::root_or_skip(
+        "a_refused_claim_status_write_attaches_anyway_with_one_warning_event",
+    ) {
+        return;
+    }
+    let id = format!("dra{}", unique());
+    let w = World::new(&id, "nic", Some(&[("app", &[][..])]), true).with_claim(
+        &["nic-0"],
+        &[("nic-0", Some(RESOURCE), Some("0000:00:01.0"))],
+    );
+    w.api.lock().unwrap().claim_status_refused = true;
+    let add = w.run("ADD", &id);
+    assert_ok(&add, "ADD despite the refused write");
+    assert_eq!(w.received("ADD", "net1")["deviceID"], "0000:00:01.0");
+    let warnings: Vec<Value> = w
+        .bodies("POST", "/events")
+        .into_iter()
+        .filter(|e| e["type"] == "Warning")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0]["reason"], "ClaimStatusNotWritten");
+    let message = warnings[0]["message"].as_str().unwrap();
+    for part in [
+        "net1",
+        &format!("default/{}", w.claim_name()),
+        "403",
+        "resourceclaims/status",
+    ] {
+        assert!(message.contains(part), "{part:?} missing from {message}");
+    }
+    assert_eq!(
+        w.bodies("PATCH", &format!("{}/status", w.claim_name()))
+            .len(),
+        1,
+        "a 403 is not retried"
+    );
+    // DEL still works (its removal is refused too, and only logged).
+    assert_ok(&w.run("DEL", &id), "DEL");
+    assert_eq!(w.sb.links(), ["lo"]);
+}
+
+#[test]
+fn a_claim_device_without_the_attributes_fails_add_naming_claim_device_and_resource() {
+    if !multus_e2e::root_or_skip(
+        "a_claim_device_without_the_attributes_fails_add_naming_claim_device_and_resource",
+    ) {
+        return;
+    }
+    let id = format!("dra{}", unique());
+    let w = World::new(&id, "nic", Some(&[("app", &[][..])]), true)
+        .with_claim(&["nic-0"], &[("nic-0", None, Some("0000:00:01.0"))]);
+    let add = w.run("ADD", &id);
+    assert!(!add.success, "{}", add.stderr);
+    let err = add.json();
+    let msg = err["msg"].as_str().unwrap();
+    for part in [
+        "default/nic",
+        RESOURCE,
+        &format!("pod default/pod-{id}"),
+        &format!("ResourceClaim default/{}", w.claim_name()),
+        "device nic.example.com/node-a/nic-0",
+        "lacks the attribute k8s.cni.cncf.io/resourceName",
+    ] {
+        assert!(msg.contains(part), "{part:?} missing from {msg}");
+    }
+    assert_eq!(err["code"], 7);
+    assert!(!w.sb.path("rec").exists(), "no delegate ran");
+    assert!(
+        w.bodies("PATCH", "/status")
+            .iter()
+            .all(|b| b.get("status").is_none()),
+        "no claim write"
+    );
+    assert_eq!(w.sb.links(), ["lo"]);
+}
+
+#[test]
+fn device_plugins_serve_first_and_then_no_claim_is_read() {
+    if !multus_e2e::root_or_skip("device_plugins_serve_first_and_then_no_claim_is_read") {
+        return;
+    }
+    let id = format!("dra{}", unique());
+    let w = World::new(&id, "nic", Some(&[("app", &["nic-a"][..])]), true).with_claim(
+        &["nic-0"],
+        &[("nic-0", Some(RESOURCE), Some("0000:00:01.0"))],
+    );
+    assert_ok(&w.run("ADD", &id), "ADD");
+    assert_eq!(w.received("ADD", "net1")["deviceID"], "nic-a");
+    assert!(
+        w.requests()
+            .iter()
+            .all(|(_, p, _, _)| !p.starts_with("/apis/resource.k8s.io")),
+        "the device plugin served the only network: {:#?}",
+        w.requests()
+    );
+    assert_ok(&w.run("DEL", &id), "DEL");
 }

@@ -38,6 +38,15 @@ pub struct Seen {
 }
 
 impl Seen {
+    /// The decoded value of query parameter `name` (`%XX` and `+`
+    /// decoded), `None` when absent.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key) == name).then(|| percent_decode(value))
+        })
+    }
+
     /// Reads a request, its body included. A body that is not JSON fails
     /// the test.
     pub async fn read(request: Request<Body>) -> Self {
@@ -68,6 +77,31 @@ impl Seen {
             body,
         }
     }
+}
+
+/// `%XX` and `+` of a query component decoded (invalid escapes kept).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match text
+                .get(i + 1..i + 3)
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            {
+                Some(byte) => {
+                    out.push(byte);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The next request of the client, read, and its responder. Fails the test

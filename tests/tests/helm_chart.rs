@@ -405,7 +405,13 @@ fn the_node_isolation_policy_is_rendered_only_where_the_server_offers_it() {
         .collect();
     assert_eq!(
         resources,
-        ["pods", "pods/status", "events", "serviceaccounts/token"]
+        [
+            "pods",
+            "pods/status",
+            "events",
+            "serviceaccounts/token",
+            "resourceclaims/status"
+        ]
     );
     let binding = docs
         .iter()

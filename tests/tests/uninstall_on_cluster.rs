@@ -173,7 +173,7 @@ impl Leak {
             "Ready False WaitingForPods naming the pod",
             3 * MINUTE,
             |mc| {
-                has_condition(mc, "Ready", "False", "WaitingForPods")
+                has_condition(mc, "Ready", "False", Some("WaitingForPods"))
                     && mc
                         .status
                         .as_ref()

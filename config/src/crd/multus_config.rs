@@ -379,8 +379,9 @@ pub struct MultusConfigStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterFeature {
     /// `NodeBoundPluginTokens` (the plugin's tokens are bound to their
-    /// Node) or `PluginAdmissionPolicy` (an admission policy limits the
-    /// plugin's writes to the pods of its node).
+    /// Node), `PluginAdmissionPolicy` (an admission policy limits the
+    /// plugin's writes to the pods of its node) or
+    /// `DynamicResourceAllocation` (NADs get devices of ResourceClaims).
     pub name: String,
     /// Whether it is in use.
     pub state: FeatureState,

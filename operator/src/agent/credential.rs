@@ -14,7 +14,8 @@
 //! Node instead: it still outlives the agent pod, dies with the Node, and
 //! carries the node's name, which the chart's admission policy compares
 //! with the pods the plugin writes. The agent asks for a node-bound token
-//! and, when the server refuses the binding (400/422), for an unbound one;
+//! and, when the server refuses the binding (400/422, or 404 for a Node it
+//! does not know), for an unbound one;
 //! it asks for the binding again every [`BINDING_RETRY`] (after a server
 //! upgrade), and replaces an unbound token by a bound one as soon as the
 //! server allows it.
@@ -456,10 +457,10 @@ impl TokenApi for KubeTokenApi {
                 .await
                 .map_err(|source| match (node, &source) {
                     // The server's verdict on the binding itself: it does
-                    // not offer node-bound tokens (400) or finds the
-                    // reference invalid (422).
+                    // not offer node-bound tokens (400), finds the
+                    // reference invalid (422) or the Node missing (404).
                     (Some(node), kube::Error::Api(status))
-                        if status.code == 400 || status.code == 422 =>
+                        if matches!(status.code, 400 | 404 | 422) =>
                     {
                         CredentialError::NodeBindingRefused {
                             namespace: s.namespace.clone(),

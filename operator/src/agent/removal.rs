@@ -175,7 +175,10 @@ pub async fn settle_attached_pods(
             Ok(sandboxes) => {
                 let plan = plan(&sandboxes, policy);
                 let mut failures = Vec::new();
-                for id in plan.release.iter().filter(|id| !unreleasable.contains(*id)) {
+                for id in &plan.release {
+                    if unreleasable.contains(id) {
+                        continue;
+                    }
                     if let Err(error) = upkeep.release(id).await {
                         tracing::warn!(%error, container = %id, "cannot release the attachments of a sandbox that is gone; its cache file stays");
                         unreleasable.insert(id.clone());

@@ -96,9 +96,23 @@ pub async fn probe(client: &Client, plugin_cluster_role: &str) -> Option<ServerF
         }
     };
     let name = admission_policy_name(plugin_cluster_role);
+    let dra_v1 = match tokio::time::timeout(
+        PROBE_TIMEOUT,
+        serves(client, "resource.k8s.io/v1", "resourceclaims"),
+    )
+    .await
+    {
+        Ok(Ok(served)) => Some(served),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "cannot look for resource.k8s.io/v1");
+            None
+        }
+        Err(_) => None,
+    };
     Some(ServerFeatures {
         git_version: version,
         admission_policy: admission_policy(client, &name).await,
+        dra_v1,
     })
 }
 

@@ -108,7 +108,29 @@ pub fn plugin_rules() -> Vec<DocumentedRule> {
             "",
             &["events"],
             &["create"],
-            "plugin: records AddedInterface / NoNetworkFound events on the pod (core/v1)",
+            "plugin: records AddedInterface / NoNetworkFound / ClaimStatusNotWritten events on \
+             the pod (core/v1)",
+        ),
+        DocumentedRule::new(
+            "resource.k8s.io",
+            &["resourceclaims"],
+            &["get"],
+            "plugin: reads the allocated devices of the pod's ResourceClaims, only when a NAD \
+             names a resource the device plugins do not serve (DRA)",
+        ),
+        DocumentedRule::new(
+            "resource.k8s.io",
+            &["resourceslices"],
+            &["list"],
+            "plugin: reads the attributes of those devices in its node's ResourceSlices (LIST \
+             with fieldSelector spec.nodeName and spec.driver)",
+        ),
+        DocumentedRule::new(
+            "resource.k8s.io",
+            &["resourceclaims/status"],
+            &["patch"],
+            "plugin: server-side apply of its own entries of the claim's status.devices (the \
+             attached interface's name, IPs and MAC) after ADD, and their removal on DEL",
         ),
     ]
 }
@@ -415,7 +437,15 @@ mod tests {
             "get"
         ));
         assert!(grants(&docs, "", "events", "create"));
-        assert_eq!(docs.len(), 4);
+        assert!(grants(&docs, "resource.k8s.io", "resourceclaims", "get"));
+        assert!(grants(&docs, "resource.k8s.io", "resourceslices", "list"));
+        assert!(grants(
+            &docs,
+            "resource.k8s.io",
+            "resourceclaims/status",
+            "patch"
+        ));
+        assert_eq!(docs.len(), 7);
         // What upstream grants and nobody needs.
         for (group, resource, verb) in [
             ("", "pods", "update"),
@@ -424,6 +454,18 @@ mod tests {
             ("k8s.cni.cncf.io", "network-attachment-definitions", "list"),
             ("", "events", "update"),
             ("multus.dev", "multusnodestates", "patch"),
+            // Upstream grants get/list on all three; one GET per claim,
+            // a LIST of slices and an apply need no more.
+            ("resource.k8s.io", "resourceclaims", "list"),
+            ("resource.k8s.io", "resourceslices", "get"),
+            ("resource.k8s.io", "resourceslices", "watch"),
+            ("resource.k8s.io", "resourceclaims/status", "get"),
+            ("resource.k8s.io", "resourceclaims/status", "update"),
+            (
+                "resource.k8s.io",
+                "resourceclaims/driver",
+                "arbitrary-node:patch",
+            ),
         ] {
             assert!(!grants(&docs, group, resource, verb), "{resource} {verb}");
         }

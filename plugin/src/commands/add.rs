@@ -20,7 +20,7 @@ use crate::k8s::{
 use crate::network_status::{network_statuses, result100};
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, gateway_requests, plan};
 use crate::readiness::{READINESS_TIMEOUT, wait_for_readiness};
-use crate::{devices, netns, route};
+use crate::{devices, dra, netns, route};
 
 /// Runs ADD; returns the cluster network's result in the Multus config's
 /// CNI version.
@@ -64,7 +64,8 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         }
     };
     if devices::needs_kubelet(&attachments) {
-        devices::allocate_devices(env, conf, &identity, &mut attachments).await?;
+        let api = client.as_ref().zip(pod.as_ref());
+        devices::allocate_devices(env, conf, &identity, api, &mut attachments).await?;
     }
 
     if let Some(netns) = &env.netns {
@@ -151,10 +152,15 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         .find(|a| a.is_cluster_network)
         .and_then(|a| a.result.clone())
         .ok_or(MultusConfigError::NoClusterNetworkResult)?;
-    match cluster_result_bytes(cluster, version) {
-        Ok(bytes) => Ok(bytes),
-        Err(e) => Err(rollback(env, conf, &cache, &attachments, e.into()).await),
+    let bytes = match cluster_result_bytes(cluster, version) {
+        Ok(bytes) => bytes,
+        Err(e) => return Err(rollback(env, conf, &cache, &attachments, e.into()).await),
+    };
+    if let (Some(client), Some(pod)) = (&client, &pod) {
+        // Attached for good: the claims' network data (never fails ADD).
+        dra::publish_network_data(client, pod, &env.container_id, &attachments).await;
     }
+    Ok(bytes)
 }
 
 /// The cluster network's result in the Multus config's CNI version, as the

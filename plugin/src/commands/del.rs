@@ -6,11 +6,11 @@ use multus_config::multus_conf::MultusNetConf;
 use crate::attachment::Attachment;
 use crate::cache::Cache;
 use crate::delegate::{self, ExecEnv};
-use crate::devices;
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
 use crate::k8s::{K8sClient, K8sSettings, fetch_pod};
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, plan, plan_static};
+use crate::{devices, dra};
 
 /// Runs DEL. Idempotent: a second DEL finds no cache and DELs again what
 /// it can re-derive, which plugins accept.
@@ -31,6 +31,8 @@ pub async fn del(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         // Keep the cache: the runtime retries DEL until everything is gone.
         return Err(PluginError::Many(failures));
     }
+    // Best effort: the claims' entries of this sandbox.
+    dra::withdraw_with_conf(conf, &env.container_id, &attachments).await;
     cache.remove(&env.container_id)?;
     Ok(Vec::new())
 }
@@ -107,8 +109,9 @@ async fn rederive(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<Attachment>>
             if devices::needs_kubelet(&p.attachments) {
                 // The delegates' DEL may need their device back; without
                 // it they still get DEL, and the device-info files go.
+                let api = client.as_ref().zip(pod.as_ref());
                 if let Err(error) =
-                    devices::allocate_devices(env, conf, &identity, &mut p.attachments).await
+                    devices::allocate_devices(env, conf, &identity, api, &mut p.attachments).await
                 {
                     tracing::warn!(%error, "cannot find the pod's devices for DEL");
                 }

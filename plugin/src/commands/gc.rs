@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::del::del_all;
 use crate::cache::Cache;
 use crate::delegate::{self, ExecEnv};
+use crate::dra;
 use crate::env::CniEnv;
 use crate::error::{MultusConfigError, PluginError, Result};
 
@@ -71,6 +72,7 @@ pub async fn gc(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         };
         let failures = del_all(&stale_env, conf, &cached.attachments).await;
         if failures.is_empty() {
+            dra::withdraw_with_conf(conf, &container_id, &cached.attachments).await;
             if let Err(e) = cache.remove(&container_id) {
                 errors.push(e.into());
             }

@@ -308,9 +308,10 @@ fn classic_dra_claims_count_as_their_class() {
 }
 
 #[test]
-fn structured_dra_claims_are_named_when_no_device_matches() {
-    // Kubelets 1.31+: no class name, driver/pool/device instead. Without
-    // the ResourceSlice attributes there is no resource name to match.
+fn structured_dra_claims_of_the_kubelet_are_left_to_the_api() {
+    // Kubelets 1.31+: no class name, driver/pool/device instead. Their
+    // devices are matched through the API server's ResourceSlices
+    // (crate::dra), not from the kubelet's answer.
     let mut app = container("app", Vec::new());
     app.dynamic_resources = vec![DynamicResource {
         class_name: String::new(),
@@ -327,13 +328,121 @@ fn structured_dra_claims_are_named_when_no_device_matches() {
     }];
     let held = PodDevices::from_pod_resources(&pod(vec![app]));
     assert_eq!(held.resources().count(), 0);
-    let mut a = vec![sriov("ns/dra", "net1", "sriov.example.com")];
-    let err = assign(&mut a, &held).unwrap_err().to_string();
-    assert!(
-        err.contains("DRA claims ns/vf-claim (sriov.example.com/node-1/vf-0)"),
-        "{err}"
+    assert_eq!(held.count("sriov.example.com"), 0);
+}
+
+/// The claim devices of `claims` (name, devices) on the fixtures' node,
+/// whose slice has nic-0..nic-2 of example.com/nic, a GPU without the
+/// attributes and a device without a deviceID.
+fn claimed(claims: &[(&str, &[&str])]) -> crate::dra::ClaimDevices {
+    use crate::dra::fixtures::{NODE, claim, slice};
+    let index = crate::dra::SliceIndex::from_slices(&[slice(&[
+        ("nic-0", Some("example.com/nic"), Some("dra-0")),
+        ("nic-1", Some("example.com/nic"), Some("dra-1")),
+        ("nic-2", Some("example.com/nic"), Some("dra-2")),
+        ("gpu-0", None, None),
+        ("no-id", Some("example.com/nic"), None),
+    ])]);
+    let claims: Vec<_> = claims
+        .iter()
+        .map(|(name, devices)| ((*name).to_owned(), Some(claim(name, devices))))
+        .collect();
+    crate::dra::match_claims("ns", NODE, &claims, &index)
+}
+
+#[test]
+fn claim_devices_come_after_the_device_plugins_and_are_recorded() {
+    let held = PodDevices::from_pod_resources(&pod(vec![container(
+        "app",
+        vec![devices("example.com/nic", &["dp-0"])],
+    )]))
+    .with_claims(claimed(&[("web-nic", &["nic-1", "nic-0"])]));
+    assert_eq!(held.count("example.com/nic"), 3);
+    let mut a = vec![
+        sriov("ns/a", "net1", "example.com/nic"),
+        sriov("ns/b", "net2", "example.com/nic"),
+        sriov("ns/c", "net3", "example.com/nic"),
+    ];
+    assert_eq!(first_unserved(&a, &held), None);
+    assign(&mut a, &held).unwrap();
+    assert_eq!(
+        ids(&a),
+        [Some("dp-0"), Some("dra-1"), Some("dra-0")],
+        "device plugins first, then the claim's allocation order"
     );
-    assert!(err.contains("docs/devices.md"), "{err}");
+    assert_eq!(a[0].device.dra, None);
+    let dra = a[1].device.dra.as_ref().unwrap();
+    assert_eq!(
+        (
+            dra.claim().as_str(),
+            dra.device_path().as_str(),
+            dra.claim_uid.as_str()
+        ),
+        ("ns/web-nic", "nic.example.com/node-a/nic-1", "uid-web-nic")
+    );
+    // Handed over exactly as a device plugin's device.
+    assert_eq!(a[1].config.to_value()["deviceID"], "dra-1");
+    assert_eq!(a[1].config.to_value()["pciBusID"], "dra-1");
+    assert_eq!(a[1].capability_args["deviceID"], "dra-1");
+    assert_eq!(
+        a[1].capability_args["CNIDeviceInfoFile"],
+        "/run/devinfo/cni/ns-b-c1_net2"
+    );
+}
+
+#[test]
+fn the_first_unserved_attachment_counts_earlier_takers() {
+    let held = PodDevices::from_pod_resources(&pod(vec![container(
+        "app",
+        vec![devices("example.com/nic", &["dp-0"])],
+    )]));
+    let a = vec![
+        sriov("ns/a", "net1", "example.com/nic"),
+        sriov("ns/b", "net2", "example.com/nic"),
+    ];
+    assert_eq!(
+        first_unserved(&a, &held),
+        Some(("ns/b".to_owned(), "example.com/nic".to_owned()))
+    );
+    assert_eq!(first_unserved(&a[..1], &held), None);
+    let plain = attachment(
+        "ns/p",
+        "net1",
+        None,
+        json!({"cniVersion":"1.0.0","type":"bridge"}),
+    );
+    assert_eq!(first_unserved(&[plain], &PodDevices::default()), None);
+}
+
+#[test]
+fn claim_devices_without_the_attributes_are_named_in_the_error() {
+    let held = PodDevices::from_pod_resources(&pod(vec![container("app", Vec::new())]))
+        .with_claims(claimed(&[("web-gpu", &["gpu-0", "no-id"])]));
+    let mut a = vec![sriov("ns/nic-net", "net1", "example.com/nic")];
+    let err = assign(&mut a, &held).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "ns/nic-net: the NetworkAttachmentDefinition needs a device of resource example.com/nic (k8s.v1.cni.cncf.io/resourceName) but pod ns/web holds none: request example.com/nic in the resources of one of its containers, or a device with the attribute k8s.cni.cncf.io/resourceName=example.com/nic in a ResourceClaim; \
+         ResourceClaim ns/web-gpu: device nic.example.com/node-a/gpu-0 lacks the attributes k8s.cni.cncf.io/resourceName and k8s.cni.cncf.io/deviceID; \
+         ResourceClaim ns/web-gpu: device nic.example.com/node-a/no-id lacks the attribute k8s.cni.cncf.io/deviceID"
+    );
+}
+
+#[test]
+fn too_few_claim_devices_name_who_took_them_and_what_else_is_held() {
+    let held = PodDevices::default().with_claims(claimed(&[("web-nic", &["nic-0"])]));
+    let mut a = vec![
+        sriov("ns/a", "net1", "example.com/nic"),
+        sriov("ns/b", "net2", "example.com/nic"),
+    ];
+    let err = assign(&mut a, &held).unwrap_err().to_string();
+    assert!(err.starts_with("ns/b:"), "{err}");
+    assert!(err.contains("holds only 1"), "{err}");
+    assert!(err.contains("(ns/a)"), "{err}");
+    // Another resource: the claim's resource is named as what it holds.
+    let mut other = vec![sriov("ns/o", "net1", "example.com/other")];
+    let err = assign(&mut other, &held).unwrap_err().to_string();
+    assert!(err.contains("; it holds example.com/nic"), "{err}");
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! core/v1 Events about the pod: `AddedInterface`, `NoNetworkFound`.
+//! core/v1 Events about the pod: `AddedInterface`, `NoNetworkFound`,
+//! `ClaimStatusNotWritten`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,6 +18,11 @@ pub const REASON_ADDED_INTERFACE: &str = "AddedInterface";
 
 /// Event reason for a NetworkAttachmentDefinition that does not exist (type Warning).
 pub const REASON_NO_NETWORK_FOUND: &str = "NoNetworkFound";
+
+/// Event reason for network data of DRA devices the API server did not let
+/// us write to their ResourceClaims (type Warning; the pod is attached
+/// anyway).
+pub const REASON_CLAIM_STATUS_NOT_WRITTEN: &str = "ClaimStatusNotWritten";
 
 /// Component name used in events (`source.component`, `reportingComponent`).
 pub const EVENT_COMPONENT: &str = "multus";

@@ -19,7 +19,15 @@ use super::Sandbox;
 pub struct Api {
     pub pod: Value,
     pub nads: Vec<(String, String, Value)>,
+    /// ResourceClaims (resource.k8s.io/v1) by their metadata.
+    pub claims: Vec<Value>,
+    /// ResourceSlices, all answered to any LIST.
+    pub slices: Vec<Value>,
+    /// Refuse claim status writes with 403.
+    pub claim_status_refused: bool,
     pub requests: Vec<(String, String, String)>,
+    /// The query string of each request, in the order of `requests`.
+    pub queries: Vec<String>,
     /// Answer every request with 401 (a rejected token).
     pub unauthorized: bool,
 }
@@ -45,6 +53,7 @@ async fn handle(State(api): State<Shared>, method: Method, uri: Uri, body: Bytes
         path.clone(),
         String::from_utf8_lossy(&body).into_owned(),
     ));
+    api.queries.push(uri.query().unwrap_or_default().to_owned());
     let ns = api.pod["metadata"]["namespace"]
         .as_str()
         .unwrap_or("")
@@ -68,6 +77,9 @@ async fn handle(State(api): State<Shared>, method: Method, uri: Uri, body: Bytes
         let event: Value = serde_json::from_slice(&body).unwrap_or_default();
         return json_response(StatusCode::CREATED, &event);
     }
+    if let Some(response) = dra_response(&api, &method, &path) {
+        return response;
+    }
     for (nad_ns, nad_name, nad) in &api.nads {
         if method == Method::GET
             && path
@@ -80,6 +92,39 @@ async fn handle(State(api): State<Shared>, method: Method, uri: Uri, body: Bytes
     }
     let status = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":format!("{path} not found")});
     json_response(StatusCode::NOT_FOUND, &status)
+}
+
+/// The answer of the DRA API (`resource.k8s.io/v1`), if `path` is its.
+fn dra_response(api: &Api, method: &Method, path: &str) -> Option<Response> {
+    let rest = path.strip_prefix("/apis/resource.k8s.io/v1/")?;
+    if method == Method::GET && rest == "resourceslices" {
+        let list = json!({"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSliceList",
+            "metadata": {}, "items": api.slices});
+        return Some(json_response(StatusCode::OK, &list));
+    }
+    let (object, is_status) = match rest.strip_suffix("/status") {
+        Some(object) => (object, true),
+        None => (rest, false),
+    };
+    let name = object.rsplit('/').next().unwrap_or_default();
+    let claim = api.claims.iter().find(|c| {
+        let ns = c["metadata"]["namespace"].as_str().unwrap_or_default();
+        object == format!("namespaces/{ns}/resourceclaims/{name}") && c["metadata"]["name"] == name
+    });
+    let Some(claim) = claim else {
+        let status = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,
+            "message":format!("resourceclaims.resource.k8s.io \"{name}\" not found")});
+        return Some(json_response(StatusCode::NOT_FOUND, &status));
+    };
+    if is_status && method == Method::PATCH {
+        if api.claim_status_refused {
+            let status = json!({"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,
+                "message":format!("resourceclaims.resource.k8s.io \"{name}\" is forbidden: User \"system:serviceaccount:multus:plugin\" cannot patch resource \"resourceclaims/status\" in API group \"resource.k8s.io\"")});
+            return Some(json_response(StatusCode::FORBIDDEN, &status));
+        }
+        return Some(json_response(StatusCode::OK, claim));
+    }
+    (method == Method::GET && !is_status).then(|| json_response(StatusCode::OK, claim))
 }
 
 /// Runs the fake API server on a background thread; returns its address.
@@ -116,8 +161,7 @@ pub fn api_with(pod: Value, nads: &[(&str, &str, &Value)]) -> Shared {
             .iter()
             .map(|(ns, name, config)| ((*ns).into(), (*name).into(), nad(ns, name, config)))
             .collect(),
-        requests: Vec::new(),
-        unauthorized: false,
+        ..Api::default()
     }))
 }
 

@@ -187,6 +187,8 @@ pub struct TestPod {
     labels: serde_json::Map<String, Value>,
     annotations: serde_json::Map<String, Value>,
     resources: Option<Value>,
+    /// `spec.resourceClaims` entries (DRA), each used by the container.
+    claims: Vec<Value>,
 }
 
 impl TestPod {
@@ -198,6 +200,7 @@ impl TestPod {
             labels: serde_json::Map::new(),
             annotations: serde_json::Map::new(),
             resources: None,
+            claims: Vec::new(),
         }
     }
 
@@ -220,6 +223,22 @@ impl TestPod {
         self
     }
 
+    /// Adds the pod claim `name` made from the ResourceClaimTemplate
+    /// `template` (DRA), used by the container.
+    pub fn claim_from_template(mut self, name: &str, template: &str) -> Self {
+        self.claims
+            .push(json!({"name": name, "resourceClaimTemplateName": template}));
+        self
+    }
+
+    /// Adds the pod claim `name` for the existing ResourceClaim `claim`
+    /// (DRA), used by the container.
+    pub fn claim(mut self, name: &str, claim: &str) -> Self {
+        self.claims
+            .push(json!({"name": name, "resourceClaimName": claim}));
+        self
+    }
+
     /// The Pod object.
     pub fn object(&self) -> Pod {
         let mut container = json!({
@@ -231,12 +250,23 @@ impl TestPod {
         if let Some(resources) = &self.resources {
             container["resources"] = resources.clone();
         }
+        let mut spec = json!({"terminationGracePeriodSeconds": 0});
+        if !self.claims.is_empty() {
+            let used: Vec<Value> = self
+                .claims
+                .iter()
+                .map(|c| json!({"name": c["name"]}))
+                .collect();
+            container["resources"]["claims"] = Value::Array(used);
+            spec["resourceClaims"] = Value::Array(self.claims.clone());
+        }
+        spec["containers"] = json!([container]);
         serde_json::from_value(json!({
             "metadata": {
                 "name": self.name, "namespace": self.namespace,
                 "labels": self.labels, "annotations": self.annotations,
             },
-            "spec": {"terminationGracePeriodSeconds": 0, "containers": [container]},
+            "spec": spec,
         }))
         .unwrap()
     }
@@ -306,5 +336,30 @@ mod tests {
              0/1 nodes are available: 1 node(s) had untolerated taint \
              {node.kubernetes.io/disk-pressure: }., containers []"
         );
+    }
+
+    #[test]
+    fn claims_are_declared_and_used_by_the_container() {
+        let pod = TestPod::new("ns", "p")
+            .limit("example.com/nic", 1)
+            .claim_from_template("nic", "nic-template")
+            .claim("shared", "shared-claim")
+            .object();
+        let spec = serde_json::to_value(pod.spec.unwrap()).unwrap();
+        assert_eq!(
+            spec["resourceClaims"],
+            serde_json::json!([
+                {"name": "nic", "resourceClaimTemplateName": "nic-template"},
+                {"name": "shared", "resourceClaimName": "shared-claim"}
+            ])
+        );
+        let resources = &spec["containers"][0]["resources"];
+        assert_eq!(
+            resources["claims"],
+            serde_json::json!([{"name": "nic"}, {"name": "shared"}])
+        );
+        assert_eq!(resources["limits"]["example.com/nic"], "1");
+        let plain = serde_json::to_value(TestPod::new("ns", "q").object().spec.unwrap()).unwrap();
+        assert!(plain.get("resourceClaims").is_none());
     }
 }

@@ -14,6 +14,9 @@ pub const FEATURE_NODE_BOUND_TOKENS: &str = "NodeBoundPluginTokens";
 /// Feature name: an admission policy limits the plugin's writes to the
 /// pods of its node.
 pub const FEATURE_ADMISSION_POLICY: &str = "PluginAdmissionPolicy";
+/// Feature name: NADs with a resourceName also get devices the pod holds
+/// through ResourceClaims (Dynamic Resource Allocation).
+pub const FEATURE_DRA: &str = "DynamicResourceAllocation";
 
 /// What the API server offers, as the controller last looked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,9 @@ pub struct ServerFeatures {
     pub git_version: String,
     /// The plugin's admission policy.
     pub admission_policy: AdmissionPolicy,
+    /// Whether `resource.k8s.io/v1` serves ResourceClaims (`None`: could
+    /// not look).
+    pub dra_v1: Option<bool>,
 }
 
 /// The state of the chart's ValidatingAdmissionPolicy for the plugin.
@@ -152,6 +158,32 @@ pub fn admission_policy(server: &ServerFeatures) -> ClusterFeature {
     feature(FEATURE_ADMISSION_POLICY, state, message)
 }
 
+/// Whether the plugin can match NADs' resourceName with devices of the
+/// pod's ResourceClaims here.
+pub fn dynamic_resource_allocation(server: &ServerFeatures) -> ClusterFeature {
+    let (state, message) = match server.dra_v1 {
+        Some(true) => (
+            FeatureState::Active,
+            "resource.k8s.io/v1 is served: a NAD's resourceName also matches devices the pod \
+             holds through ResourceClaims (their k8s.cni.cncf.io/resourceName attribute)"
+                .to_owned(),
+        ),
+        Some(false) => (
+            FeatureState::Unavailable,
+            format!(
+                "the API server ({}) does not serve resource.k8s.io/v1 (Kubernetes 1.34+): a \
+                 NAD's resourceName matches device-plugin devices only",
+                server.git_version
+            ),
+        ),
+        None => (
+            FeatureState::Unknown,
+            "cannot look for resource.k8s.io/v1 (API discovery failed)".to_owned(),
+        ),
+    };
+    feature(FEATURE_DRA, state, message)
+}
+
 /// Every feature, in a fixed order; nothing while the server has not been
 /// probed.
 pub fn cluster_features(
@@ -161,7 +193,11 @@ pub fn cluster_features(
     let Some(server) = server else {
         return Vec::new();
     };
-    vec![node_bound_tokens(nodes), admission_policy(server)]
+    vec![
+        node_bound_tokens(nodes),
+        admission_policy(server),
+        dynamic_resource_allocation(server),
+    ]
 }
 
 #[cfg(test)]
@@ -191,6 +227,7 @@ mod tests {
         ServerFeatures {
             git_version: "v1.28.7".into(),
             admission_policy: policy,
+            dra_v1: Some(false),
         }
     }
 
@@ -276,6 +313,27 @@ mod tests {
             &[report("a", Some("a"), None)],
         );
         let names: Vec<&str> = all.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, [FEATURE_NODE_BOUND_TOKENS, FEATURE_ADMISSION_POLICY]);
+        assert_eq!(
+            names,
+            [
+                FEATURE_NODE_BOUND_TOKENS,
+                FEATURE_ADMISSION_POLICY,
+                FEATURE_DRA
+            ]
+        );
+    }
+
+    #[test]
+    fn dra_follows_what_discovery_found() {
+        let mut s = server(AdmissionPolicy::NotServed);
+        assert_eq!(
+            dynamic_resource_allocation(&s).state,
+            FeatureState::Unavailable
+        );
+        assert!(dynamic_resource_allocation(&s).message.contains("v1.28.7"));
+        s.dra_v1 = Some(true);
+        assert_eq!(dynamic_resource_allocation(&s).state, FeatureState::Active);
+        s.dra_v1 = None;
+        assert_eq!(dynamic_resource_allocation(&s).state, FeatureState::Unknown);
     }
 }

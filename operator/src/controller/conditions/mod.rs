@@ -41,8 +41,8 @@ pub use assess::{Assessment, Verdict, assess};
 pub use credential::credential_problem;
 pub use events::{Severity, StateEvent, transition_events};
 pub use features::{
-    AdmissionPolicy, FEATURE_ADMISSION_POLICY, FEATURE_NODE_BOUND_TOKENS, ServerFeatures,
-    cluster_features,
+    AdmissionPolicy, FEATURE_ADMISSION_POLICY, FEATURE_DRA, FEATURE_NODE_BOUND_TOKENS,
+    ServerFeatures, cluster_features,
 };
 pub use inputs::{
     CredentialReport, InvalidNad, NodeReport, Observation, Phase, Rollout, WaitingNode,
