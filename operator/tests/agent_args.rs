@@ -145,6 +145,8 @@ fn install_and_uninstall_arguments_parse_back_to_the_intended_settings() {
             NodeAgentArgs {
                 uninstall: true,
                 dirs: intended.dirs.clone(),
+                // the host path of the bin dir's volume
+                host_cni_bin_dir: config.spec.cni_bin_dir().into(),
                 ..NodeAgentArgs::default()
             },
             "{name}: {un_args:?}"
