@@ -25,7 +25,7 @@ use multus_config::crd::{MultusNodeState, NodeRemoval};
 use serde_json::json;
 
 use super::args::AttachedPods;
-use super::attached::{Sandbox, SandboxState, Upkeep};
+use super::attached::{Sandbox, SandboxState, Upkeep, UpkeepCallError};
 use super::node_state::{FIELD_MANAGER, REQUEST_TIMEOUT};
 
 /// How often the pods are looked at again while waiting.
@@ -37,6 +37,10 @@ pub enum RemovalError {
     /// SIGTERM or SIGINT while pods still held the removal back.
     #[error("stopped while waiting: {0}")]
     Interrupted(String),
+    /// The plugin cannot tell which pods are attached: nothing is removed
+    /// (exit non-zero; the DaemonSet runs the uninstall again).
+    #[error("cannot tell which pods are attached through Multus: {0}")]
+    Survey(#[source] UpkeepCallError),
 }
 
 /// What one pass does.
@@ -199,7 +203,7 @@ pub async fn settle_attached_pods(
                 }
                 (waiting, failures, plan.forget)
             }
-            Err(error) => (Vec::new(), vec![error.to_string()], Vec::new()),
+            Err(error) => return Err(RemovalError::Survey(error)),
         };
         if detached_any {
             // Look again at once: the detached sandboxes now hold the
@@ -396,5 +400,26 @@ esac
         remover.await.unwrap();
         let calls = std::fs::read_to_string(dir.path().join("calls")).unwrap();
         assert!(!calls.contains("detach"), "{calls}");
+    }
+
+    #[tokio::test]
+    async fn a_plugin_that_cannot_answer_stops_the_uninstall() {
+        let dir = tempfile::tempdir().unwrap();
+        let upkeep = Upkeep {
+            binary: dir.path().join("missing"),
+            mount_ns: None,
+            config: b"{}".to_vec(),
+            cni_path: "/opt/cni/bin".into(),
+        };
+        let err = settle_attached_pods(
+            &upkeep,
+            AttachedPods::Wait,
+            None,
+            Duration::from_millis(10),
+            std::future::pending(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, RemovalError::Survey(_)), "{err}");
     }
 }
