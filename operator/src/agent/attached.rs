@@ -15,9 +15,41 @@ use tokio::io::AsyncWriteExt;
 /// each bounded by the plugin).
 pub const UPKEEP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The host's mount namespace as the agent sees it (with the host's PID
-/// namespace, or on the host itself).
-pub const HOST_MOUNT_NS: &str = "/proc/1/ns/mnt";
+/// Finds the host's mount namespace from `/proc` (see
+/// [`host_mount_ns_in`]).
+pub fn host_mount_ns() -> Option<PathBuf> {
+    host_mount_ns_in(Path::new("/proc"), "self")
+}
+
+/// The mount namespace of the nearest ancestor of process `pid` (under
+/// the procfs `proc`) that is in another mount namespace than `pid`: for
+/// the agent in its container with the host's PID namespace, the
+/// runtime's shim, which runs in the host's. `None` when every readable
+/// ancestor shares `pid`'s namespace (the agent runs on the host itself,
+/// or without the host's PID namespace, where no host process is
+/// visible). Ancestors whose namespace cannot be read (pid 1 may not be,
+/// e.g. in a VM sandbox) are passed over.
+pub fn host_mount_ns_in(proc: &Path, pid: &str) -> Option<PathBuf> {
+    let own = std::fs::read_link(proc.join(pid).join("ns/mnt")).ok()?;
+    let parent_of = |pid: &str| -> Option<String> {
+        let status = std::fs::read_to_string(proc.join(pid).join("status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .map(|p| p.trim().to_owned())
+            .filter(|p| p != "0")
+    };
+    let mut current = pid.to_owned();
+    for _ in 0..64 {
+        current = parent_of(&current)?;
+        let link = proc.join(&current).join("ns/mnt");
+        match std::fs::read_link(&link) {
+            Ok(ns) if ns != own => return Some(link),
+            _ => {}
+        }
+    }
+    None
+}
 
 /// Why an upkeep call failed.
 #[derive(Debug, thiserror::Error)]
@@ -215,6 +247,41 @@ mod tests {
             config: br#"{"type":"multus"}"#.to_vec(),
             cni_path: "/opt/cni/bin".into(),
         }
+    }
+
+    /// A fake /proc: `pid -> (ppid, mount namespace or None when
+    /// unreadable)`.
+    fn fake_proc(dir: &Path, procs: &[(&str, &str, Option<&str>)]) {
+        for (pid, ppid, ns) in procs {
+            let d = dir.join(pid);
+            std::fs::create_dir_all(d.join("ns")).unwrap();
+            std::fs::write(d.join("status"), format!("Name:\tx\nPPid:\t{ppid}\n")).unwrap();
+            if let Some(ns) = ns {
+                std::os::unix::fs::symlink(ns, d.join("ns/mnt")).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn the_host_namespace_is_the_nearest_ancestor_outside_the_container() {
+        let dir = tempfile::tempdir().unwrap();
+        // host init (unreadable) <- shim (host ns) <- container init <- agent
+        fake_proc(
+            dir.path(),
+            &[
+                ("1", "0", None),
+                ("50", "1", Some("mnt:[1]")),
+                ("60", "50", Some("mnt:[2]")),
+                ("61", "60", Some("mnt:[2]")),
+            ],
+        );
+        assert_eq!(
+            host_mount_ns_in(dir.path(), "61"),
+            Some(dir.path().join("50/ns/mnt"))
+        );
+        // on the host itself (or without the host's PIDs): nothing to enter
+        assert_eq!(host_mount_ns_in(dir.path(), "50"), None);
+        assert_eq!(host_mount_ns_in(dir.path(), "404"), None);
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use multus_config::generate::{OUTPUT_CONF, OUTPUT_CONFLIST};
 
 use super::args::NodeAgentArgs;
-use super::attached::{HOST_MOUNT_NS, Upkeep, generated_config};
+use super::attached::{Upkeep, generated_config, host_mount_ns};
 use super::removal::{POLL, RemovalReporter, settle_attached_pods};
 use super::settings::Settings;
 use super::{run, run_once, shutdown_signal, uninstall};
@@ -27,7 +27,7 @@ async fn settle(args: &NodeAgentArgs, settings: &Settings) -> anyhow::Result<()>
         .context("cannot find the multus binary to ask about attached pods")?;
     let upkeep = Upkeep {
         binary,
-        mount_ns: Some(HOST_MOUNT_NS.into()),
+        mount_ns: host_mount_ns(),
         config,
         cni_path: args.host_cni_bin_dir.clone(),
     };
