@@ -14,7 +14,8 @@
 //!   holds the cluster network only.
 //!
 //! `--mount-ns` names a mount namespace to enter first (the agent passes
-//! the host's, `/proc/1/ns/mnt`, from its container with the host's PID
+//! the host's, that of the runtime's shim above its container, which runs
+//! in the host's PID
 //! namespace), so the paths in the config and in the cache are host
 //! paths, as for the runtime.
 

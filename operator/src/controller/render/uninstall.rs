@@ -21,7 +21,8 @@ use crate::agent::args::{self as agent_args, AttachedPods, NodeAgentArgs};
 /// ([`NodeAgentArgs::uninstall_form`]) with `--attached-pods` and the
 /// host's CNI bin dir (the host path of the bin dir's volume), without
 /// probes or ports, in the host's PID namespace (the agent runs the
-/// plugin's `upkeep` in the host's mount namespace, `/proc/1/ns/mnt`), and
+/// plugin's `upkeep` in the host's mount namespace, that of the runtime's
+/// shim above it), and
 /// every node is switched at once (`maxUnavailable: 100%`). `None` when
 /// `live` has no pod template to derive from or its agent's command line
 /// cannot be read.
