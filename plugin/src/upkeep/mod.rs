@@ -203,6 +203,17 @@ fn enter_mount_ns(path: &PathBuf) -> Result<(), UpkeepError> {
         .map_err(|e| error(std::io::Error::from(e)))
 }
 
+/// A client for the API server, when the config names one.
+pub async fn api_client(conf: &MultusNetConf) -> Option<crate::k8s::K8sClient> {
+    match crate::k8s::K8sClient::connect(conf, crate::k8s::K8sSettings::default()).await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, "no API access");
+            None
+        }
+    }
+}
+
 /// Runs one upkeep task; the JSON answer for stdout.
 pub fn run(
     args: &UpkeepArgs,
@@ -226,7 +237,17 @@ pub fn run(
         .map_err(UpkeepError::Runtime)?;
     runtime.block_on(async {
         Ok(match &args.task {
-            Task::Sandboxes => serde_json::to_vec(&survey::survey(&Cache::for_conf(&conf))?)?,
+            Task::Sandboxes => {
+                let mut found = survey::survey(&Cache::for_conf(&conf))?;
+                if found
+                    .iter()
+                    .any(|s| s.state == survey::SandboxState::Unknown && s.netns.is_none())
+                {
+                    let client = api_client(&conf).await;
+                    survey::judge_by_the_api(client.as_ref(), &mut found).await;
+                }
+                serde_json::to_vec(&found)?
+            }
             Task::Detach(id) => serde_json::to_vec(&detach::detach(&conf, &cni_path, id).await?)?,
             Task::Release(id) => {
                 serde_json::to_vec(&release::release(&conf, &cni_path, id).await?)?

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::UpkeepError;
-use super::survey::{SandboxState, describe, pod_identity, sandbox_state};
+use super::survey::{SandboxState, describe, pod_gone, pod_identity, sandbox_state};
 use crate::cache::Cache;
 use crate::commands::Command;
 use crate::commands::del::del_all;
@@ -45,13 +45,22 @@ pub async fn release(
         .load(container_id, "eth0", "")?
         .ok_or_else(|| UpkeepError::NoCache(container_id.to_owned()))?;
     let (state, reason) = sandbox_state(cached.netns.as_deref());
-    if state != SandboxState::Gone {
+    let identity = pod_identity(&cached.attachments);
+    let gone = match state {
+        SandboxState::Gone => true,
+        // Nothing recorded: the API server's word that the pod is gone.
+        SandboxState::Unknown if cached.netns.is_none() && identity.is_known() => {
+            let client = super::api_client(conf).await;
+            pod_gone(client.as_ref(), &identity).await == Some(true)
+        }
+        _ => false,
+    };
+    if !gone {
         return Err(UpkeepError::NotGone {
             container_id: container_id.to_owned(),
             reason: reason.unwrap_or_else(|| "its network namespace exists".into()),
         });
     }
-    let identity = pod_identity(&cached.attachments);
     let env = CniEnv {
         command: Command::Del,
         container_id: container_id.to_owned(),

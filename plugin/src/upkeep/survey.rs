@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::attachment::Attachment;
 use crate::cache::{Cache, CacheError, CachedAttachments};
+use crate::k8s::{K8sClient, K8sError, fetch_pod};
 use crate::plan::PodIdentity;
 
 /// Whether a cached sandbox still exists.
@@ -117,6 +118,54 @@ pub fn sandbox(container_id: &str, cached: &CachedAttachments) -> Sandbox {
     }
 }
 
+/// Whether the API server says pod `identity` is gone: `Some(true)` when
+/// it does not exist or has another UID (a new pod of the same name),
+/// `Some(false)` when it exists, `None` when the API cannot tell.
+pub async fn pod_gone(client: Option<&K8sClient>, identity: &PodIdentity) -> Option<bool> {
+    if !identity.is_known() {
+        return None;
+    }
+    match fetch_pod(client, identity).await {
+        Ok(Some(_)) => Some(false),
+        Ok(None) => client.map(|_| true),
+        Err(K8sError::UidMismatch { .. }) => Some(true),
+        Err(error) => {
+            tracing::warn!(%error, "cannot tell whether the pod still exists");
+            None
+        }
+    }
+}
+
+/// The identity of a listed sandbox's pod.
+fn identity_of(sandbox: &Sandbox) -> PodIdentity {
+    let (namespace, name) = sandbox
+        .pod
+        .as_deref()
+        .and_then(|p| p.split_once('/'))
+        .unwrap_or_default();
+    PodIdentity {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: sandbox.pod_uid.clone().unwrap_or_default(),
+    }
+}
+
+/// For sandboxes without a recorded network namespace (upstream Multus,
+/// older versions) asks the API server instead: a pod that is gone (or
+/// replaced by one with another UID) has no sandbox left here.
+pub async fn judge_by_the_api(client: Option<&K8sClient>, sandboxes: &mut [Sandbox]) {
+    for sandbox in sandboxes
+        .iter_mut()
+        .filter(|s| s.state == SandboxState::Unknown && s.netns.is_none())
+    {
+        if pod_gone(client, &identity_of(sandbox)).await == Some(true) {
+            sandbox.state = SandboxState::Gone;
+            sandbox.reason =
+                Some("no network namespace recorded; the pod is gone from the API server".into());
+        }
+    }
+}
+
 /// Every sandbox of the cache; an unreadable file is an `unknown` sandbox
 /// with the error as its reason.
 pub fn survey(cache: &Cache) -> Result<Vec<Sandbox>, CacheError> {
@@ -205,5 +254,22 @@ pub(crate) mod tests {
         let text = serde_json::to_string(&found[0]).unwrap();
         assert!(text.contains(r#""containerID":"c1""#), "{text}");
         assert!(text.contains(r#""state":"present""#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn without_the_api_an_unrecorded_sandbox_stays_unknown() {
+        let mut found = vec![Sandbox {
+            container_id: "c1".into(),
+            pod: Some("leak/p1".into()),
+            pod_uid: Some("u-1".into()),
+            netns: None,
+            state: SandboxState::Unknown,
+            reason: None,
+            secondary: vec!["leak/br@net1".into()],
+        }];
+        judge_by_the_api(None, &mut found).await;
+        assert_eq!(found[0].state, SandboxState::Unknown);
+        assert_eq!(identity_of(&found[0]).uid, "u-1");
+        assert_eq!(identity_of(&found[0]).namespace, "leak");
     }
 }
