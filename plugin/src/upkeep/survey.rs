@@ -4,9 +4,10 @@
 //! A sandbox exists while its network namespace does: the runtime removes
 //! the namespace with the sandbox (containerd and CRI-O bind-mount it
 //! under `/var/run/netns`). A cache file without a recorded namespace
-//! (upstream Multus, or an older version of ours) or whose namespace
-//! directory is not visible is `unknown` and treated as live: its
-//! attachments are never released behind the runtime's back.
+//! (upstream Multus, or an older version of ours) is judged by the API
+//! server ([`judge_by_the_api`]); one that stays undecided, or whose
+//! namespace directory is not visible, is `unknown` and treated as live:
+//! its attachments are never released behind the runtime's back.
 
 use std::path::{Path, PathBuf};
 
