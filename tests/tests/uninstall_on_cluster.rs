@@ -163,10 +163,11 @@ impl Leak {
 
     /// The removal waits for `pod`, says so, and leaves Multus in place.
     async fn waits_for(&self, log: &mut StepLog, pod: &str) {
-        let expect = format!(
-            "waiting for 1 pod with secondary networks on node {}: {APP_NS}/{pod}",
-            self.node
-        );
+        // "waiting for 1 pod with secondary networks on node vm: ns/p1"; a
+        // shared node may hold other tests' pods too, so the count and
+        // the list are not pinned here (unit tests pin the wording).
+        let on_node = format!("with secondary networks on node {}: ", self.node);
+        let expect = format!("{APP_NS}/{pod}");
         let mc = wait_mc(
             &self.client,
             "default",
@@ -178,14 +179,19 @@ impl Leak {
                         .status
                         .as_ref()
                         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-                        .is_some_and(|c| c.message.contains(&expect))
+                        .is_some_and(|c| {
+                            c.message.contains(&on_node) && c.message.contains(&expect)
+                        })
             },
         )
         .await;
         log.note(&format!("status: {}", mc_summary(&mc)));
         let event = wait_event(&self.client, "default", "default", "WaitingForPods", MINUTE).await;
         let note = event.message.clone().unwrap_or_default();
-        assert!(note.contains(&expect), "WaitingForPods event: {note}");
+        assert!(
+            note.contains(&on_node) && note.contains(&expect),
+            "WaitingForPods event: {note}"
+        );
         let described = Cmd::kubectl(["describe", "multusconfig", "default"])
             .ok()
             .await;
