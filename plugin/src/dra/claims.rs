@@ -1,10 +1,12 @@
 //! The pod's ResourceClaims and which of their allocated devices can serve
 //! which resource (pure).
 //!
-//! Order: claims as the pod's `status.resourceClaimStatuses` lists them
-//! (the order of `spec.resourceClaims`), then the claim of
-//! `status.extendedResourceClaimStatus`; within a claim, its allocation
-//! results in order (stored in the claim, so stable across retries).
+//! Order: claims in the order of the pod's `spec.resourceClaims` (a claim
+//! named there directly by `resourceClaimName`, or the claim generated from
+//! its `resourceClaimTemplateName`, which only `status.resourceClaimStatuses`
+//! names), then the claim of `status.extendedResourceClaimStatus`; within a
+//! claim, its allocation results in order (stored in the claim, so stable
+//! across retries).
 
 use std::collections::BTreeMap;
 
@@ -14,20 +16,43 @@ use k8s_openapi::api::resource::v1::ResourceClaim;
 use super::slices::SliceIndex;
 use super::{DEVICE_ID_ATTRIBUTE, DraDevice, RESOURCE_NAME_ATTRIBUTE};
 
-/// The names of the pod's ResourceClaims (`resourceClaimName` of its
-/// status, then the extended resource claim), each once, in order.
+/// The names of the pod's ResourceClaims, each once, in order: per entry of
+/// `spec.resourceClaims`, its `resourceClaimName` or, for a template, the
+/// generated claim `status.resourceClaimStatuses` names (none yet: skipped);
+/// then statuses of entries the spec does not list (defensive), then the
+/// extended resource claim.
 pub fn pod_claim_names(pod: &Pod) -> Vec<String> {
     let status = pod.status.as_ref();
-    let listed = status
+    let statuses: Vec<(String, Option<String>)> = status
         .and_then(|s| s.resource_claim_statuses.as_ref())
         .into_iter()
         .flatten()
-        .filter_map(|s| s.resource_claim_name.clone());
+        .map(|s| (s.name.clone(), s.resource_claim_name.clone()))
+        .collect();
+    let generated = |entry: &str| {
+        statuses
+            .iter()
+            .find(|(name, _)| name == entry)
+            .and_then(|(_, claim)| claim.clone())
+    };
+    let spec_entries = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.resource_claims.as_ref())
+        .into_iter()
+        .flatten();
+    let from_spec = spec_entries.filter_map(|entry| {
+        entry
+            .resource_claim_name
+            .clone()
+            .or_else(|| generated(&entry.name))
+    });
+    let unlisted = statuses.iter().filter_map(|(_, claim)| claim.clone());
     let extended = status
         .and_then(|s| s.extended_resource_claim_status.as_ref())
         .map(|s| s.resource_claim_name.clone());
     let mut names: Vec<String> = Vec::new();
-    for name in listed.chain(extended) {
+    for name in from_spec.chain(unlisted).chain(extended) {
         if !name.is_empty() && !names.contains(&name) {
             names.push(name);
         }

@@ -43,6 +43,24 @@ fn claim_names_follow_the_pod_status_then_the_extended_claim_each_once() {
 }
 
 #[test]
+fn claims_named_directly_in_the_spec_count_in_spec_order_with_the_generated_ones() {
+    // spec: a template entry "nic" and a direct claim "shared"; only the
+    // template's claim appears in status.resourceClaimStatuses
+    let mut p = pod(&[("nic", "dra-nic-nic-x1")], None);
+    let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+        "containers": [],
+        "resourceClaims": [
+            {"name": "shared", "resourceClaimName": "shared-claim"},
+            {"name": "nic", "resourceClaimTemplateName": "nic-template"},
+            {"name": "later", "resourceClaimTemplateName": "not-generated-yet"},
+        ],
+    }))
+    .unwrap();
+    p.spec = Some(spec);
+    assert_eq!(pod_claim_names(&p), ["shared-claim", "dra-nic-nic-x1"]);
+}
+
+#[test]
 fn devices_with_both_attributes_serve_their_resource_in_claim_then_result_order() {
     let claims = [
         found("second-in-spec", &["nic-1", "other-0"]),
