@@ -43,6 +43,7 @@ use super::context::Context;
 use super::reconcile::name_and_uid;
 use super::render::{self, AGENT_CONTAINER, LABEL_CONFIG, LABEL_MODE, MODE_UNINSTALL, agent_name};
 use super::status::{publish, publish_status, whole_seconds};
+use crate::agent::args::{self as agent_args, AttachedPods, NodeAgentArgs};
 
 /// Requeue while waiting for the agents' uninstall.
 pub const REQUEUE_UNINSTALL: Duration = Duration::from_secs(5);
@@ -114,7 +115,7 @@ async fn switch_to_uninstall(
         return Ok(live.clone());
     };
     let already = render::is_uninstall_mode(live);
-    if already && agent_args(live) == agent_args(&switch) {
+    if already && live_policy(live) == Some(policy.into()) {
         return Ok(live.clone());
     }
     let ns = ctx.settings.operands.namespace.as_str();
@@ -141,9 +142,12 @@ async fn switch_to_uninstall(
     Ok(applied)
 }
 
-/// The agent container's arguments of a DaemonSet.
-fn agent_args(ds: &DaemonSet) -> Option<Vec<String>> {
-    ds.spec
+/// The `--attached-pods` of the agent container of an uninstall
+/// DaemonSet; the default when its command line does not say (rendered
+/// before the choice existed), `None` when it cannot be read.
+fn live_policy(ds: &DaemonSet) -> Option<AttachedPods> {
+    let args = ds
+        .spec
         .as_ref()?
         .template
         .spec
@@ -153,6 +157,10 @@ fn agent_args(ds: &DaemonSet) -> Option<Vec<String>> {
         .find(|c| c.name == AGENT_CONTAINER)?
         .args
         .clone()
+        .unwrap_or_else(|| vec![agent_args::SUBCOMMAND.to_owned()]);
+    NodeAgentArgs::parse_rendered_lenient(&args)
+        .ok()
+        .map(|a| a.attached_pods)
 }
 
 /// The nodes among `pending` whose agent reports pods it waits for, from
