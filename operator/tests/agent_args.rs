@@ -8,7 +8,7 @@ use std::path::Path;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use multus_config::crd::{MultusConfig, MultusConfigSpec};
-use multus_operator::agent::args::{InstallDirs, NodeAgentArgs};
+use multus_operator::agent::args::{AttachedPods, InstallDirs, NodeAgentArgs};
 use multus_operator::controller::render::{
     ImageRef, OperandSettings, render, uninstall_daemon_set,
 };
@@ -136,7 +136,7 @@ fn install_and_uninstall_arguments_parse_back_to_the_intended_settings() {
             .unwrap_or_else(|e| panic!("{name}: {args:?} do not parse: {e}"));
         assert_eq!(parsed, intended, "{name}: {args:?}");
 
-        let uninstall = uninstall_daemon_set(ds).unwrap();
+        let uninstall = uninstall_daemon_set(ds, AttachedPods::Wait).unwrap();
         let un_args = agent(&uninstall).args.clone().unwrap();
         let parsed = NodeAgentArgs::parse_rendered(&un_args)
             .unwrap_or_else(|e| panic!("{name}: {un_args:?} do not parse: {e}"));
@@ -145,13 +145,15 @@ fn install_and_uninstall_arguments_parse_back_to_the_intended_settings() {
             NodeAgentArgs {
                 uninstall: true,
                 dirs: intended.dirs.clone(),
+                // the host path of the bin dir's volume
+                host_cni_bin_dir: config.spec.cni_bin_dir().into(),
                 ..NodeAgentArgs::default()
             },
             "{name}: {un_args:?}"
         );
         // the uninstall of the uninstall DaemonSet stays the same
         assert_eq!(
-            agent(&uninstall_daemon_set(&uninstall).unwrap()).args,
+            agent(&uninstall_daemon_set(&uninstall, AttachedPods::Wait).unwrap()).args,
             Some(un_args)
         );
     }

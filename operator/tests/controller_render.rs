@@ -11,6 +11,7 @@ mod controller {
     use k8s_openapi::api::apps::v1::DaemonSet;
     use k8s_openapi::api::core::v1::PodSpec;
     use multus_config::crd::{MultusConfig, MultusConfigSpec};
+    use multus_operator::agent::args::AttachedPods;
     use multus_operator::controller::render::{
         Children, ImageRef, OperandSettings, render, uninstall_daemon_set,
     };
@@ -94,7 +95,7 @@ mod controller {
             &["node-b".to_owned(), "node-a".to_owned()],
         )
         .unwrap();
-        let un = uninstall_daemon_set(&children.daemon_set).unwrap();
+        let un = uninstall_daemon_set(&children.daemon_set, AttachedPods::Wait).unwrap();
         let text = format!(
             "{}---\n{}",
             serde_yaml::to_string(&children.daemon_set).unwrap(),

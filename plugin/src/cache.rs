@@ -175,6 +175,10 @@ struct OurEntry {
     /// entry without the API telling which it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dra_device: Option<DraDevice>,
+    /// The sandbox's network namespace (`CNI_NETNS` of ADD): whether it
+    /// still exists tells a live sandbox from a stale cache file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    netns: Option<PathBuf>,
 }
 
 /// One element of the cache array (upstream's DelegateNetConf shape).
@@ -219,6 +223,9 @@ pub struct CachedAttachments {
     pub attachments: Vec<Attachment>,
     /// Whether the file was written by upstream Multus.
     pub from_upstream: bool,
+    /// The sandbox's network namespace as ADD was given it; `None` for
+    /// files of upstream Multus and of versions that did not record it.
+    pub netns: Option<PathBuf>,
 }
 
 /// The cache directory.
@@ -258,13 +265,19 @@ impl Cache {
         Ok(self.dir.join(container_id))
     }
 
-    /// Writes the attachments of a container atomically.
-    pub fn save(&self, container_id: &str, attachments: &[Attachment]) -> Result<()> {
+    /// Writes the attachments of a container, set up in the network
+    /// namespace `netns`, atomically.
+    pub fn save(
+        &self,
+        container_id: &str,
+        netns: Option<&Path>,
+        attachments: &[Attachment],
+    ) -> Result<()> {
         let path = self.path(container_id)?;
         let entries: Vec<Entry> = attachments
             .iter()
             .enumerate()
-            .map(|(index, a)| to_entry(index, a))
+            .map(|(index, a)| to_entry(index, a, netns))
             .collect();
         let bytes = match serde_json::to_vec(&entries) {
             Ok(bytes) => bytes,
@@ -342,7 +355,7 @@ impl Cache {
     }
 }
 
-fn to_entry(index: usize, a: &Attachment) -> Entry {
+fn to_entry(index: usize, a: &Attachment, netns: Option<&Path>) -> Entry {
     let value = a.config.to_value();
     let (conf, conf_list) = if a.config.is_list() {
         (Value::Object(Map::new()), value)
@@ -375,6 +388,7 @@ fn to_entry(index: usize, a: &Attachment) -> Entry {
             device_info_file: a.device.info_file.clone(),
             device_info: a.device.info.clone(),
             dra_device: a.device.dra.clone(),
+            netns: netns.map(Path::to_path_buf),
         }),
     }
 }
@@ -389,28 +403,34 @@ fn parse_cache(
 ) -> Result<CachedAttachments, CorruptCache> {
     let entries: Vec<Entry> = serde_json::from_slice(bytes)?;
     let mut from_upstream = false;
+    let mut netns = None;
     let mut attachments = Vec::with_capacity(entries.len());
     for (index, entry) in entries.into_iter().enumerate() {
         let config =
             entry_config(&entry).map_err(|source| CorruptCache::Entry { index, source })?;
         let attachment = match entry.ours {
-            Some(ours) => Attachment {
-                name: ours.attachment,
-                config,
-                ifname: ours.ifname,
-                capability_args: ours.capability_args,
-                cni_args: ours.cni_args,
-                is_cluster_network: ours.cluster_network,
-                default_route: ours.default_route,
-                result: ours.result,
-                device: DeviceAttachment {
-                    resource_name: ours.resource_name,
-                    id: ours.device_id,
-                    info_file: ours.device_info_file,
-                    info: ours.device_info,
-                    dra: ours.dra_device,
-                },
-            },
+            Some(ours) => {
+                if netns.is_none() {
+                    netns = ours.netns;
+                }
+                Attachment {
+                    name: ours.attachment,
+                    config,
+                    ifname: ours.ifname,
+                    capability_args: ours.capability_args,
+                    cni_args: ours.cni_args,
+                    is_cluster_network: ours.cluster_network,
+                    default_route: ours.default_route,
+                    result: ours.result,
+                    device: DeviceAttachment {
+                        resource_name: ours.resource_name,
+                        id: ours.device_id,
+                        info_file: ours.device_info_file,
+                        info: ours.device_info,
+                        dra: ours.dra_device,
+                    },
+                }
+            }
             None => {
                 from_upstream = true;
                 // Upstream: an entry's interface is its request; without
@@ -466,6 +486,7 @@ fn parse_cache(
     Ok(CachedAttachments {
         attachments,
         from_upstream,
+        netns,
     })
 }
 
@@ -538,7 +559,7 @@ mod tests {
         ];
         a[1].result = Some(json!({"cniVersion":"1.0.0","ips":[]}));
         a[1].default_route = Some(vec!["10.1.1.1".parse().unwrap()]);
-        cache.save("c1", &a).unwrap();
+        cache.save("c1", None, &a).unwrap();
         let path = cache.path("c1").unwrap();
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
@@ -554,6 +575,16 @@ mod tests {
         );
         let loaded = cache.load("c1", "eth0", "").unwrap().unwrap();
         assert!(!loaded.from_upstream);
+        assert_eq!(loaded.attachments, a);
+        assert_eq!(loaded.netns, None);
+        cache
+            .save("c1", Some(Path::new("/var/run/netns/cni-1")), &a)
+            .unwrap();
+        let loaded = cache.load("c1", "eth0", "").unwrap().unwrap();
+        assert_eq!(
+            loaded.netns.as_deref(),
+            Some(Path::new("/var/run/netns/cni-1"))
+        );
         assert_eq!(loaded.attachments, a);
         assert_eq!(cache.container_ids().unwrap(), ["c1"]);
         cache.remove("c1").unwrap();
@@ -581,7 +612,7 @@ mod tests {
             .ok(),
             dra: None,
         };
-        cache.save("c6", std::slice::from_ref(&a)).unwrap();
+        cache.save("c6", None, std::slice::from_ref(&a)).unwrap();
         let raw: Value = serde_json::from_slice(&fs::read(dir.path().join("c6")).unwrap()).unwrap();
         assert_eq!(raw[0]["deviceID"], "0000:af:06.0");
         assert_eq!(raw[0]["resourceName"], "intel.com/sriov");
@@ -613,7 +644,7 @@ mod tests {
             }),
             ..DeviceAttachment::default()
         };
-        cache.save("c8", std::slice::from_ref(&a)).unwrap();
+        cache.save("c8", None, std::slice::from_ref(&a)).unwrap();
         let raw: Value = serde_json::from_slice(&fs::read(dir.path().join("c8")).unwrap()).unwrap();
         assert_eq!(
             raw[0]["multusRs"]["draDevice"],
@@ -672,7 +703,7 @@ mod tests {
             json!({"cniVersion":"0.3.1","name":"macvlan","type":"macvlan"}),
             false,
         )];
-        cache.save("c2", &a).unwrap();
+        cache.save("c2", None, &a).unwrap();
         let raw: Value = serde_json::from_slice(&fs::read(dir.path().join("c2")).unwrap()).unwrap();
         let entry = &raw[0];
         assert_eq!(entry["Name"], "macvlan");
@@ -698,7 +729,7 @@ mod tests {
             attachment("b", "eth0", conf("b"), true),
             attachment("c", "net2", conf("c"), false),
         ];
-        cache.save("c5", &a).unwrap();
+        cache.save("c5", None, &a).unwrap();
         let mut raw: Value =
             serde_json::from_slice(&fs::read(dir.path().join("c5")).unwrap()).unwrap();
         let requests: Vec<&Value> = raw

@@ -21,6 +21,7 @@ pub mod plan;
 pub mod podresources;
 pub mod readiness;
 pub mod route;
+pub mod upkeep;
 pub mod version;
 
 pub use commands::Command;

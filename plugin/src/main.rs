@@ -13,6 +13,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS,
         );
     }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(multus_plugin::upkeep::SUBCOMMAND) {
+        return upkeep(&args[1..]);
+    }
     let command = std::env::var("CNI_COMMAND").ok();
     let mut stdin = Vec::new();
     // An unreadable stdin leaves the config empty; the command then reports
@@ -23,6 +27,24 @@ fn main() -> ExitCode {
         Err(err) => {
             let bytes = serde_json::to_vec(&err).unwrap_or_else(|_| err.msg.clone().into_bytes());
             write_stdout(&bytes, ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `multus upkeep ...` (asked by the node agent, never by the runtime):
+/// the JSON answer on stdout, an error on stderr and exit 1.
+fn upkeep(args: &[String]) -> ExitCode {
+    let outcome = multus_plugin::upkeep::UpkeepArgs::parse(args).and_then(|parsed| {
+        let mut stdin = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut stdin);
+        let cni_path = std::env::var("CNI_PATH").ok();
+        multus_plugin::upkeep::run(&parsed, &stdin, cni_path.as_deref())
+    });
+    match outcome {
+        Ok(bytes) => write_stdout(&bytes, ExitCode::SUCCESS),
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "multus upkeep: {err}");
+            ExitCode::FAILURE
         }
     }
 }

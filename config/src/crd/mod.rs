@@ -7,10 +7,12 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use multus_config::{
-    ClusterFeature, FeatureState, MultusConfig, MultusConfigSpec, MultusConfigStatus,
+    AttachedPodsPolicy, ClusterFeature, FeatureState, MultusConfig, MultusConfigSpec,
+    MultusConfigStatus,
 };
 pub use node_state::{
-    CredentialSource, MultusNodeState, MultusNodeStateSpec, MultusNodeStateStatus, PluginCredential,
+    CredentialSource, MultusNodeState, MultusNodeStateSpec, MultusNodeStateStatus, NodeRemoval,
+    PluginCredential,
 };
 
 /// The NetworkAttachmentDefinition CRD exactly as upstream Multus ships it
@@ -189,6 +191,13 @@ mod tests {
             .filter_map(Value::as_str)
             .collect();
         assert_eq!(policies, ["Always", "IfNotPresent", "Never"]);
+        let removal: Vec<_> = spec["attachedPodsOnRemoval"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(removal, ["Wait", "Detach"]);
         assert_eq!(spec["progressDeadlineSeconds"]["type"], "integer");
         assert_eq!(
             spec["progressDeadlineSeconds"]["minimum"].as_f64(),

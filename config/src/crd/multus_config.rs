@@ -105,6 +105,18 @@ pub struct MultusConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 30, max = 86400))]
     pub progress_deadline_seconds: Option<u32>,
+    /// What removing Multus from a node (the MultusConfig deleted) does
+    /// while pods there still have secondary networks attached through
+    /// Multus. `Wait` (default): the removal waits until those pods are
+    /// gone (their DEL still goes through Multus and releases every
+    /// attachment), naming them in the status and Events; after
+    /// progressDeadlineSeconds the controller gives up and Multus stays
+    /// on that node. `Detach`: the agent DELs each remaining secondary
+    /// attachment with its cached config (addresses released, the pods
+    /// keep their cluster network only, an Event on each pod), then
+    /// removes Multus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_pods_on_removal: Option<AttachedPodsPolicy>,
     /// Lifetime in seconds of the API token the node agent requests for the
     /// plugin's own ServiceAccount. The agent refreshes it at half its
     /// life, so pods keep starting on a node whose agent is down for at
@@ -208,6 +220,27 @@ pub struct ImageSpec {
     /// Names of image pull secrets in the operator's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_secrets: Option<Vec<String>>,
+}
+
+/// What removing Multus from a node does with pods that still have
+/// secondary networks attached through it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum AttachedPodsPolicy {
+    /// Wait until those pods are gone.
+    #[default]
+    Wait,
+    /// Detach their secondary networks, then remove Multus.
+    Detach,
+}
+
+impl AttachedPodsPolicy {
+    /// The policy as the spec spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Wait => "Wait",
+            Self::Detach => "Detach",
+        }
+    }
 }
 
 /// Kubernetes image pull policy.
@@ -434,6 +467,11 @@ impl MultusConfigSpec {
     pub fn progress_deadline_seconds(&self) -> u32 {
         self.progress_deadline_seconds
             .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS)
+    }
+
+    /// What removal does with attached pods, defaulted.
+    pub fn attached_pods_on_removal(&self) -> AttachedPodsPolicy {
+        self.attached_pods_on_removal.unwrap_or_default()
     }
 
     /// Plugin token lifetime in seconds, defaulted.

@@ -112,6 +112,24 @@ pub struct MultusNodeStateStatus {
     /// kubeconfig names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_credential: Option<PluginCredential>,
+    /// While the agent removes Multus from the node (`node-agent
+    /// --uninstall`): the pods that still have secondary networks attached
+    /// through Multus there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removal: Option<NodeRemoval>,
+}
+
+/// Where removing Multus from a node stands.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRemoval {
+    /// Pods (`namespace/name`) whose secondary attachments hold the
+    /// removal back (`attachedPodsOnRemoval: Wait`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for_pods: Vec<String>,
+    /// What the agent is doing or waiting for, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Where the plugin's API token comes from.

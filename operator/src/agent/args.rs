@@ -47,6 +47,25 @@ pub const DEFAULT_PLUGIN_TOKEN_EXPIRATION_SECONDS: u32 =
 
 pub use crate::logging::LogFormat;
 
+/// `--attached-pods`: the spec's `attachedPodsOnRemoval`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum AttachedPods {
+    /// Wait until the pods with secondary attachments are gone.
+    #[default]
+    Wait,
+    /// Detach their secondary attachments, then remove Multus.
+    Detach,
+}
+
+impl From<spec_defaults::AttachedPodsPolicy> for AttachedPods {
+    fn from(policy: spec_defaults::AttachedPodsPolicy) -> Self {
+        match policy {
+            spec_defaults::AttachedPodsPolicy::Wait => Self::Wait,
+            spec_defaults::AttachedPodsPolicy::Detach => Self::Detach,
+        }
+    }
+}
+
 /// The directories the agent installs into. An uninstall must be given the
 /// same ones to find what it installed.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
@@ -115,6 +134,15 @@ pub struct NodeAgentArgs {
     /// Remove exactly what the agent installed on this node, then exit.
     #[arg(long)]
     pub uninstall: bool,
+    /// With --uninstall: what to do while pods on the node still have
+    /// secondary networks attached through Multus (wait until they are
+    /// gone, or detach those networks first).
+    #[arg(long, value_enum, default_value_t = AttachedPods::Wait)]
+    pub attached_pods: AttachedPods,
+    /// With --uninstall: the CNI bin dir on the host (the delegates'
+    /// `CNI_PATH` when the plugin detaches or releases attachments).
+    #[arg(long, value_name = "DIR", default_value = multus_config::multus_conf::DEFAULT_BIN_DIR)]
+    pub host_cni_bin_dir: PathBuf,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, value_name = "ADDR", default_value_t = DEFAULT_METRICS_ADDRESS)]
     pub metrics_address: SocketAddr,
@@ -159,6 +187,8 @@ impl Default for NodeAgentArgs {
             no_kube: false,
             once: false,
             uninstall: false,
+            attached_pods: AttachedPods::Wait,
+            host_cni_bin_dir: multus_config::multus_conf::DEFAULT_BIN_DIR.into(),
             metrics_address: DEFAULT_METRICS_ADDRESS,
             log_format: LogFormat::Text,
             plugin_service_account: None,
@@ -187,6 +217,19 @@ fn push_some(args: &mut Vec<String>, name: &str, value: Option<impl std::fmt::Di
     }
 }
 
+/// `--attached-pods` and `--host-cni-bin-dir` when they differ from their
+/// defaults.
+fn push_removal_args(args: &mut Vec<String>, attached_pods: AttachedPods, host_bin_dir: &Path) {
+    if attached_pods != AttachedPods::default()
+        && let Some(value) = attached_pods.to_possible_value()
+    {
+        push_value(args, "attached-pods", value.get_name());
+    }
+    if host_bin_dir != Path::new(multus_config::multus_conf::DEFAULT_BIN_DIR) {
+        push_value(args, "host-cni-bin-dir", host_bin_dir.display());
+    }
+}
+
 /// The `node-agent` subcommand as clap sees it inside `multus-operator`.
 fn command() -> clap::Command {
     clap::Command::new("multus-operator")
@@ -207,6 +250,7 @@ impl NodeAgentArgs {
         push_flag(&mut args, "once", self.once);
         push_flag(&mut args, "uninstall", self.uninstall);
         self.dirs.push_args(&mut args);
+        push_removal_args(&mut args, self.attached_pods, &self.host_cni_bin_dir);
         push_value(&mut args, "multus-conf-dir", self.multus_conf_dir.display());
         push_some(
             &mut args,
@@ -294,6 +338,8 @@ impl NodeAgentArgs {
     pub fn uninstall_form(&self) -> UninstallArgs {
         UninstallArgs {
             dirs: self.dirs.clone(),
+            attached_pods: self.attached_pods,
+            host_cni_bin_dir: self.host_cni_bin_dir.clone(),
         }
     }
 
@@ -361,11 +407,26 @@ impl NodeAgentArgs {
     }
 }
 
-/// `node-agent --uninstall` with the directories an agent installed into.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `node-agent --uninstall` with the directories an agent installed into
+/// and what to do with pods still attached through Multus.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UninstallArgs {
     /// The directories the agent installed into.
     pub dirs: InstallDirs,
+    /// What to do with pods that still have secondary attachments.
+    pub attached_pods: AttachedPods,
+    /// The CNI bin dir on the host.
+    pub host_cni_bin_dir: PathBuf,
+}
+
+impl Default for UninstallArgs {
+    fn default() -> Self {
+        Self {
+            dirs: InstallDirs::default(),
+            attached_pods: AttachedPods::default(),
+            host_cni_bin_dir: multus_config::multus_conf::DEFAULT_BIN_DIR.into(),
+        }
+    }
 }
 
 impl UninstallArgs {
@@ -376,6 +437,7 @@ impl UninstallArgs {
         let mut args = vec![SUBCOMMAND.to_owned()];
         push_flag(&mut args, "uninstall", true);
         self.dirs.push_args(&mut args);
+        push_removal_args(&mut args, self.attached_pods, &self.host_cni_bin_dir);
         args
     }
 }
@@ -400,6 +462,8 @@ mod tests {
             no_kube: true,
             once: true,
             uninstall: false,
+            attached_pods: AttachedPods::Detach,
+            host_cni_bin_dir: "/var/lib/k/bin".into(),
             metrics_address: "0.0.0.0:9200".parse().unwrap(),
             log_format: LogFormat::Json,
             plugin_service_account: Some("multus-plugin-pool-a".into()),
@@ -454,6 +518,8 @@ mod tests {
                 "--cni-conf-dir=/c/net.d",
                 "--host-cni-conf-dir=/etc/k/cni",
                 "--cni-bin-dir=/c/bin",
+                "--attached-pods=detach",
+                "--host-cni-bin-dir=/var/lib/k/bin",
             ]
         );
         assert_eq!(
@@ -461,6 +527,8 @@ mod tests {
             NodeAgentArgs {
                 uninstall: true,
                 dirs: every_option_set().dirs,
+                attached_pods: AttachedPods::Detach,
+                host_cni_bin_dir: "/var/lib/k/bin".into(),
                 ..NodeAgentArgs::default()
             }
         );

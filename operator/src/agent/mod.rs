@@ -33,6 +33,7 @@
 //!   [`fsutil`], [`node_state`], [`metrics`], [`http`], [`uninstall`](mod@uninstall).
 
 pub mod args;
+pub mod attached;
 pub mod cli;
 pub mod credential;
 pub mod dirty;
@@ -46,6 +47,7 @@ pub mod metrics;
 pub mod node_state;
 mod plugin_credential;
 mod reconcile;
+pub mod removal;
 mod run;
 pub mod settings;
 mod state;

@@ -59,6 +59,7 @@ impl Agent {
                 .credential
                 .as_ref()
                 .map(|k| k.report(Timestamp::now(), self.fallback_claims.as_ref())),
+            removal: None,
         }
     }
 

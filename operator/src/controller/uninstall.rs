@@ -33,15 +33,17 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch};
 use kube::runtime::controller::Action;
+use multus_config::crd::multus_config::CONDITION_READY;
 use multus_config::crd::{MultusConfig, MultusNodeState};
 
 use super::Error;
 use super::apply::{self, apply_params, owned};
-use super::conditions::{self, Observation, Phase, Rollout, Severity};
+use super::conditions::{self, Observation, Phase, Rollout, Severity, WaitingNode};
 use super::context::Context;
 use super::reconcile::name_and_uid;
 use super::render::{self, AGENT_CONTAINER, LABEL_CONFIG, LABEL_MODE, MODE_UNINSTALL, agent_name};
 use super::status::{publish, publish_status, whole_seconds};
+use crate::agent::args::{self as agent_args, AttachedPods, NodeAgentArgs};
 
 /// Requeue while waiting for the agents' uninstall.
 pub const REQUEUE_UNINSTALL: Duration = Duration::from_secs(5);
@@ -108,31 +110,90 @@ async fn switch_to_uninstall(
     config: &MultusConfig,
     live: &DaemonSet,
 ) -> Result<DaemonSet, Error> {
-    if render::is_uninstall_mode(live) {
-        return Ok(live.clone());
-    }
-    let Some(switch) = render::uninstall_daemon_set(live) else {
+    let policy = config.spec.attached_pods_on_removal();
+    let Some(switch) = render::uninstall_daemon_set(live, policy.into()) else {
         return Ok(live.clone());
     };
+    let already = render::is_uninstall_mode(live);
+    if already && live_policy(live) == Some(policy.into()) {
+        return Ok(live.clone());
+    }
     let ns = ctx.settings.operands.namespace.as_str();
     let ds_name = live.name_any();
     let applied = Api::<DaemonSet>::namespaced(ctx.client.clone(), ns)
         .patch(&ds_name, &apply_params(), &Patch::Apply(&switch))
         .await
         .map_err(|e| Error::api("apply", format!("DaemonSet {ns}/{ds_name}"), e))?;
-    publish(
-        ctx,
-        config,
-        Severity::Normal,
-        "Uninstalling",
-        &format!(
+    let note = if already {
+        format!(
+            "attachedPodsOnRemoval is now {}: DaemonSet {ns}/{ds_name}'s agents apply it.",
+            policy.as_str()
+        )
+    } else {
+        format!(
             "Switched DaemonSet {ns}/{ds_name} to `node-agent --uninstall`: each agent \
-             removes the Multus config, kubeconfig and plugin binary it installed. \
-             NetworkAttachmentDefinitions are left untouched."
-        ),
-    )
-    .await;
+             removes the Multus config, kubeconfig and plugin binary it installed, once no \
+             pod on its node has secondary networks attached through Multus \
+             (attachedPodsOnRemoval: {}). NetworkAttachmentDefinitions are left untouched.",
+            policy.as_str()
+        )
+    };
+    publish(ctx, config, Severity::Normal, "Uninstalling", &note).await;
     Ok(applied)
+}
+
+/// The `--attached-pods` of the agent container of an uninstall
+/// DaemonSet; the default when its command line does not say (rendered
+/// before the choice existed), `None` when it cannot be read.
+fn live_policy(ds: &DaemonSet) -> Option<AttachedPods> {
+    let args = ds
+        .spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == AGENT_CONTAINER)?
+        .args
+        .clone()
+        .unwrap_or_else(|| vec![agent_args::SUBCOMMAND.to_owned()]);
+    NodeAgentArgs::parse_rendered_lenient(&args)
+        .ok()
+        .map(|a| a.attached_pods)
+}
+
+/// The nodes among `pending` whose agent reports pods it waits for, from
+/// the MultusNodeStates of the MultusConfig `name`.
+pub fn waiting_nodes(
+    states: &[MultusNodeState],
+    name: &str,
+    pending: &[String],
+) -> Vec<WaitingNode> {
+    let mut out: Vec<WaitingNode> = states
+        .iter()
+        .filter(|s| s.spec.multus_config.as_deref() == Some(name))
+        .filter(|s| {
+            pending.iter().any(|p| {
+                p == &s.spec.node_name || p.starts_with(&format!("{} (", s.spec.node_name))
+            })
+        })
+        .filter_map(|s| {
+            let pods = s
+                .status
+                .as_ref()?
+                .removal
+                .as_ref()?
+                .waiting_for_pods
+                .clone();
+            (!pods.is_empty()).then(|| WaitingNode {
+                node: s.spec.node_name.clone(),
+                pods,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.node.cmp(&b.node));
+    out
 }
 
 /// Decides whether deletion may go on: yes when every node finished its
@@ -159,8 +220,20 @@ async fn wait_for_agents(
     if progress.done {
         return Ok(Vec::new());
     }
+    let states: Vec<MultusNodeState> = ctx
+        .stores
+        .node_states
+        .state()
+        .iter()
+        .map(|s| (**s).clone())
+        .collect();
+    let waiting = waiting_nodes(&states, &name, &progress.pending);
     if gave_up(config, now) {
-        return Ok(progress.pending);
+        let mut pending = progress.pending;
+        if let Some(pods) = conditions::waiting_for_pods(&waiting) {
+            pending.push(format!("pods still attached: {pods}"));
+        }
+        return Ok(pending);
     }
     let observation = Observation {
         name: &name,
@@ -181,14 +254,43 @@ async fn wait_for_agents(
         phase: Phase::Uninstalling {
             pending: progress.pending.clone(),
             desired: progress.desired,
+            waiting: waiting.clone(),
         },
         server: None,
     };
     let assessment = conditions::assess(&observation);
+    announce_waiting(ctx, config, &waiting).await;
     publish_status(ctx, config, &assessment, 0, now).await?;
     Err(Error::UninstallPending {
         pending: progress.pending.len(),
     })
+}
+
+/// A Normal `WaitingForPods` Event naming the pods per node, whenever the
+/// pods waited for differ from what the status said so far.
+async fn announce_waiting(ctx: &Context, config: &MultusConfig, waiting: &[WaitingNode]) {
+    let Some(pods) = conditions::waiting_for_pods(waiting) else {
+        return;
+    };
+    let said = config
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == CONDITION_READY))
+        .is_some_and(|c| c.message.contains(&pods));
+    if said {
+        return;
+    }
+    publish(
+        ctx,
+        config,
+        Severity::Normal,
+        conditions::REASON_WAITING_FOR_PODS,
+        &format!(
+            "Multus stays on the nodes while pods use it: {pods}. Delete those pods, or set \
+             attachedPodsOnRemoval: Detach to release their secondary networks now."
+        ),
+    )
+    .await;
 }
 
 /// Warns that the agents of `incomplete` nodes did not finish in time and
@@ -449,6 +551,55 @@ mod tests {
         assert!(
             progress(&ds(0, 0, 3), &[]).done,
             "no nodes: nothing to wait for"
+        );
+    }
+
+    fn state(node: &str, config: &str, pods: &[&str]) -> MultusNodeState {
+        let mut s = MultusNodeState::new(
+            node,
+            multus_config::crd::MultusNodeStateSpec {
+                node_name: node.into(),
+                multus_config: Some(config.into()),
+            },
+        );
+        s.status = Some(multus_config::crd::MultusNodeStateStatus {
+            removal: Some(multus_config::crd::NodeRemoval {
+                waiting_for_pods: pods.iter().map(|p| (*p).to_owned()).collect(),
+                message: None,
+            }),
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn the_pods_waited_for_come_from_the_pending_nodes_of_this_config() {
+        let states = [
+            state("vm2", "default", &["a/x"]),
+            state("vm", "default", &["leak/p1"]),
+            state("done", "default", &["old/pod"]),
+            state("other", "pool-b", &["b/y"]),
+            state("idle", "default", &[]),
+        ];
+        let pending = [
+            "vm".to_owned(),
+            "vm2 (exit 1: boom)".to_owned(),
+            "other".to_owned(),
+            "idle".to_owned(),
+        ];
+        let waiting = waiting_nodes(&states, "default", &pending);
+        assert_eq!(
+            waiting,
+            [
+                WaitingNode {
+                    node: "vm".into(),
+                    pods: vec!["leak/p1".into()]
+                },
+                WaitingNode {
+                    node: "vm2".into(),
+                    pods: vec!["a/x".into()]
+                },
+            ]
         );
     }
 }

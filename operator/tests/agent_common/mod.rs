@@ -64,7 +64,9 @@ pub struct Host {
     generation: u32,
 }
 
-pub const FAKE_PLUGIN: &str = "#!/bin/sh\necho 'multus 0.0.0-test'\n";
+/// Answers `--version`, and `upkeep sandboxes` with no sandbox (no pod
+/// attached through Multus on this fake host).
+pub const FAKE_PLUGIN: &str = "#!/bin/sh\nif [ \"$1\" = upkeep ]; then cat >/dev/null; echo '[]'; exit 0; fi\necho 'multus 0.0.0-test'\n";
 
 impl Host {
     pub fn new() -> Self {

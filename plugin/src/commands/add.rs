@@ -82,7 +82,7 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     route::check_requests(&requests).map_err(PodRequestError::from)?;
 
     let cache = Cache::for_conf(conf);
-    cache.save(&env.container_id, &attachments)?;
+    cache.save(&env.container_id, env.netns.as_deref(), &attachments)?;
 
     let info_dir = std::path::Path::new(conf.device_info_dir());
     for index in 0..attachments.len() {
@@ -117,7 +117,7 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     if let Err(e) = apply_default_routes(env, &mut attachments) {
         return Err(rollback(env, conf, &cache, &attachments, e).await);
     }
-    if let Err(e) = cache.save(&env.container_id, &attachments) {
+    if let Err(e) = cache.save(&env.container_id, env.netns.as_deref(), &attachments) {
         return Err(rollback(env, conf, &cache, &attachments, e.into()).await);
     }
 

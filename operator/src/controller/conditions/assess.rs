@@ -9,13 +9,14 @@ use multus_config::crd::multus_config::PrimaryNetworkSummary;
 
 use super::credential::credential_issue;
 use super::features::cluster_features;
-use super::inputs::{Observation, Phase};
+use super::inputs::{Observation, Phase, WaitingNode, waiting_for_pods};
 use super::issues::{
     Issue, apply_issue, conflict_issue, degraded, invalid_nads_issue, plugin_role_issue,
     primary_mismatch_issue, primary_networks, role_issue, spec_issue,
 };
 use super::reasons::{
     REASON_APPLY_FAILED, REASON_PLUGIN_ROLE_MISSING, REASON_ROLE_MISSING, REASON_UNINSTALLING,
+    REASON_WAITING_FOR_PODS,
 };
 use super::rollout::rollout_verdicts;
 use super::wording::{NAMES_SHOWN, name_list, plural};
@@ -79,8 +80,12 @@ pub fn assess(obs: &Observation<'_>) -> Assessment {
     let (primary, by_network) = primary_networks(obs.nodes);
     let rollout = obs.rollout.unwrap_or_default();
     let (ready, progressing, degraded, recheck_in) = match &obs.phase {
-        Phase::Uninstalling { pending, desired } => {
-            let (ready, progressing, degraded) = uninstalling(obs, pending, *desired);
+        Phase::Uninstalling {
+            pending,
+            desired,
+            waiting,
+        } => {
+            let (ready, progressing, degraded) = uninstalling(obs, pending, *desired, waiting);
             (ready, progressing, degraded, None)
         }
         Phase::Active => {
@@ -131,7 +136,27 @@ fn uninstalling(
     obs: &Observation<'_>,
     pending: &[String],
     desired: i32,
+    waiting: &[WaitingNode],
 ) -> (Verdict, Verdict, Verdict) {
+    if let Some(pods) = waiting_for_pods(waiting) {
+        let message = format!(
+            "Multus stays in place while pods use it ({pods}). Their secondary networks would \
+             never be released once Multus is gone, so the removal waits until those pods are \
+             deleted (attachedPodsOnRemoval: Wait); set attachedPodsOnRemoval: Detach to \
+             release their secondary networks now. Deletion continues without those nodes \
+             after progressDeadlineSeconds ({}s), leaving Multus there.",
+            obs.deadline.as_secs()
+        );
+        return (
+            Verdict::new(false, REASON_WAITING_FOR_PODS, message.clone()),
+            Verdict::new(true, REASON_WAITING_FOR_PODS, message),
+            Verdict::new(
+                false,
+                REASON_UNINSTALLING,
+                "The MultusConfig is being deleted.",
+            ),
+        );
+    }
     let message = if pending.is_empty() {
         "Multus is being removed from the nodes; the operands are deleted next.".to_owned()
     } else {
@@ -232,6 +257,7 @@ mod tests {
         o.phase = Phase::Uninstalling {
             pending: vec!["n1".into(), "n2".into()],
             desired: 3,
+            waiting: Vec::new(),
         };
         let a = assess(&o);
         assert_eq!(
@@ -252,5 +278,45 @@ mod tests {
             "{}",
             a.ready.message
         );
+    }
+
+    #[test]
+    fn uninstalling_names_the_pods_it_waits_for_per_node() {
+        let mut o = obs(Some(rollout(2, 2, 0, 2)), &[]);
+        o.phase = Phase::Uninstalling {
+            pending: vec!["vm".into(), "vm2".into()],
+            desired: 2,
+            waiting: vec![
+                WaitingNode {
+                    node: "vm".into(),
+                    pods: vec!["leak/p1".into()],
+                },
+                WaitingNode {
+                    node: "vm2".into(),
+                    pods: vec!["a/x".into(), "b/y".into()],
+                },
+            ],
+        };
+        let a = assess(&o);
+        assert_eq!(
+            triple(&a),
+            (
+                false,
+                "WaitingForPods",
+                true,
+                "WaitingForPods",
+                false,
+                "Uninstalling"
+            )
+        );
+        assert!(
+            a.ready.message.contains(
+                "waiting for 1 pod with secondary networks on node vm: leak/p1; waiting for 2 \
+                 pods with secondary networks on node vm2: a/x, b/y"
+            ),
+            "{}",
+            a.ready.message
+        );
+        assert!(a.ready.message.contains("attachedPodsOnRemoval: Detach"));
     }
 }

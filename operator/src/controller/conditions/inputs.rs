@@ -136,7 +136,37 @@ pub enum Phase {
         pending: Vec<String>,
         /// Nodes the uninstall DaemonSet covers.
         desired: i32,
+        /// Nodes whose agent waits for pods with secondary attachments
+        /// (`MultusNodeState.status.removal`), sorted by node.
+        waiting: Vec<WaitingNode>,
     },
+}
+
+/// A node whose removal waits for pods attached through Multus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingNode {
+    /// The node.
+    pub node: String,
+    /// The pods (`namespace/name`), sorted.
+    pub pods: Vec<String>,
+}
+
+/// "waiting for 1 pod with secondary networks on node vm: leak/p1; ...",
+/// or `None` when no node waits.
+pub fn waiting_for_pods(waiting: &[WaitingNode]) -> Option<String> {
+    let parts: Vec<String> = waiting
+        .iter()
+        .filter(|w| !w.pods.is_empty())
+        .map(|w| {
+            format!(
+                "waiting for {} with secondary networks on node {}: {}",
+                super::wording::plural(w.pods.len(), "pod", "pods"),
+                w.node,
+                super::wording::name_list(&w.pods, super::wording::NAMES_SHOWN)
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// Everything the conditions are computed from.

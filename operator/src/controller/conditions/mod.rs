@@ -44,7 +44,10 @@ pub use features::{
     AdmissionPolicy, FEATURE_ADMISSION_POLICY, FEATURE_DRA, FEATURE_NODE_BOUND_TOKENS,
     ServerFeatures, cluster_features,
 };
-pub use inputs::{CredentialReport, InvalidNad, NodeReport, Observation, Phase, Rollout};
+pub use inputs::{
+    CredentialReport, InvalidNad, NodeReport, Observation, Phase, Rollout, WaitingNode,
+    waiting_for_pods,
+};
 pub use progress::{ProgressMark, advance, progress_signature};
 pub use reasons::*;
 pub use status::status;

@@ -35,3 +35,6 @@ pub const REASON_INVALID_NADS: &str = "InvalidNetworkAttachmentDefinitions";
 pub const REASON_AS_EXPECTED: &str = "AsExpected";
 /// The MultusConfig is being deleted and the agents uninstall.
 pub const REASON_UNINSTALLING: &str = "Uninstalling";
+/// The agents wait for pods with secondary networks before removing
+/// Multus from their nodes.
+pub const REASON_WAITING_FOR_PODS: &str = "WaitingForPods";

@@ -145,6 +145,7 @@ fn field_env(name: &str, field_path: &str) -> EnvVar {
 
 #[cfg(test)]
 mod tests {
+    use crate::agent::args::AttachedPods;
     use crate::controller::render::fixtures::{config, pod_spec, settings};
     use crate::controller::render::{render, uninstall_daemon_set};
     use multus_config::crd::MultusConfigSpec;
@@ -185,7 +186,7 @@ mod tests {
                 .contains(&"--plugin-token-expiration-seconds=86400".to_owned())
         );
         // The uninstall needs neither.
-        let un = uninstall_daemon_set(&children.daemon_set).unwrap();
+        let un = uninstall_daemon_set(&children.daemon_set, AttachedPods::Wait).unwrap();
         let un_args = &un.spec.unwrap().template.spec.unwrap().containers[0]
             .args
             .clone()
