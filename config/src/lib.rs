@@ -4,6 +4,7 @@
 //!
 //! Nothing here performs I/O: callers pass in bytes and directory listings.
 
+pub mod agent_api;
 pub mod cni;
 pub mod conf_file;
 pub mod crd;

@@ -219,6 +219,22 @@ pub struct MultusNetConf {
         skip_serializing_if = "Option::is_none"
     )]
     pub pod_resources_socket: Option<String>,
+    /// The node agent's lookup socket: pods and NADs are asked there first
+    /// (see [`crate::agent_api`]). Upstream has no key for it.
+    #[serde(
+        rename = "nodeAgentSocket",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_agent_socket: Option<String>,
+    /// The node agent's report socket for per-command outcomes. Upstream
+    /// has no key for it.
+    #[serde(
+        rename = "nodeAgentReportSocket",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_agent_report_socket: Option<String>,
     /// Base directory of the device-info files (`dp/` written by device
     /// plugins, `cni/` per attachment); unset means the multi-network
     /// spec's `/var/run/k8s.cni.cncf.io/devinfo`. Upstream has no key for it.

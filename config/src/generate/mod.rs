@@ -238,6 +238,14 @@ fn multus_settings(
         "podResourcesSocket",
         options.pod_resources_socket.as_ref().map(|v| json!(v)),
     );
+    put(
+        "nodeAgentSocket",
+        options.node_agent_socket.as_ref().map(|v| json!(v)),
+    );
+    put(
+        "nodeAgentReportSocket",
+        options.node_agent_report_socket.as_ref().map(|v| json!(v)),
+    );
     m
 }
 

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::agent_api;
 use crate::cni::CniVersion;
 use crate::crd::MultusConfigSpec;
 use crate::multus_conf::LogLevel;
@@ -57,6 +58,14 @@ pub struct GeneratorOptions {
     /// The kubelet's PodResources socket (`podResourcesSocket`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_resources_socket: Option<String>,
+    /// The node agent's lookup socket (`nodeAgentSocket`); `None`: the
+    /// plugin reads only from the API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_agent_socket: Option<String>,
+    /// The node agent's report socket (`nodeAgentReportSocket`); `None`:
+    /// the plugin reports nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_agent_report_socket: Option<String>,
     /// Directory of NAD file references (`confDir`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multus_conf_dir: Option<String>,
@@ -95,6 +104,8 @@ impl Default for GeneratorOptions {
             readiness_indicator_file: None,
             additional_bin_dir: None,
             pod_resources_socket: None,
+            node_agent_socket: None,
+            node_agent_report_socket: None,
             multus_conf_dir: None,
             cache_dir: None,
             cni_version: None,
@@ -121,6 +132,8 @@ impl GeneratorOptions {
             readiness_indicator_file: spec.readiness_indicator_file.clone(),
             additional_bin_dir: spec.additional_bin_dir.clone(),
             pod_resources_socket: spec.pod_resources_socket.clone(),
+            node_agent_socket: Some(agent_api::DEFAULT_LOOKUP_SOCKET.to_owned()),
+            node_agent_report_socket: Some(agent_api::DEFAULT_REPORT_SOCKET.to_owned()),
             multus_conf_dir: spec.multus_conf_dir.clone(),
             cache_dir: spec.cache_dir.clone(),
             cni_version: spec.cni_version.map(|v| v.cni_version()),
