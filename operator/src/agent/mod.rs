@@ -42,6 +42,7 @@ pub mod fsutil;
 pub mod http;
 pub mod install;
 pub mod kubeconfig;
+pub mod local_api;
 pub mod manifest;
 pub mod metrics;
 pub mod node_state;

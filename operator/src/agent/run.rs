@@ -18,6 +18,7 @@ use super::credential::{self, Outcome, TokenApi};
 use super::dirty::Dirty;
 use super::error::AgentError;
 use super::http;
+use super::local_api;
 use super::metrics::Shared;
 use super::node_state::NodeStateReporter;
 use super::settings::{POLL, RESYNC, Settings};
@@ -174,6 +175,13 @@ pub async fn run_with<A: TokenApi + 'static>(
     }));
     tracing::info!(address = %address, "serving /healthz, /readyz and /metrics");
 
+    let _local_api = match (&client, &agent.options.node_agent_socket) {
+        (Some(client), Some(socket)) if agent.settings.kube => {
+            start_local_api(&agent, client.clone(), socket)
+        }
+        _ => None,
+    };
+
     let reporter = match client {
         Some(client) if agent.settings.kube => {
             let node = agent.settings.node_name.clone().unwrap_or_default();
@@ -278,6 +286,25 @@ pub async fn run_with<A: TokenApi + 'static>(
         let _ = tokio::time::timeout(grace, reporter).await;
     }
     Ok(())
+}
+
+/// Serves the pod and NAD caches on the lookup socket the Multus config
+/// announces (`nodeAgentSocket`); without it the plugin reads from the API
+/// server as before, so a failure here is a warning.
+fn start_local_api(
+    agent: &Agent,
+    client: kube::Client,
+    socket: &str,
+) -> Option<local_api::LocalApi> {
+    let node = agent.settings.node_name.clone().unwrap_or_default();
+    let path = agent.settings.container_path(socket);
+    match local_api::bind(&path) {
+        Ok(listener) => Some(local_api::LocalApi::start(client, &node, listener, path)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the plugin reads pods and NADs from the API server");
+            None
+        }
+    }
 }
 
 /// `--once`: install the plugin, write the kubeconfig and the Multus config,

@@ -150,6 +150,18 @@ pub fn node_agent_rules() -> Vec<DocumentedRule> {
             &["patch"],
             "agent: server-side apply of its node's status",
         ),
+        DocumentedRule::new(
+            "",
+            &["pods"],
+            &["list", "watch"],
+            "agent: cache of its node's pods for the plugin (field selector spec.nodeName)",
+        ),
+        DocumentedRule::new(
+            "k8s.cni.cncf.io",
+            &["network-attachment-definitions"],
+            &["list", "watch"],
+            "agent: cache of the NADs for the plugin",
+        ),
     ]
 }
 
@@ -484,8 +496,18 @@ mod tests {
             "multusnodestates/status",
             "patch"
         ));
-        assert_eq!(docs.len(), 2, "the plugin's rules moved to the plugin role");
+        assert_eq!(docs.len(), 4, "the plugin's rules moved to the plugin role");
+        // The caches list and watch; single objects and every write stay
+        // the plugin's.
+        assert!(grants(&docs, "", "pods", "watch"));
+        assert!(grants(
+            &docs,
+            "k8s.cni.cncf.io",
+            "network-attachment-definitions",
+            "list"
+        ));
         assert!(!grants(&docs, "", "pods", "get"));
+        assert!(!grants(&docs, "", "pods/status", "patch"));
         let token = agent_token_rules("multus-plugin-default");
         assert_eq!(token.len(), 1);
         assert_eq!(token[0].resources, ["serviceaccounts/token"]);
