@@ -15,9 +15,11 @@ use crate::error::{
 };
 use crate::k8s::{
     EventType, K8sClient, K8sSettings, PodRef, REASON_ADDED_INTERFACE, REASON_NO_NETWORK_FOUND,
-    added_interface_message, fetch_pod, no_network_found_message,
+    added_interface_message, no_network_found_message,
 };
+use crate::lookup::Lookups;
 use crate::network_status::{network_statuses, result100};
+use crate::node_agent::NodeAgent;
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, gateway_requests, plan};
 use crate::readiness::{READINESS_TIMEOUT, wait_for_readiness};
 use crate::{devices, dra, netns, route};
@@ -29,7 +31,15 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     wait_for_readiness(conf, READINESS_TIMEOUT).await?;
     let identity = PodIdentity::from_args(&env.args);
     let client = K8sClient::connect(conf, K8sSettings::default()).await?;
-    let pod = fetch_pod(client.as_ref(), &identity).await?;
+    let agent = client.as_ref().and(NodeAgent::from_conf(conf));
+    let lookups = client.as_ref().map(|api| Lookups {
+        agent: agent.as_ref(),
+        api,
+    });
+    let pod = match &lookups {
+        Some(lookups) => lookups.pod(&identity).await?,
+        None => None,
+    };
     if client.is_some() && identity.is_known() && pod.is_none() {
         return Err(PluginError::PodNotFound {
             namespace: identity.namespace.clone(),
@@ -43,8 +53,8 @@ pub async fn add(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
         pod: pod.as_ref(),
         conf_dir: &conf_dir,
     };
-    let planned = match &client {
-        Some(client) => plan(&input, client).await,
+    let planned = match &lookups {
+        Some(lookups) => plan(&input, lookups).await,
         None => plan(&input, &NoNads).await,
     };
     let mut attachments = match planned {

@@ -8,7 +8,9 @@ use crate::cache::Cache;
 use crate::delegate::{self, ExecEnv};
 use crate::env::CniEnv;
 use crate::error::{PluginError, Result};
-use crate::k8s::{K8sClient, K8sSettings, fetch_pod};
+use crate::k8s::{K8sClient, K8sSettings};
+use crate::lookup::Lookups;
+use crate::node_agent::NodeAgent;
 use crate::plan::{ConfDir, NoNads, PlanInput, PodIdentity, plan, plan_static};
 use crate::{devices, dra};
 
@@ -86,7 +88,16 @@ async fn rederive(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<Attachment>>
             None
         }
     };
-    let pod = match fetch_pod(client.as_ref(), &identity).await {
+    let agent = client.as_ref().and(NodeAgent::from_conf(conf));
+    let lookups = client.as_ref().map(|api| Lookups {
+        agent: agent.as_ref(),
+        api,
+    });
+    let fetched = match &lookups {
+        Some(lookups) => lookups.pod(&identity).await,
+        None => Ok(None),
+    };
+    let pod = match fetched {
         Ok(pod) => pod,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the pod for DEL; releasing what the config names");
@@ -100,8 +111,8 @@ async fn rederive(env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<Attachment>>
         pod: pod.as_ref(),
         conf_dir: &conf_dir,
     };
-    let planned = match (&client, &pod) {
-        (Some(client), Some(_)) => plan(&input, client).await,
+    let planned = match (&lookups, &pod) {
+        (Some(lookups), Some(_)) => plan(&input, lookups).await,
         _ => plan(&input, &NoNads).await,
     };
     match planned {
