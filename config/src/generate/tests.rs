@@ -264,6 +264,8 @@ fn every_option_reaches_the_file() {
         readiness_indicator_file: Some("/run/ready".into()),
         additional_bin_dir: Some("/opt/extra/bin".into()),
         pod_resources_socket: Some("/var/lib/k0s/kubelet/pod-resources/kubelet.sock".into()),
+        node_agent_socket: Some("/run/m/agent.sock".into()),
+        node_agent_report_socket: Some("/run/m/reports.sock".into()),
         multus_conf_dir: Some("/etc/cni/multus/net.d".into()),
         cache_dir: Some("/var/lib/cni/multus".into()),
         cni_version: None,
@@ -288,6 +290,11 @@ fn every_option_reaches_the_file() {
     assert_eq!(
         conf.pod_resources_socket(),
         "/var/lib/k0s/kubelet/pod-resources/kubelet.sock"
+    );
+    assert_eq!(conf.node_agent_socket.as_deref(), Some("/run/m/agent.sock"));
+    assert_eq!(
+        conf.node_agent_report_socket.as_deref(),
+        Some("/run/m/reports.sock")
     );
     assert!(
         conf.extra.is_empty(),
@@ -388,5 +395,21 @@ fn options_follow_the_multus_config_spec() {
     assert_eq!(options.primary_config_file, None, "auto means elect");
     assert_eq!(options.default_networks, ["mon"]);
     let defaults = GeneratorOptions::from_spec(&MultusConfigSpec::default(), None);
-    assert_eq!(defaults, GeneratorOptions::default());
+    // Every MultusConfig's agents serve the plugin on the node's sockets.
+    assert_eq!(
+        defaults.node_agent_socket.as_deref(),
+        Some("/run/multus/agent.sock")
+    );
+    assert_eq!(
+        defaults.node_agent_report_socket.as_deref(),
+        Some("/run/multus/agent-reports.sock")
+    );
+    assert_eq!(
+        GeneratorOptions {
+            node_agent_socket: None,
+            node_agent_report_socket: None,
+            ..defaults
+        },
+        GeneratorOptions::default()
+    );
 }

@@ -126,7 +126,7 @@ mod tests {
                 "ClusterRoleBinding multus-plugin-a",
                 "Role ns/multus-agent-a",
                 "RoleBinding ns/multus-agent-a",
-                "ConfigMap ns/multus-agent-a-908a490ce5",
+                "ConfigMap ns/multus-agent-a-0750f23f28",
                 "DaemonSet ns/multus-agent-a",
             ]
         );
