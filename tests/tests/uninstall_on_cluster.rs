@@ -28,7 +28,8 @@ use multus_config::crd::MultusConfig;
 use multus_e2e::cluster::{
     NETWORK_STATUS_ANNOTATION, TestPod, create_nad, create_namespace, delete_pod, has_condition,
     install_privileged, ipv4_in_pod, mc_summary, nad_object, remove_release,
-    single_node_without_multus, wait_event, wait_gone, wait_mc, wait_mc_ready, wait_pod_ready,
+    single_node_without_multus, wait_event, wait_event_saying, wait_gone, wait_mc, wait_mc_ready,
+    wait_pod_ready,
 };
 use multus_e2e::{
     Cmd, E2eSession, StepLog, multus_files_on_node, remove_link, remove_namespace, remove_path,
@@ -186,7 +187,15 @@ impl Leak {
         )
         .await;
         log.note(&format!("status: {}", mc_summary(&mc)));
-        let event = wait_event(&self.client, "default", "default", "WaitingForPods", MINUTE).await;
+        let event = wait_event_saying(
+            &self.client,
+            "default",
+            "default",
+            "WaitingForPods",
+            &expect,
+            MINUTE,
+        )
+        .await;
         let note = event.message.clone().unwrap_or_default();
         assert!(
             note.contains(&on_node) && note.contains(&expect),

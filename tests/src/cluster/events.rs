@@ -52,13 +52,31 @@ pub async fn wait_event(
     reason: &str,
     timeout: Duration,
 ) -> Event {
+    wait_event_saying(client, namespace, name, reason, "", timeout).await
+}
+
+/// Like [`wait_event`], for an event whose message contains `needle`:
+/// events about a cluster-scoped object (a MultusConfig named `default`)
+/// outlive the object, so an earlier test's event may have the same
+/// reason.
+pub async fn wait_event_saying(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+    needle: &str,
+    timeout: Duration,
+) -> Event {
     wait_until(
-        &format!("a {reason} event about {namespace}/{name}"),
+        &format!("a {reason} event about {namespace}/{name} saying {needle:?}"),
         timeout,
         async || {
             let all = events(client, namespace, name).await;
             all.iter()
-                .find(|e| e.reason.as_deref() == Some(reason))
+                .find(|e| {
+                    e.reason.as_deref() == Some(reason)
+                        && e.message.as_deref().unwrap_or_default().contains(needle)
+                })
                 .cloned()
                 .ok_or_else(|| {
                     let seen: Vec<String> = all.iter().map(event_summary).collect();

@@ -12,7 +12,9 @@ mod pods;
 
 pub use chart::{helm_chart, install_privileged, remove_release, wait_operator_available};
 pub use dra::{DRA_DEVICE_ID_ATTRIBUTE, DRA_RESOURCE_NAME_ATTRIBUTE, TestDraDriver};
-pub use events::{event_count, event_summary, events, events_with_reason, wait_event};
+pub use events::{
+    event_count, event_summary, events, events_with_reason, wait_event, wait_event_saying,
+};
 pub use multus_config::{
     assert_no_multus_configs, condition, has_condition, mc_summary, status_current, wait_mc,
     wait_mc_ready,
