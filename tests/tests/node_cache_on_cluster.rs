@@ -89,6 +89,11 @@ impl Audit {
     /// Requests of the release's ServiceAccounts (plugin and agent) about
     /// `pod` and the test's NADs, logged after `offset`.
     fn asked_since(&self, offset: u64, pod: &str) -> Asked {
+        self.asked_matching(offset, |name| name == pod)
+    }
+
+    /// Like [`Audit::asked_since`] for every pod whose name `is_ours`.
+    fn asked_matching(&self, offset: u64, is_ours: impl Fn(&str) -> bool) -> Asked {
         let mut file = std::fs::File::open(&self.path)
             .unwrap_or_else(|e| panic!("audit log {}: {e}", self.path.display()));
         file.seek(SeekFrom::Start(offset)).unwrap();
@@ -110,9 +115,9 @@ impl Audit {
             let name = object["name"].as_str().unwrap_or_default();
             let sub = object["subresource"].as_str().unwrap_or_default();
             match (verb, resource) {
-                ("get", "pods") if name == pod && sub.is_empty() => asked.pod_gets += 1,
+                ("get", "pods") if is_ours(name) && sub.is_empty() => asked.pod_gets += 1,
                 ("get", "network-attachment-definitions") => asked.nad_gets += 1,
-                ("patch" | "update", "pods") if name == pod => asked.pod_writes += 1,
+                ("patch" | "update", "pods") if is_ours(name) => asked.pod_writes += 1,
                 _ => continue,
             }
             asked
@@ -164,6 +169,9 @@ async fn node_agent_serves_the_plugin_on_a_real_cluster() {
     let asked = t.attach(log, "c1").await;
     t.expect_cached(log, "c1", &asked);
 
+    log.step("1b: a burst of 48 pods with 2 NADs each, agent up");
+    let cached = t.burst(log, "hot").await;
+
     log.step("2: agent unreachable: the plugin reads from the API server");
     let kept = Path::new(SOCKET).with_extension("sock.e2e-kept");
     std::fs::rename(SOCKET, &kept).expect("moving the agent's socket aside");
@@ -181,6 +189,15 @@ async fn node_agent_serves_the_plugin_on_a_real_cluster() {
             asked.pod_gets, asked.nad_gets, asked.pod_writes
         ));
     }
+    log.step("2b: the same burst, agent unreachable");
+    let uncached = t.burst(log, "cold").await;
+    log.note(&format!(
+        "side by side: all 48 Ready after {:.1} s with the cache, {:.1} s without; median pod {:.1} s / {:.1} s",
+        cached.all_ready.as_secs_f64(),
+        uncached.all_ready.as_secs_f64(),
+        cached.median.as_secs_f64(),
+        uncached.median.as_secs_f64()
+    ));
     let _ = std::fs::remove_file(&kept);
 
     log.step("3: agent restarted: lookups served again");
@@ -194,6 +211,14 @@ async fn node_agent_serves_the_plugin_on_a_real_cluster() {
 
     e2e.finish();
 }
+
+/// How a burst went.
+struct Burst {
+    all_ready: Duration,
+    median: Duration,
+}
+
+const BURST: usize = 48;
 
 struct Cache {
     client: Client,
@@ -308,6 +333,81 @@ impl Cache {
             "agent up: 0 GET pod, 0 GET NAD, {} pod write(s)",
             asked.pod_writes
         ));
+    }
+
+    /// Creates [`BURST`] pods with both NADs at once; all must become
+    /// Ready with no failed sandbox. The pods are deleted afterwards.
+    async fn burst(&self, log: &mut StepLog, batch: &str) -> Burst {
+        let offset = self.audit.as_ref().map(Audit::offset).unwrap_or(0);
+        let start = std::time::Instant::now();
+        for i in 0..BURST {
+            TestPod::new(APP_NS, &format!("{batch}-{i}"))
+                .networks(&format!("{},{}", NADS[0].0, NADS[1].0))
+                .label("burst", batch)
+                .create(&self.client)
+                .await;
+        }
+        let selector = ListParams::default().labels(&format!("burst={batch}"));
+        let mut ready_at: Vec<Duration> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        loop {
+            let pods = self.pods().list(&selector).await.unwrap().items;
+            let now = start.elapsed();
+            for pod in pods.iter().filter(|p| multus_e2e::cluster::pod_ready(p)) {
+                if seen.insert(pod.name_any()) {
+                    ready_at.push(now);
+                }
+            }
+            if ready_at.len() == BURST {
+                break;
+            }
+            assert!(
+                now < 5 * MINUTE,
+                "{batch}: only {} of {BURST} pods Ready after 5 minutes: {}",
+                ready_at.len(),
+                multus_e2e::cluster::pods_summary(&pods)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let failed = multus_e2e::cluster::events_with_reason(
+            &self.client,
+            APP_NS,
+            "FailedCreatePodSandBox",
+            &format!("{batch}-"),
+        )
+        .await;
+        assert!(
+            failed.is_empty(),
+            "{batch}: {} FailedCreatePodSandBox events: {:?}",
+            failed.len(),
+            failed.iter().map(|e| e.message.clone()).collect::<Vec<_>>()
+        );
+        ready_at.sort();
+        let burst = Burst {
+            all_ready: ready_at[BURST - 1],
+            median: ready_at[BURST / 2],
+        };
+        let prefix = format!("{batch}-");
+        let asked = self
+            .audit
+            .as_ref()
+            .map(|a| a.asked_matching(offset, |name| name.starts_with(&prefix)))
+            .unwrap_or_default();
+        log.note(&format!(
+            "{batch}: {BURST} pods Ready after {:.1} s (median {:.1} s), 0 failed sandboxes; \
+             Multus asked {} GET pod, {} GET NAD, {} pod writes",
+            burst.all_ready.as_secs_f64(),
+            burst.median.as_secs_f64(),
+            asked.pod_gets,
+            asked.nad_gets,
+            asked.pod_writes
+        ));
+        let label = format!("burst={batch}");
+        multus_e2e::Cmd::kubectl(["delete", "pods", "-n", APP_NS, "-l"])
+            .args([label.as_str(), "--wait=true", "--timeout=180s"])
+            .ok()
+            .await;
+        burst
     }
 
     async fn restart_agent(&self) {
