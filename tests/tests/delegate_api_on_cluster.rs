@@ -21,7 +21,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
 use multus_e2e::cluster::{
     NETWORK_STATUS_ANNOTATION, TestPod, create_nad, create_namespace, delete_pod,
     install_privileged, ipv4_in_pod, nad_object, remove_release, single_node_without_multus,
@@ -158,7 +158,8 @@ async fn delegate_api_on_a_real_cluster() {
         }
     })
     .await;
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(SOCKET).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(SOCKET).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "root-only socket");
     assert_eq!(http("GET", "/healthz", b"").0, 200);
     create_namespace(&client, APP_NS).await;
@@ -175,13 +176,21 @@ async fn delegate_api_on_a_real_cluster() {
     log.step("bad input is refused and changes nothing");
     let (status, answer) = http("POST", "/delegate", b"{garbage");
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&answer));
-    let (status, answer) = http("POST", "/delegate", &body("ADD", &container, &netns, "nobody", "u-0"));
+    let (status, answer) = http(
+        "POST",
+        "/delegate",
+        &body("ADD", &container, &netns, "nobody", "u-0"),
+    );
     assert_eq!(status, 404, "{}", String::from_utf8_lossy(&answer));
     assert!(String::from_utf8_lossy(&answer).contains("does not exist"));
     assert!(!links_of("p1").await.contains("net1"));
 
     log.step("POST /delegate ADD: p1 gets net1");
-    let (status, answer) = http("POST", "/delegate", &body("ADD", &container, &netns, "p1", &uid));
+    let (status, answer) = http(
+        "POST",
+        "/delegate",
+        &body("ADD", &container, &netns, "p1", &uid),
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     let answer: Value = serde_json::from_slice(&answer).unwrap();
     let address = ipv4_in_pod(APP_NS, "p1", "net1", MINUTE)
@@ -206,10 +215,17 @@ async fn delegate_api_on_a_real_cluster() {
     log.note(&format!("net1 {ip}"));
 
     log.step("POST /delegate DEL: net1 and its lease go");
-    let (status, answer) = http("POST", "/delegate", &body("DEL", &container, &netns, "p1", &uid));
+    let (status, answer) = http(
+        "POST",
+        "/delegate",
+        &body("DEL", &container, &netns, "p1", &uid),
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     assert!(!links_of("p1").await.contains("net1"));
-    assert!(!Path::new(HOST_LOCAL_DIR).join(&ip).exists(), "lease {ip} left");
+    assert!(
+        !Path::new(HOST_LOCAL_DIR).join(&ip).exists(),
+        "lease {ip} left"
+    );
     let status_entries = network_status(&pods, "p1").await;
     assert!(
         !status_entries.is_empty() && status_entries.iter().all(|e| e["interface"] != "net1"),
@@ -217,7 +233,11 @@ async fn delegate_api_on_a_real_cluster() {
     );
 
     log.step("added again, then the pod is deleted: no lease, no cache left");
-    let (status, answer) = http("POST", "/delegate", &body("ADD", &container, &netns, "p1", &uid));
+    let (status, answer) = http(
+        "POST",
+        "/delegate",
+        &body("ADD", &container, &netns, "p1", &uid),
+    );
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     let address = ipv4_in_pod(APP_NS, "p1", "net1", MINUTE)
         .await
