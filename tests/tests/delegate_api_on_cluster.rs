@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
 use kube::ResourceExt;
+use kube::api::Api;
 use multus_e2e::cluster::{
     NETWORK_STATUS_ANNOTATION, TestPod, create_nad, create_namespace, delete_pod,
     install_privileged, ipv4_in_pod, nad_object, remove_release, single_node_without_multus,
