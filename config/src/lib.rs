@@ -8,6 +8,7 @@ pub mod agent_api;
 pub mod cni;
 pub mod conf_file;
 pub mod crd;
+pub mod delegate_api;
 pub mod generate;
 pub mod multus_conf;
 pub mod names;

@@ -17,6 +17,9 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some(multus_plugin::upkeep::SUBCOMMAND) {
         return upkeep(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some(multus_plugin::hotplug::SUBCOMMAND) {
+        return hotplug(&args[1..]);
+    }
     let command = std::env::var("CNI_COMMAND").ok();
     let mut stdin = Vec::new();
     // An unreadable stdin leaves the config empty; the command then reports
@@ -45,6 +48,27 @@ fn upkeep(args: &[String]) -> ExitCode {
         Err(err) => {
             let _ = writeln!(std::io::stderr(), "multus upkeep: {err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// `multus delegate ...` (asked by the node agent for upstream's delegate
+/// API, never by the runtime): the answer on stdout, or the CNI error
+/// object on stdout and exit 1.
+fn hotplug(args: &[String]) -> ExitCode {
+    let outcome = multus_plugin::hotplug::HotplugArgs::parse(args).and_then(|parsed| {
+        let mut stdin = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut stdin);
+        let cni_path = std::env::var("CNI_PATH").ok();
+        multus_plugin::hotplug::run(&parsed, &stdin, cni_path.as_deref())
+    });
+    match outcome {
+        Ok(bytes) => write_stdout(&bytes, ExitCode::SUCCESS),
+        Err(err) => {
+            let cni = err.to_cni_error();
+            let _ = writeln!(std::io::stderr(), "multus delegate: {err}");
+            let bytes = serde_json::to_vec(&cni).unwrap_or_else(|_| cni.msg.clone().into_bytes());
+            write_stdout(&bytes, ExitCode::FAILURE)
         }
     }
 }

@@ -499,8 +499,6 @@ pub async fn plan(
     let conf = input.conf;
     let common = Common::new(input);
     let identity = &common.identity;
-    let runtime_caps = &common.runtime_caps;
-    let base_args = &common.base_args;
     let mut nad_cache = HashMap::new();
 
     // 1. The cluster network and the other inline delegates.
@@ -555,71 +553,112 @@ pub async fn plan(
                 default_version(conf),
             )
             .map_err(|e| (NetworkConfigError::from(e).into(), None))?;
-            let mut value = resolved.value;
-            if let Some(cni_args) = &element.cni_args {
-                merge_cni_args(&mut value, cni_args);
-            }
-            let config = NetworkConfig::from_value(value).map_err(|source| {
-                let error = NetworkConfigError::InvalidRequested {
-                    network: full_name.clone(),
-                    source,
-                };
-                (error.into(), None)
-            })?;
-            let requested = requested_capabilities(&element);
-            let undeclared = undeclared_requested(requested.keys(), &config.capabilities());
-            if !undeclared.is_empty() {
-                let error = PodRequestError::UndeclaredCapabilities {
-                    network: full_name,
-                    undeclared,
-                };
-                return Err((error.into(), None));
-            }
-            let mut caps = runtime_caps.clone();
-            caps.extend(requested);
-            let mut args = base_args.clone();
-            if let Some(ips) = element.ips.as_ref().filter(|i| !i.is_empty()) {
-                args.set("IP", ips.join(","));
-            }
-            if let Some(mac) = &element.mac {
-                args.set("MAC", mac.clone());
-            }
             let ifname = element
                 .interface
                 .clone()
                 .unwrap_or_else(|| format!("net{}", attachments.len()));
-            let default_route = element.default_route.as_ref().map(|_| element.gateways());
-            let mut attachment = Attachment {
-                name: full_name,
-                config,
+            let attachment = element_attachment(
+                &common,
+                input,
+                full_name,
+                resolved.value,
+                &element,
                 ifname,
-                capability_args: caps,
-                cni_args: args.to_string(),
-                is_cluster_network: false,
-                default_route,
-                result: None,
-                device: DeviceAttachment {
-                    resource_name: nad_resource_name(&nad).map(str::to_owned),
-                    ..DeviceAttachment::default()
-                },
-            };
-            if let Some(id) = &element.device_id {
-                // The annotation's device: runtimeConfig only (the
-                // kubelet's device of the NAD's resource, if any, wins).
-                crate::devices::set_device(
-                    &mut attachment,
-                    id,
-                    false,
-                    Path::new(conf.device_info_dir()),
-                    &input.env.container_id,
-                );
-            }
+                nad_resource_name(&nad).map(str::to_owned),
+            )
+            .map_err(|e| (e, None))?;
             attachments.push(attachment);
         }
     }
 
     check_interface_names(&attachments).map_err(|e| (e, None))?;
     Ok(Plan { attachments })
+}
+
+/// One attachment of a network selection element whose config is
+/// resolved: `cni-args` merged, the requested capabilities checked
+/// against the ones the config declares, `IP`/`MAC` in `CNI_ARGS`.
+fn element_attachment(
+    common: &Common,
+    input: &PlanInput<'_>,
+    full_name: String,
+    mut value: Value,
+    element: &NetworkSelectionElement,
+    ifname: String,
+    resource_name: Option<String>,
+) -> Result<Attachment> {
+    if let Some(cni_args) = &element.cni_args {
+        merge_cni_args(&mut value, cni_args);
+    }
+    let config = NetworkConfig::from_value(value).map_err(|source| {
+        NetworkConfigError::InvalidRequested {
+            network: full_name.clone(),
+            source,
+        }
+    })?;
+    let requested = requested_capabilities(element);
+    let undeclared = undeclared_requested(requested.keys(), &config.capabilities());
+    if !undeclared.is_empty() {
+        return Err(PodRequestError::UndeclaredCapabilities {
+            network: full_name,
+            undeclared,
+        }
+        .into());
+    }
+    let mut caps = common.runtime_caps.clone();
+    caps.extend(requested);
+    let mut args = common.base_args.clone();
+    if let Some(ips) = element.ips.as_ref().filter(|i| !i.is_empty()) {
+        args.set("IP", ips.join(","));
+    }
+    if let Some(mac) = &element.mac {
+        args.set("MAC", mac.clone());
+    }
+    let default_route = element.default_route.as_ref().map(|_| element.gateways());
+    let mut attachment = Attachment {
+        name: full_name,
+        config,
+        ifname,
+        capability_args: caps,
+        cni_args: args.to_string(),
+        is_cluster_network: false,
+        default_route,
+        result: None,
+        device: DeviceAttachment {
+            resource_name,
+            ..DeviceAttachment::default()
+        },
+    };
+    if let Some(id) = &element.device_id {
+        // The annotation's device: runtimeConfig only (the kubelet's
+        // device of the NAD's resource, if any, wins).
+        crate::devices::set_device(
+            &mut attachment,
+            id,
+            false,
+            Path::new(input.conf.device_info_dir()),
+            &input.env.container_id,
+        );
+    }
+    Ok(attachment)
+}
+
+/// The attachment of one network added to a running pod (upstream's
+/// delegate API, `multus delegate`): `config` is the network's resolved
+/// config (a NAD's `spec.config` with its defaults), `element` carries
+/// the requested IPs, MAC and `cni-args`; the same rules as for an
+/// element of the networks annotation apply.
+pub fn hotplug_attachment(
+    input: &PlanInput<'_>,
+    name: String,
+    config: Value,
+    element: &NetworkSelectionElement,
+    ifname: String,
+) -> Result<Attachment> {
+    let common = Common::new(input);
+    let attachment = element_attachment(&common, input, name, config, element, ifname, None)?;
+    check_interface_names(std::slice::from_ref(&attachment))?;
+    Ok(attachment)
 }
 
 /// The capability arguments a selection element asks for.

@@ -228,7 +228,11 @@ struct Cache {
 
 /// One HTTP/1.1 exchange on the lookup socket: status line and body.
 fn exchange(request: &[u8]) -> (String, String) {
-    let mut stream = UnixStream::connect(SOCKET).expect("connecting to the agent's socket");
+    try_exchange(request).unwrap_or_else(|e| panic!("connecting to the agent's socket: {e}"))
+}
+
+fn try_exchange(request: &[u8]) -> std::io::Result<(String, String)> {
+    let mut stream = UnixStream::connect(SOCKET)?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
@@ -241,7 +245,7 @@ fn exchange(request: &[u8]) -> (String, String) {
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 fn get(path: &str) -> (String, String) {
@@ -263,7 +267,10 @@ impl Cache {
                 if !Path::new(SOCKET).exists() {
                     return Err(format!("{SOCKET} does not exist"));
                 }
-                let (status, body) = get(&path);
+                let request =
+                    format!("GET {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n");
+                let (status, body) = try_exchange(request.as_bytes())
+                    .map_err(|e| format!("connecting to {SOCKET}: {e}"))?;
                 if status.contains(" 200 ") && body.contains(nad) {
                     Ok(())
                 } else {

@@ -117,6 +117,15 @@ pub struct MultusConfigSpec {
     /// removes Multus.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attached_pods_on_removal: Option<AttachedPodsPolicy>,
+    /// Upstream Multus's thick-plugin delegate API (`POST /delegate` on a
+    /// root-only unix socket), which tools such as
+    /// multus-dynamic-networks-controller use to add networks to running
+    /// pods. Served by the node agent; the delegates run in a `multus`
+    /// child process in the container runtime's cgroup, never in the
+    /// agent. Enabling it runs the agent pods in the host's PID namespace.
+    /// Default: disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delegate_api: Option<DelegateApiSpec>,
     /// Lifetime in seconds of the API token the node agent requests for the
     /// plugin's own ServiceAccount. The agent refreshes it at half its
     /// life, so pods keep starting on a node whose agent is down for at
@@ -220,6 +229,21 @@ pub struct ImageSpec {
     /// Names of image pull secrets in the operator's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_secrets: Option<Vec<String>>,
+}
+
+/// `spec.delegateApi`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DelegateApiSpec {
+    /// Serve the API. Default: false (upstream's thick daemon may own its
+    /// socket on nodes migrating from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Host path of the socket. Default: /run/multus/multus.sock
+    /// (upstream's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*[^/]$"), length(max = 107))]
+    pub socket_path: Option<String>,
 }
 
 /// What removing Multus from a node does with pods that still have
@@ -472,6 +496,16 @@ impl MultusConfigSpec {
     /// What removal does with attached pods, defaulted.
     pub fn attached_pods_on_removal(&self) -> AttachedPodsPolicy {
         self.attached_pods_on_removal.unwrap_or_default()
+    }
+
+    /// The delegate API's socket (host path) when it is enabled.
+    pub fn delegate_socket(&self) -> Option<&str> {
+        let api = self.delegate_api.as_ref()?;
+        api.enabled.unwrap_or(false).then(|| {
+            api.socket_path
+                .as_deref()
+                .unwrap_or(crate::delegate_api::DEFAULT_SOCKET_PATH)
+        })
     }
 
     /// Plugin token lifetime in seconds, defaulted.

@@ -625,7 +625,7 @@ pub fn interface_name_problem(name: &str) -> Option<String> {
 }
 
 /// Why `s` is neither an IP address nor `address/prefix`, or `None`.
-pub(crate) fn ip_or_cidr_problem(s: &str) -> Option<String> {
+pub fn ip_or_cidr_problem(s: &str) -> Option<String> {
     let Some((addr, prefix)) = s.split_once('/') else {
         return match s.parse::<IpAddr>() {
             Ok(_) => None,

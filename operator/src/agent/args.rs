@@ -171,6 +171,11 @@ pub struct NodeAgentArgs {
     /// from the service-account directory].
     #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
     pub namespace: Option<String>,
+    /// Serve upstream's thick-plugin delegate API (`POST /delegate`,
+    /// `/healthz`) on this unix socket (root only, 0600); upstream's path
+    /// is /run/multus/multus.sock. Needs the host's PID namespace.
+    #[arg(long, value_name = "PATH")]
+    pub delegate_socket: Option<PathBuf>,
 }
 
 /// What clap gives for an empty command line (with no environment).
@@ -194,6 +199,7 @@ impl Default for NodeAgentArgs {
             plugin_service_account: None,
             plugin_token_expiration_seconds: DEFAULT_PLUGIN_TOKEN_EXPIRATION_SECONDS,
             namespace: None,
+            delegate_socket: None,
         }
     }
 }
@@ -292,6 +298,11 @@ impl NodeAgentArgs {
             self.plugin_token_expiration_seconds,
         );
         push_some(&mut args, "namespace", self.namespace.as_deref());
+        push_some(
+            &mut args,
+            "delegate-socket",
+            self.delegate_socket.as_deref().map(Path::display),
+        );
         args
     }
 
@@ -469,6 +480,7 @@ mod tests {
             plugin_service_account: Some("multus-plugin-pool-a".into()),
             plugin_token_expiration_seconds: 3600,
             namespace: Some("multus-system".into()),
+            delegate_socket: Some("/run/multus/multus.sock".into()),
         }
     }
 

@@ -21,6 +21,14 @@ pub fn host_mount_ns() -> Option<PathBuf> {
     host_mount_ns_in(Path::new("/proc"), "self")
 }
 
+/// The host process whose mount namespace [`host_mount_ns`] names (the
+/// runtime's shim), with that namespace's path.
+pub fn host_process() -> Option<(u32, PathBuf)> {
+    let ns = host_mount_ns()?;
+    let pid = ns.parent()?.parent()?.file_name()?.to_str()?.parse().ok()?;
+    Some((pid, ns))
+}
+
 /// The mount namespace of the nearest ancestor of process `pid` (under
 /// the procfs `proc`) that is in another mount namespace than `pid`: for
 /// the agent in its container with the host's PID namespace, the

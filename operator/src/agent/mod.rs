@@ -36,6 +36,7 @@ pub mod args;
 pub mod attached;
 pub mod cli;
 pub mod credential;
+pub mod delegate_api;
 pub mod dirty;
 pub mod error;
 pub mod fsutil;

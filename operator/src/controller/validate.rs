@@ -11,7 +11,10 @@ use std::path::{Component, Path};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use multus_config::crd::{MultusConfig, MultusConfigSpec};
 
-use super::render::{RESERVED_CONTAINER_PATHS, RUN_MULTUS_DIR, indicator_mount_dir, is_within};
+use super::render::{
+    RESERVED_CONTAINER_PATHS, RUN_MULTUS_DIR, delegate_socket_mount_dir, indicator_mount_dir,
+    is_within,
+};
 
 /// One reason a spec cannot be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -378,6 +381,9 @@ fn check_paths(spec: &MultusConfigSpec, p: &mut Problems) {
     let mut same_path = vec![("spec.cacheDir", spec.cache_dir().to_owned())];
     if let Some(dir) = indicator_mount_dir(spec) {
         same_path.push(("spec.readinessIndicatorFile", dir));
+    }
+    if let Some(dir) = delegate_socket_mount_dir(spec) {
+        same_path.push(("spec.delegateApi.socketPath", dir));
     }
     for (field, dir) in same_path {
         for reserved in RESERVED_CONTAINER_PATHS {

@@ -66,7 +66,20 @@ pub struct LocalApi {
     /// The caches (for metrics and status).
     pub caches: Arc<Caches>,
     socket: PathBuf,
+    /// Device and inode of the socket file we bound.
+    socket_id: Option<(u64, u64)>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+fn is_same_file(path: &Path, id: Option<(u64, u64)>) -> bool {
+    id.is_some() && file_id(path) == id
 }
 
 impl LocalApi {
@@ -106,6 +119,7 @@ impl LocalApi {
         tracing::info!(socket = %socket.display(), node, "serving the pod and NAD caches to the plugin");
         Self {
             caches,
+            socket_id: file_id(&socket),
             socket,
             tasks: vec![pods, nads, server],
         }
@@ -118,7 +132,11 @@ impl Drop for LocalApi {
             task.abort();
         }
         // A socket nobody answers on costs the plugin a failed connect
-        // only, but remove it so it does not even try.
-        let _ = std::fs::remove_file(&self.socket);
+        // only, but remove it so it does not even try; unless it is no
+        // longer ours (a newer agent, surging in a rollout, bound its own
+        // at this path).
+        if is_same_file(&self.socket, self.socket_id) {
+            let _ = std::fs::remove_file(&self.socket);
+        }
     }
 }

@@ -74,6 +74,13 @@ pub fn agent_args(config: &str, spec: &MultusConfigSpec) -> NodeAgentArgs {
         metrics_address: SocketAddr::from((Ipv4Addr::UNSPECIFIED, AGENT_PORT)),
         plugin_service_account: Some(plugin_name(config)),
         plugin_token_expiration_seconds: spec.plugin_token_expiration_seconds(),
+        delegate_socket: spec.delegate_socket().map(Into::into),
+        // The delegates' CNI_PATH (host path) for the delegate API.
+        host_cni_bin_dir: if spec.delegate_socket().is_some() {
+            spec.cni_bin_dir().into()
+        } else {
+            multus_config::multus_conf::DEFAULT_BIN_DIR.into()
+        },
         ..NodeAgentArgs::default()
     }
 }

@@ -58,7 +58,7 @@ pub use uninstall::{is_uninstall_mode, uninstall_daemon_set};
 pub use volumes::{
     CONFIG_MOUNT_DIR, CONTAINER_BIN_DIR, CONTAINER_CONF_DIR, CONTAINER_MULTUS_CONF_DIR,
     RESERVED_CONTAINER_PATHS, RUN_MULTUS_DIR, TOKEN_EXPIRATION_SECONDS, TOKEN_MOUNT_DIR,
-    indicator_mount_dir, is_within,
+    delegate_socket_mount_dir, indicator_mount_dir, is_within,
 };
 
 use agent_settings::agent_settings_config_map;

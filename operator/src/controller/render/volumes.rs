@@ -71,6 +71,14 @@ pub fn indicator_mount_dir(spec: &MultusConfigSpec) -> Option<String> {
     Some(parent)
 }
 
+/// The directory of the delegate API's socket, when it is enabled and not
+/// under `/run/multus` (mounted anyway), mounted at the same path.
+pub fn delegate_socket_mount_dir(spec: &MultusConfigSpec) -> Option<String> {
+    let socket = spec.delegate_socket()?;
+    let parent = std::path::Path::new(socket).parent()?.to_str()?.to_owned();
+    (!is_within(&parent, RUN_MULTUS_DIR) && parent != "/").then_some(parent)
+}
+
 /// The host directory `path` as volume `name` (created when missing).
 fn host_path_volume(name: &str, path: &str) -> Volume {
     Volume {
@@ -177,6 +185,10 @@ pub(super) fn agent_volumes(
         volumes.push(host_path_volume("readiness-indicator", &dir));
         mounts.push(mount("readiness-indicator", &dir, true));
     }
+    if let Some(dir) = delegate_socket_mount_dir(spec) {
+        volumes.push(host_path_volume("delegate-socket", &dir));
+        mounts.push(mount("delegate-socket", &dir, false));
+    }
     (volumes, mounts)
 }
 
@@ -216,6 +228,67 @@ mod tests {
         assert!(is_within("/a/b/c", "/a/b"));
         assert!(is_within("/a/b", "/a/b/"));
         assert!(!is_within("/a/bc", "/a/b"));
+    }
+
+    #[test]
+    fn the_delegate_api_gets_its_flag_the_hosts_pids_and_its_socket_dir() {
+        use multus_config::crd::multus_config::DelegateApiSpec;
+        let render_with = |api: Option<DelegateApiSpec>| {
+            let children = render(
+                &config(MultusConfigSpec {
+                    delegate_api: api,
+                    cni_bin_dir: Some("/home/kubernetes/bin".into()),
+                    ..MultusConfigSpec::default()
+                }),
+                &settings(),
+                &[],
+            )
+            .unwrap();
+            pod_spec(&children).clone()
+        };
+        let off = render_with(Some(DelegateApiSpec::default()));
+        assert_eq!(off.host_pid, None);
+        let args = off.containers[0].args.clone().unwrap();
+        assert!(
+            !args.iter().any(|a| a.contains("delegate-socket")),
+            "{args:?}"
+        );
+
+        let on = render_with(Some(DelegateApiSpec {
+            enabled: Some(true),
+            socket_path: None,
+        }));
+        assert_eq!(on.host_pid, Some(true));
+        let args = on.containers[0].args.clone().unwrap();
+        assert!(
+            args.contains(&"--delegate-socket=/run/multus/multus.sock".to_owned()),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--host-cni-bin-dir=/home/kubernetes/bin".to_owned()),
+            "{args:?}"
+        );
+        let named = |p: &k8s_openapi::api::core::v1::PodSpec, n: &str| {
+            p.volumes.as_ref().unwrap().iter().any(|v| v.name == n)
+        };
+        assert!(
+            !named(&on, "delegate-socket"),
+            "under /run/multus: mounted already"
+        );
+
+        let elsewhere = render_with(Some(DelegateApiSpec {
+            enabled: Some(true),
+            socket_path: Some("/var/run/multus-cni/multus.sock".into()),
+        }));
+        assert!(named(&elsewhere, "delegate-socket"));
+        let m = elsewhere.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == "delegate-socket")
+            .unwrap();
+        assert_eq!(m.mount_path, "/var/run/multus-cni");
     }
 
     #[test]
