@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use agent_common::*;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -60,8 +60,8 @@ fn pod(i: usize) -> Value {
         },
         "spec": {"nodeName": NODE, "containers": [container("app"), container("sidecar")], "volumes": [{"name": "data", "emptyDir": {}}], "serviceAccountName": "default", "restartPolicy": "Always"},
         "status": {"phase": "Running", "podIP": "10.244.0.1", "hostIP": "192.168.0.10",
-            "conditions": ["Initialized", "Ready", "ContainersReady", "PodScheduled"].iter().map(|t| json!({"type": t, "status": "True", "lastTransitionTime": "2026-12-01T10:00:00Z"})).collect::<Vec<_>>(),
-            "containerStatuses": ["app", "sidecar"].iter().map(|n| json!({"name": n, "ready": true, "restartCount": 0, "image": "registry.example.com/team/app:1.2.3", "imageID": "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "containerID": "containerd://0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "started": true, "state": {"running": {"startedAt": "2026-12-01T10:00:00Z"}}})).collect::<Vec<_>>()}
+            "conditions": (["Initialized", "Ready", "ContainersReady", "PodScheduled"].iter().map(|t| json!({"type": t, "status": "True", "lastTransitionTime": "2026-12-01T10:00:00Z"})).collect::<Vec<_>>()),
+            "containerStatuses": (["app", "sidecar"].iter().map(|n| json!({"name": n, "ready": true, "restartCount": 0, "image": "registry.example.com/team/app:1.2.3", "imageID": "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "containerID": "containerd://0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef", "started": true, "state": {"running": {"startedAt": "2026-12-01T10:00:00Z"}}})).collect::<Vec<_>>())}
     })
 }
 
@@ -135,9 +135,15 @@ async fn api(
     State(_): State<Fake>,
     uri: Uri,
     method: axum::http::Method,
-    Query(query): Query<std::collections::HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> Response {
+    let query: std::collections::HashMap<String, String> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
     let path = uri.path();
     if method == axum::http::Method::GET && path == "/api/v1/pods" {
         return list_or_watch(&query, PODS, pod, "PodList");
@@ -240,7 +246,7 @@ fn agent_memory_with_250_pods_and_10000_nads() {
         ),
     )
     .unwrap();
-    let mut command = host.command();
+    let command = host.command();
     let args: Vec<_> = command
         .get_args()
         .filter(|a| *a != "--no-kube")
