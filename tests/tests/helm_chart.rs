@@ -663,3 +663,23 @@ fn the_agent_pod_monitor_and_dashboard_are_optional_and_match_the_agents() {
         "the cAdvisor join example"
     );
 }
+
+#[test]
+fn every_metric_made_of_reports_is_documented() {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/metrics.md")).unwrap();
+    let names: Vec<String> = agent_metric_names()
+        .into_iter()
+        .filter(|n| {
+            n.starts_with("multus_plugin_")
+                || n.starts_with("pod_network_")
+                || n.starts_with("multus_node_agent_reports")
+        })
+        .collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    for name in names {
+        let documented = ["", "_total"]
+            .iter()
+            .any(|suffix| doc.contains(&format!("`{name}{suffix}`")));
+        assert!(documented, "{name} is not in docs/metrics.md");
+    }
+}

@@ -407,7 +407,11 @@ mod tests {
         for (i, change) in cases.iter().enumerate() {
             let mut report = sample();
             change(&mut report);
-            assert_eq!(decode(&report.encode()), Err(Rejection::Invalid), "case {i}");
+            assert_eq!(
+                decode(&report.encode()),
+                Err(Rejection::Invalid),
+                "case {i}"
+            );
         }
     }
 

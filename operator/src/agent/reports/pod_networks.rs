@@ -137,12 +137,14 @@ impl Collector for PodNetworkCollector {
 /// The pod networks the plugin reported: a successful ADD adds its
 /// attachments, any DEL of the container removes them.
 ///
-/// Agent restarts: the entries are saved (0600) in a state file beside the
-/// report socket, on the host's `/run/multus` (tmpfs: it outlives agent
-/// restarts, not a reboot, like the pods' sandboxes). At start they are
-/// loaded and, like every minute after, [pruned](Self::prune) to the
-/// containers whose plugin cache file (`<cniDir>/<containerID>`, written
-/// at ADD and removed by a successful DEL) still exists, so a DEL the
+/// Agent restarts: once [`Self::persist_in`] named a state file (beside
+/// the report socket, on the host's `/run/multus`: tmpfs, it outlives
+/// agent restarts, not a reboot, like the pods' sandboxes), the entries
+/// are [saved](Self::save) there (0600; the caller saves at most once a
+/// second, never per report). At start they are loaded and, like every
+/// minute after, [pruned](Self::prune) to the containers whose plugin
+/// cache file (`<cniDir>/<containerID>`, written before ADD runs a
+/// delegate and removed by a successful DEL) still exists, so a DEL the
 /// agent missed while it was down drops its entries within a minute.
 /// Pods attached while no agent listened are not shown until their next
 /// ADD (the watch cache of the node's pods, once it replaces this source,
