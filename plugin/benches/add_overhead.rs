@@ -221,7 +221,10 @@ fn main() {
         reports >= 2 * ITERATIONS,
         "every ADD and DEL reports ({reports})"
     );
-    report_cost(&report_socket, &dir.path().join("missing/agent-reports.sock"));
+    report_cost(
+        &report_socket,
+        &dir.path().join("missing/agent-reports.sock"),
+    );
 }
 
 /// Binds `path` and counts the datagrams received on it, in a thread.

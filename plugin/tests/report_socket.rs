@@ -56,8 +56,11 @@ fn receive(socket: &UnixDatagram) -> CommandReport {
     })
 }
 
-/// (network, interface, [(plugin type, command, ok)]) of each attachment.
-fn summary(report: &CommandReport) -> Vec<(String, String, Vec<(String, ReportCommand, bool)>)> {
+/// (plugin type, command, succeeded) of one delegate process.
+type Exec = (String, ReportCommand, bool);
+
+/// (network, interface, processes) of each attachment.
+fn summary(report: &CommandReport) -> Vec<(String, String, Vec<Exec>)> {
     report
         .attachments
         .iter()

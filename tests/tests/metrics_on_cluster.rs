@@ -92,9 +92,14 @@ async fn wait_metrics(what: &str, expected: &[(String, f64)]) -> String {
                 other => {
                     let related: Vec<&str> = text
                         .lines()
-                        .filter(|l| l.contains(APP_NS) || l.starts_with("multus_node_agent_reports"))
+                        .filter(|l| {
+                            l.contains(APP_NS) || l.starts_with("multus_node_agent_reports")
+                        })
                         .collect();
-                    return Err(format!("{series} = {other:?}; related:\n{}", related.join("\n")));
+                    return Err(format!(
+                        "{series} = {other:?}; related:\n{}",
+                        related.join("\n")
+                    ));
                 }
             }
         }
@@ -109,7 +114,8 @@ async fn metrics_of_a_pod_with_two_nads_on_a_real_cluster() {
         return;
     };
     let client = e2e.client.clone();
-    e2e.log.step("preflight: remove leftovers; no Multus but ours");
+    e2e.log
+        .step("preflight: remove leftovers; no Multus but ours");
     remove_everything();
     assert_no_multus_configs(&client).await;
     e2e.arm_teardown(
@@ -197,7 +203,8 @@ async fn metrics_of_a_pod_with_two_nads_on_a_real_cluster() {
     assert!(
         !text
             .lines()
-            .any(|l| !l.starts_with("pod_network_name_info") && l.contains(&format!("pod=\"{POD}\""))),
+            .any(|l| !l.starts_with("pod_network_name_info")
+                && l.contains(&format!("pod=\"{POD}\""))),
         "pod names only in pod_network_name_info"
     );
     log.note("ADD, attachments, delegate latency and pod_network_name_info seen");
@@ -208,17 +215,27 @@ async fn metrics_of_a_pod_with_two_nads_on_a_real_cluster() {
     let del = format!(
         "multus_plugin_commands_total{{command=\"DEL\",result=\"ok\",namespace=\"{APP_NS}\"}}"
     );
-    wait_until("the DEL and no pod_network_name_info of the pod", 2 * MINUTE, async || {
-        let text = scrape()?;
-        if sample(&text, &del).is_none_or(|v| v < 1.0) {
-            return Err(format!("no {del}"));
-        }
-        let left: Vec<&str> = text
-            .lines()
-            .filter(|l| l.starts_with("pod_network_name_info") && l.contains(&format!("pod=\"{POD}\"")))
-            .collect();
-        if left.is_empty() { Ok(()) } else { Err(left.join("\n")) }
-    })
+    wait_until(
+        "the DEL and no pod_network_name_info of the pod",
+        2 * MINUTE,
+        async || {
+            let text = scrape()?;
+            if sample(&text, &del).is_none_or(|v| v < 1.0) {
+                return Err(format!("no {del}"));
+            }
+            let left: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("pod_network_name_info") && l.contains(&format!("pod=\"{POD}\""))
+                })
+                .collect();
+            if left.is_empty() {
+                Ok(())
+            } else {
+                Err(left.join("\n"))
+            }
+        },
+    )
     .await;
 
     e2e.tear_down();

@@ -384,25 +384,23 @@ mod tests {
 
     #[test]
     fn values_that_would_make_bad_labels_are_rejected() {
-        let cases: Vec<Box<dyn Fn(&mut CommandReport)>> = vec![
-            Box::new(|r| r.namespace = "a".repeat(64)),
-            Box::new(|r| r.namespace = "two words".into()),
-            Box::new(|r| r.pod = "line\nbreak".into()),
-            Box::new(|r| r.attachments[1].network = "x".repeat(MAX_NETWORK_LEN + 1)),
-            Box::new(|r| r.attachments[1].interface = "a-very-long-name0".into()),
-            Box::new(|r| r.attachments[1].execs[0].plugin_type = "../bin/sh".into()),
-            Box::new(|r| r.attachments[1].execs[0].plugin_type = String::new()),
-            Box::new(|r| {
-                r.attachments[1].execs[0].plugin_type = "p".repeat(MAX_PLUGIN_TYPE_LEN + 1)
-            }),
-            Box::new(|r| {
+        let cases: Vec<fn(&mut CommandReport)> = vec![
+            |r| r.namespace = "a".repeat(64),
+            |r| r.namespace = "two words".into(),
+            |r| r.pod = "line\nbreak".into(),
+            |r| r.attachments[1].network = "x".repeat(MAX_NETWORK_LEN + 1),
+            |r| r.attachments[1].interface = "a-very-long-name0".into(),
+            |r| r.attachments[1].execs[0].plugin_type = "../bin/sh".into(),
+            |r| r.attachments[1].execs[0].plugin_type = String::new(),
+            |r| r.attachments[1].execs[0].plugin_type = "p".repeat(MAX_PLUGIN_TYPE_LEN + 1),
+            |r| {
                 let a = r.attachments[0].clone();
                 r.attachments = vec![a; MAX_ATTACHMENTS + 1];
-            }),
-            Box::new(|r| {
+            },
+            |r| {
                 let e = r.attachments[0].execs[0].clone();
                 r.attachments[0].execs = vec![e; MAX_EXECS + 1];
-            }),
+            },
         ];
         for (i, change) in cases.iter().enumerate() {
             let mut report = sample();

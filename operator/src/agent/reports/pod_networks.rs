@@ -231,44 +231,41 @@ impl ReportedPodNetworks {
         if report.container_id.is_empty() {
             return false;
         }
-        let changed = {
-            let mut state = self.lock();
-            let changed = match (report.command, report.error_code) {
-                (ReportCommand::Add, None) => {
-                    let entries: Vec<PodNetworkName> = report
-                        .attachments
-                        .iter()
-                        .filter(|a| !a.network.is_empty() && !a.interface.is_empty())
-                        .map(|a| PodNetworkName {
-                            namespace: report.namespace.clone(),
-                            pod: report.pod.clone(),
-                            interface: a.interface.clone(),
-                            network_name: a.network.clone(),
-                        })
-                        .collect();
-                    if !state.containers.contains_key(&report.container_id)
-                        && state.containers.len() >= MAX_REPORTED_CONTAINERS
-                        && let Some(oldest) = state
-                            .containers
-                            .iter()
-                            .min_by_key(|(_, (seq, _))| *seq)
-                            .map(|(k, _)| k.clone())
-                    {
-                        state.containers.remove(&oldest);
-                    }
-                    let seq = state.next;
-                    state.next += 1;
-                    state
+        let mut state = self.lock();
+        let changed = match (report.command, report.error_code) {
+            (ReportCommand::Add, None) => {
+                let entries: Vec<PodNetworkName> = report
+                    .attachments
+                    .iter()
+                    .filter(|a| !a.network.is_empty() && !a.interface.is_empty())
+                    .map(|a| PodNetworkName {
+                        namespace: report.namespace.clone(),
+                        pod: report.pod.clone(),
+                        interface: a.interface.clone(),
+                        network_name: a.network.clone(),
+                    })
+                    .collect();
+                if !state.containers.contains_key(&report.container_id)
+                    && state.containers.len() >= MAX_REPORTED_CONTAINERS
+                    && let Some(oldest) = state
                         .containers
-                        .insert(report.container_id.clone(), (seq, entries));
-                    true
+                        .iter()
+                        .min_by_key(|(_, (seq, _))| *seq)
+                        .map(|(k, _)| k.clone())
+                {
+                    state.containers.remove(&oldest);
                 }
-                (ReportCommand::Del, _) => state.containers.remove(&report.container_id).is_some(),
-                _ => false,
-            };
-            state.dirty |= changed;
-            changed
+                let seq = state.next;
+                state.next += 1;
+                state
+                    .containers
+                    .insert(report.container_id.clone(), (seq, entries));
+                true
+            }
+            (ReportCommand::Del, _) => state.containers.remove(&report.container_id).is_some(),
+            _ => false,
         };
+        state.dirty |= changed;
         changed
     }
 
