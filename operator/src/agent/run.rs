@@ -181,8 +181,8 @@ pub async fn run_with<A: TokenApi + 'static>(
                 .clone()
                 .unwrap_or_else(|| multus_config::multus_conf::DEFAULT_CNI_DIR.to_owned());
             tokio::spawn(reports::socket::run(
-                PathBuf::from(socket),
-                PathBuf::from(cache_dir),
+                agent.settings.container_path(&socket),
+                agent.settings.container_path(&cache_dir),
                 Arc::clone(&shared),
                 stop_rx.clone(),
             ))
@@ -199,6 +199,15 @@ pub async fn run_with<A: TokenApi + 'static>(
         }
         _ => None,
     };
+    if let Some(api) = &_local_api {
+        // pod_network_name_info from the pods' network-status annotations
+        // (the report-fed entries while the cache is not synced).
+        let metrics = &shared.metrics.reports;
+        metrics.set_pod_networks(Arc::new(reports::cached::CachedPodNetworks::new(
+            Arc::clone(&api.caches.pods),
+            Arc::clone(metrics.reported()),
+        )));
+    }
 
     let reporter = match client {
         Some(client) if agent.settings.kube => {

@@ -9,6 +9,7 @@
 //! labels here, only in `pod_network_name_info` (one series per interface
 //! of a pod on the node).
 
+pub mod cached;
 pub mod pod_networks;
 pub mod socket;
 
