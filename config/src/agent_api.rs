@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod report;
+
 /// Version prefix of every path of the lookup API.
 pub const API_VERSION_PREFIX: &str = "/v1";
 

@@ -145,9 +145,14 @@ fn main() {
     );
     let netns = format!("/var/run/netns/{netns_name}");
     let cache_dir = dir.path().join("cache");
+    // The node agent's report socket, drained as the agent does: every
+    // ADD and DEL below reports to it.
+    let report_socket = dir.path().join("agent-reports.sock");
+    let received = drain_reports(&report_socket);
     let conf = serde_json::json!({
         "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
         "cniDir": cache_dir, "confDir": dir.path().join("net.d"), "binDir": bin_dir,
+        "nodeAgentReportSocket": report_socket,
         "delegates": [
             {"cniVersion":"1.0.0","name":"cluster","type":"fake"},
             {"cniVersion":"1.0.0","name":"extra","type":"fake"}
@@ -209,4 +214,81 @@ fn main() {
         "  peak RSS of any child process (multus or delegate): {} KiB",
         peak_kib
     );
+    std::thread::sleep(Duration::from_millis(200));
+    let reports = received.load(std::sync::atomic::Ordering::SeqCst);
+    println!("  reports received on the agent's socket: {reports}");
+    assert!(
+        reports >= 2 * ITERATIONS,
+        "every ADD and DEL reports ({reports})"
+    );
+    report_cost(
+        &report_socket,
+        &dir.path().join("missing/agent-reports.sock"),
+    );
+}
+
+/// Binds `path` and counts the datagrams received on it, in a thread.
+fn drain_reports(path: &Path) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+    let socket = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&count);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while socket.recv(&mut buf).is_ok() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    count
+}
+
+/// What the report costs the plugin: encoding a 2-attachment ADD report
+/// and sending it, to a listening socket and to a missing one.
+fn report_cost(listening: &Path, missing: &Path) {
+    use multus_config::agent_api::report::{
+        AttachmentReport, CommandReport, DelegateExec, REPORT_VERSION, ReportCommand,
+    };
+    let exec = |t: &str| DelegateExec {
+        plugin_type: t.into(),
+        command: ReportCommand::Add,
+        duration_us: 2_345,
+        error_code: None,
+    };
+    let report = CommandReport {
+        version: REPORT_VERSION,
+        command: ReportCommand::Add,
+        namespace: "default".into(),
+        pod: "web-5d8f7c9b6-x2x7q".into(),
+        container_id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+        error_code: None,
+        duration_us: 123_456,
+        attachments: vec![
+            AttachmentReport {
+                network: "k8s-pod-network".into(),
+                interface: "eth0".into(),
+                cluster_network: true,
+                execs: vec![exec("calico"), exec("portmap")],
+            },
+            AttachmentReport {
+                network: "default/macvlan-conf".into(),
+                interface: "net1".into(),
+                cluster_network: false,
+                execs: vec![exec("macvlan")],
+            },
+        ],
+        truncated: false,
+    };
+    const SENDS: u32 = 5_000;
+    for (what, path) in [("listening", listening), ("missing", missing)] {
+        let start = Instant::now();
+        for _ in 0..SENDS {
+            let bytes = multus_plugin::report::fit(report.clone());
+            let _ = multus_plugin::report::send(path, &bytes);
+        }
+        let per = start.elapsed() / SENDS;
+        println!(
+            "  report (encode + send, {} bytes) to a {what} socket: {:.1} us",
+            report.encode().len(),
+            per.as_secs_f64() * 1e6
+        );
+    }
 }

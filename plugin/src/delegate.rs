@@ -132,6 +132,7 @@ impl ExecEnv {
     /// The environment a delegate of `attachment` runs with: the runtime's
     /// container and namespace, the attachment's interface and `CNI_ARGS`.
     pub fn for_attachment(env: &CniEnv, conf: &MultusNetConf, attachment: &Attachment) -> Self {
+        crate::report::attachment(attachment);
         Self {
             container_id: env.container_id.clone(),
             netns: env.netns.clone(),
@@ -172,7 +173,26 @@ pub fn find_plugin(plugin_type: &str, path: &[PathBuf]) -> Result<PathBuf, Deleg
 }
 
 /// Runs one plugin process with `command` and `stdin`; returns its stdout.
+/// Recorded for the node agent's report ([`crate::report`]).
 pub async fn exec_plugin(
+    command: &str,
+    plugin_type: &str,
+    stdin: &[u8],
+    env: &ExecEnv,
+) -> Result<Vec<u8>, DelegateError> {
+    let started = std::time::Instant::now();
+    let outcome = run_plugin(command, plugin_type, stdin, env).await;
+    crate::report::exec(
+        &env.ifname,
+        command,
+        plugin_type,
+        started,
+        outcome.as_ref().err(),
+    );
+    outcome
+}
+
+async fn run_plugin(
     command: &str,
     plugin_type: &str,
     stdin: &[u8],

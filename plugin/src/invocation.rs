@@ -8,6 +8,7 @@ use multus_config::multus_conf::MultusNetConf;
 use crate::commands::{self, Command};
 use crate::env::CniEnv;
 use crate::error::PluginError;
+use crate::report::Report;
 use crate::{logging, version};
 
 /// Runs one invocation. `command` is the raw `CNI_COMMAND` value and
@@ -27,6 +28,7 @@ pub fn run(
         let info = version::version_info(stdin);
         return serde_json::to_vec(&info).map_err(|e| PluginError::VersionAnswer(e).to_cni_error());
     }
+    let mut report = Report::start(command);
     let conf = match MultusNetConf::parse(stdin) {
         Ok(conf) => conf,
         Err(e) => {
@@ -45,10 +47,10 @@ pub fn run(
                 .map_err(PluginError::Runtime)?;
             runtime.block_on(async {
                 tracing::info!(command = raw, container = %env.container_id, ifname = %env.ifname, "invoked");
-                commands::run(command, &env, &conf).await
+                report.record(&env, commands::run(command, &env, &conf)).await
             })
         });
-    outcome.map_err(|e| {
+    let outcome = outcome.map_err(|e| {
         tracing::error!(command = raw, error = %e, "failed");
         let err = e.to_cni_error();
         if version.is_empty() {
@@ -56,7 +58,9 @@ pub fn run(
         } else {
             err.with_cni_version(version)
         }
-    })
+    });
+    report.finish(&conf, outcome.as_ref().err().map(|e| e.code));
+    outcome
 }
 
 #[cfg(test)]

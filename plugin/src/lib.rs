@@ -23,6 +23,7 @@ pub mod node_agent;
 pub mod plan;
 pub mod podresources;
 pub mod readiness;
+pub mod report;
 pub mod route;
 pub mod upkeep;
 pub mod version;

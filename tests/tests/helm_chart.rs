@@ -460,3 +460,226 @@ fn the_node_isolation_policy_is_rendered_only_where_the_server_offers_it() {
         assert!(kinds(&docs).is_empty(), "{extra:?}: {:?}", kinds(&docs));
     }
 }
+
+/// The metric names (TYPE lines) the node agent's `/metrics` serves once
+/// it received a report (families without series are not described).
+fn agent_metric_names() -> Vec<String> {
+    let metrics = multus_operator::agent::metrics::Metrics::default();
+    let report = multus_config::agent_api::report::decode(
+        br#"{"version":1,"command":"ADD","namespace":"ns","pod":"p","containerId":"c","durationUs":5,
+            "attachments":[{"network":"ns/n","interface":"net1","execs":[{"type":"macvlan","command":"ADD","durationUs":1}]}]}"#,
+    )
+    .unwrap();
+    metrics.reports.record(&report);
+    metrics
+        .encode()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_agent_pod_monitor_and_dashboard_are_optional_and_match_the_agents() {
+    let Some(helm) = helm("the_agent_pod_monitor_and_dashboard_are_optional_and_match_the_agents")
+    else {
+        return;
+    };
+    const POD_MONITOR_API: &str = "monitoring.coreos.com/v1/PodMonitor";
+    let of_kind = |docs: &[Value], kind: &str| -> Vec<Value> {
+        docs.iter().filter(|d| d["kind"] == kind).cloned().collect()
+    };
+    let dashboards = |docs: &[Value]| -> Vec<Value> {
+        of_kind(docs, "ConfigMap")
+            .into_iter()
+            .filter(|d| {
+                d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-grafana-dashboard"))
+            })
+            .collect()
+    };
+
+    // Off by default, also where the API is served.
+    let docs = render_with(&helm, None, &["--api-versions", POD_MONITOR_API]);
+    assert!(of_kind(&docs, "PodMonitor").is_empty());
+    assert!(dashboards(&docs).is_empty());
+
+    // Enabled, but the cluster does not serve PodMonitor: not rendered.
+    let values = Some("ci/every-field-values.yaml");
+    let docs = render_with(&helm, values, &[]);
+    assert!(of_kind(&docs, "PodMonitor").is_empty());
+
+    let docs = render_with(&helm, values, &["--api-versions", POD_MONITOR_API]);
+    let monitors = of_kind(&docs, "PodMonitor");
+    assert_eq!(monitors.len(), 1);
+    let monitor = &monitors[0];
+    assert_eq!(monitor["metadata"]["namespace"], "multus-system");
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"], "kube-prometheus-stack",
+        "extra labels"
+    );
+
+    // It selects the agent pods exactly as the controller renders them.
+    let config = MultusConfig::new("default", Default::default());
+    let mut config = config;
+    config.metadata.uid = Some("6f1c1c8e-0000-4000-8000-000000000001".to_owned());
+    let children = multus_operator::controller::render::render(
+        &config,
+        &multus_operator::controller::render::OperandSettings {
+            namespace: "multus-system".to_owned(),
+            default_image: multus_operator::controller::render::ImageRef::parse(
+                "ghcr.io/multus-rs/multus:v0.1.0",
+            )
+            .unwrap(),
+            agent_cluster_role: "multus-node-agent".to_owned(),
+            plugin_cluster_role: "multus-plugin".to_owned(),
+        },
+        &[],
+    )
+    .unwrap();
+    let ds = &children.daemon_set;
+    assert_eq!(
+        ds.metadata.namespace.as_deref(),
+        monitor["spec"]["namespaceSelector"]["matchNames"][0].as_str(),
+        "the agents run in the release namespace"
+    );
+    let template = ds.spec.as_ref().unwrap().template.clone();
+    let pod_labels = template.metadata.unwrap().labels.unwrap();
+    let selector = monitor["spec"]["selector"]["matchLabels"]
+        .as_mapping()
+        .unwrap();
+    assert!(!selector.is_empty());
+    for (k, v) in selector {
+        assert_eq!(
+            pod_labels.get(k.as_str().unwrap()).map(String::as_str),
+            v.as_str(),
+            "agent pods carry {k:?}: {pod_labels:?}"
+        );
+    }
+    let uninstall = multus_operator::controller::render::uninstall_daemon_set(
+        ds,
+        multus_operator::agent::args::AttachedPods::Wait,
+    )
+    .unwrap();
+    let uninstall_labels = uninstall
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .labels
+        .unwrap();
+    assert!(
+        selector.iter().any(|(k, v)| uninstall_labels
+            .get(k.as_str().unwrap())
+            .map(String::as_str)
+            != v.as_str()),
+        "uninstall pods are not scraped"
+    );
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    let container = &template.spec.unwrap().containers[0];
+    let port = container
+        .ports
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|p| p.name.as_deref() == endpoint["port"].as_str())
+        .expect("the endpoint names the agent's port");
+    assert_eq!(
+        port.container_port,
+        i32::from(multus_operator::controller::render::AGENT_PORT)
+    );
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(
+        endpoint["honorLabels"], true,
+        "pod_network_name_info keeps the namespace and pod it describes"
+    );
+    assert_eq!(endpoint["interval"], "15s");
+    assert_eq!(endpoint["scrapeTimeout"], "10s");
+
+    // The dashboard: valid JSON, the file in the chart, only metrics the
+    // agent serves (or cAdvisor's, for the join).
+    let found = dashboards(&docs);
+    assert_eq!(found.len(), 1);
+    let cm = &found[0];
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(
+        cm["metadata"]["annotations"]["grafana_folder"],
+        "Networking"
+    );
+    let text = cm["data"]["multus.json"].as_str().unwrap();
+    let file = std::fs::read_to_string(chart().join("dashboards/multus.json")).unwrap();
+    assert_eq!(text.trim_end(), file.trim_end());
+    let dashboard: serde_json::Value = serde_json::from_str(text).unwrap();
+    let served = agent_metric_names();
+    assert!(
+        served.iter().any(|n| n == "pod_network_name_info"),
+        "{served:?}"
+    );
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().clone())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(exprs.len() >= 8, "{exprs:?}");
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("multus_") || word.starts_with("pod_network_") {
+                let base = ["_bucket", "_count", "_sum", "_total"]
+                    .iter()
+                    .find_map(|s| word.strip_suffix(s))
+                    .unwrap_or(word);
+                assert!(
+                    served.iter().any(|n| n == base),
+                    "{word} in the dashboard is not served by the agent ({served:?})"
+                );
+                used.insert(base.to_owned());
+            }
+        }
+    }
+    for needed in [
+        "multus_plugin_commands",
+        "multus_plugin_command_duration_seconds",
+        "multus_plugin_delegate_duration_seconds",
+        "multus_plugin_attachments",
+        "pod_network_name_info",
+    ] {
+        assert!(
+            used.contains(needed),
+            "the dashboard shows {needed}: {used:?}"
+        );
+    }
+    assert!(
+        exprs
+            .iter()
+            .any(|e| e.contains("container_network_receive_bytes_total")
+                && e.contains("on (namespace, pod, interface)")),
+        "the cAdvisor join example"
+    );
+}
+
+#[test]
+fn every_metric_made_of_reports_is_documented() {
+    let doc = std::fs::read_to_string(workspace_root().join("docs/metrics.md")).unwrap();
+    let names: Vec<String> = agent_metric_names()
+        .into_iter()
+        .filter(|n| {
+            n.starts_with("multus_plugin_")
+                || n.starts_with("pod_network_")
+                || n.starts_with("multus_node_agent_reports")
+        })
+        .collect();
+    assert_eq!(names.len(), 7, "{names:?}");
+    for name in names {
+        let documented = ["", "_total"]
+            .iter()
+            .any(|suffix| doc.contains(&format!("`{name}{suffix}`")));
+        assert!(documented, "{name} is not in docs/metrics.md");
+    }
+}

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the node agent and its health state.
 
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
@@ -9,11 +9,18 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::reports::ReportMetrics;
+use super::reports::pod_networks::ReportedPodNetworks;
+
 /// The agent's counters and gauges (names carry the `multus_node_agent_`
-/// prefix; counters get the `_total` suffix when encoded).
+/// prefix; counters get the `_total` suffix when encoded), and the metrics
+/// made of the plugin's reports ([`ReportMetrics`]: `multus_plugin_*`,
+/// `pod_network_name_info`).
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The plugin's reports.
+    pub reports: ReportMetrics,
     /// Reconcile passes (each lists the conf dir and runs the election).
     pub reconciles: Counter,
     /// Times the Multus config file was written with new contents.
@@ -39,7 +46,9 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("multus_node_agent");
+        let mut root = Registry::default();
+        let reports = ReportMetrics::register(&mut root, Arc::new(ReportedPodNetworks::default()));
+        let registry = root.sub_registry_with_prefix("multus_node_agent");
         let reconciles = Counter::default();
         let regenerations = Counter::default();
         let errors = Counter::default();
@@ -101,7 +110,8 @@ impl Default for Metrics {
             plugin_token_expiration.clone(),
         );
         Self {
-            registry,
+            registry: root,
+            reports,
             reconciles,
             regenerations,
             errors,

@@ -7,7 +7,8 @@
 //!   regenerating on every change of the conf dir (inotify),
 //! - reports what it did in `MultusNodeState/<node>`, with the CNI
 //!   networks of the Multus conf dir (for NADs without `spec.config`),
-//! - serves `/healthz`, `/readyz` and `/metrics`.
+//! - receives the plugin's per-command reports on a datagram socket
+//!   ([`reports`]) and serves `/healthz`, `/readyz` and `/metrics`.
 //!
 //! The rules are those of docs/architecture.md, "Node agent rules": never an empty or
 //! partial file, no rewrite when nothing changed, keep the last good config
@@ -50,6 +51,7 @@ pub mod node_state;
 mod plugin_credential;
 mod reconcile;
 pub mod removal;
+pub mod reports;
 mod run;
 pub mod settings;
 mod state;

@@ -21,6 +21,7 @@ use super::http;
 use super::local_api;
 use super::metrics::Shared;
 use super::node_state::NodeStateReporter;
+use super::reports;
 use super::settings::{POLL, RESYNC, Settings};
 use super::state::Agent;
 use super::watch::{DirWatcher, Signal};
@@ -169,6 +170,23 @@ pub async fn run_with<A: TokenApi + 'static>(
     agent.reconcile(Dirty::ALL);
 
     let (stop_tx, stop_rx) = channel::channel(false);
+    let reports = agent
+        .options
+        .node_agent_report_socket
+        .clone()
+        .map(|socket| {
+            let cache_dir = agent
+                .options
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| multus_config::multus_conf::DEFAULT_CNI_DIR.to_owned());
+            tokio::spawn(reports::socket::run(
+                agent.settings.container_path(&socket),
+                agent.settings.container_path(&cache_dir),
+                Arc::clone(&shared),
+                stop_rx.clone(),
+            ))
+        });
     let mut http_stop = stop_rx.clone();
     let server = tokio::spawn(http::serve(listener, Arc::clone(&shared), async move {
         let _ = http_stop.changed().await;
@@ -181,6 +199,15 @@ pub async fn run_with<A: TokenApi + 'static>(
         }
         _ => None,
     };
+    if let Some(api) = &_local_api {
+        // pod_network_name_info from the pods' network-status annotations
+        // (the report-fed entries while the cache is not synced).
+        let metrics = &shared.metrics.reports;
+        metrics.set_pod_networks(Arc::new(reports::cached::CachedPodNetworks::new(
+            Arc::clone(&api.caches.pods),
+            Arc::clone(metrics.reported()),
+        )));
+    }
 
     let reporter = match client {
         Some(client) if agent.settings.kube => {
@@ -284,6 +311,9 @@ pub async fn run_with<A: TokenApi + 'static>(
     }
     if let Some(reporter) = reporter {
         let _ = tokio::time::timeout(grace, reporter).await;
+    }
+    if let Some(reports) = reports {
+        let _ = tokio::time::timeout(grace, reports).await;
     }
     Ok(())
 }
