@@ -257,9 +257,10 @@ async fn delegate_api_on_a_real_cluster() {
     assert!(!cache.exists(), "cache file {} left", cache.display());
     log.note("the pod's DEL released the hot-plugged net1");
 
-    Cmd::helm(["uninstall", RELEASE, "--namespace", OP_NS, "--wait"])
-        .ok()
-        .await;
+    // The documented order (MultusConfig first, so the agents remove
+    // Multus from the node while the operator runs; then the chart), via
+    // the teardown: a bare `helm uninstall` would strand the MultusConfig
+    // and leave 00-multus.conflist with a dead token for the next test.
     e2e.finish();
 }
 
