@@ -5,7 +5,7 @@ use k8s_openapi::api::core::v1::Pod;
 use multus_config::npwg::NetworkAttachmentDefinition;
 
 use crate::error::Result;
-use crate::k8s::{K8sClient, K8sError, PodRef};
+use crate::k8s::{K8sClient, K8sError, PodRef, fetch_pod};
 use crate::node_agent::NodeAgent;
 use crate::plan::{NadSource, PodIdentity};
 
@@ -22,16 +22,12 @@ impl Lookups<'_> {
     /// The pod of this invocation, `None` when the runtime named none or it
     /// does not exist (as `fetch_pod`).
     pub async fn pod(&self, identity: &PodIdentity) -> Result<Option<Pod>, K8sError> {
-        if !identity.is_known() {
-            return Ok(None);
-        }
-        let pod = PodRef::from(identity);
-        if let Some(agent) = self.agent
-            && let Some(found) = agent.pod(&pod).await
+        if let Some(agent) = self.agent.filter(|_| identity.is_known())
+            && let Some(found) = agent.pod(&PodRef::from(identity)).await
         {
             return Ok(Some(found));
         }
-        self.api.get_pod(&pod).await
+        fetch_pod(Some(self.api), identity).await
     }
 }
 
