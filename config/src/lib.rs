@@ -10,6 +10,7 @@ pub mod conf_file;
 pub mod crd;
 pub mod delegate_api;
 pub mod generate;
+pub mod hotplug;
 pub mod multus_conf;
 pub mod names;
 pub mod npwg;

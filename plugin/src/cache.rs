@@ -13,7 +13,11 @@
 
 use std::fs;
 use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use base64::Engine;
 use multus_config::cni::netconf::NetworkConfig;
@@ -40,6 +44,23 @@ const CACHE_WRITE: AtomicWrite<'static> = AtomicWrite::new(0o600).create_dir(0o7
 /// file (or the container).
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
+    /// The sandbox's lock cannot be taken.
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another command held the sandbox's lock too long.
+    #[error("another Multus command on this sandbox held {} for more than {}s", path.display(), timeout.as_secs())]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// How long we waited.
+        timeout: Duration,
+    },
     /// The container ID could escape the cache directory.
     #[error("refusing cache path for invalid container ID {0:?}")]
     InvalidContainerId(String),
@@ -228,6 +249,17 @@ pub struct CachedAttachments {
     pub netns: Option<PathBuf>,
 }
 
+/// Subdirectory of the cache dir holding the sandboxes' lock files.
+pub const LOCK_DIR: &str = "locks";
+/// How often a busy sandbox lock is tried again.
+const LOCK_POLL: Duration = Duration::from_millis(20);
+
+/// The held lock of one sandbox ([`Cache::lock`]).
+#[derive(Debug)]
+pub struct SandboxLock {
+    _lock: Flock<fs::File>,
+}
+
 /// The cache directory.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -322,14 +354,65 @@ impl Cache {
         .map_err(|source| CacheError::Corrupt { path, source })
     }
 
+    /// Takes the sandbox's lock: ADD, DEL and a hot-plug of the same
+    /// sandbox never run at once (a hot-plug saving its cache after a DEL
+    /// removed it would leak what it attached). Waits up to `timeout`
+    /// (polling: a blocking `flock` cannot be bounded), then fails naming
+    /// the lock file. The lock lives in `locks/` of the cache dir and is
+    /// released when the guard drops.
+    pub fn lock(&self, container_id: &str, timeout: Duration) -> Result<SandboxLock> {
+        let path = self.lock_path(container_id)?;
+        let error = |source| CacheError::Lock {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(error)?;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(error)?;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(SandboxLock { _lock: lock }),
+                Err((back, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                    file = back;
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(CacheError::Busy { path, timeout });
+                }
+                Err((_, errno)) => return Err(error(std::io::Error::from(errno))),
+            }
+        }
+    }
+
+    fn lock_path(&self, container_id: &str) -> Result<PathBuf> {
+        self.path(container_id)?;
+        Ok(self.dir.join(LOCK_DIR).join(container_id))
+    }
+
     /// Removes a container's cache; a missing file is fine.
     pub fn remove(&self, container_id: &str) -> Result<()> {
         let path = self.path(container_id)?;
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(CacheError::Remove { path, source }),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(CacheError::Remove { path, source }),
         }
+        // The sandbox is gone: so is its lock file (its holder, the caller,
+        // keeps the lock on the unlinked file until it is done).
+        let _ = fs::remove_file(self.lock_path(container_id)?);
+        Ok(())
     }
 
     /// The container IDs that have a cache file.

@@ -314,13 +314,35 @@ pub async fn allocate_devices(
     api: Option<(&K8sClient, &Pod)>,
     attachments: &mut [Attachment],
 ) -> Result<(), PluginError> {
+    let Some(held) = held_devices(conf, identity, api, attachments).await? else {
+        return Ok(());
+    };
+    assign_devices(
+        attachments,
+        &held,
+        identity,
+        Path::new(conf.device_info_dir()),
+        &env.container_id,
+    )?;
+    Ok(())
+}
+
+/// The devices the pod holds (the kubelet's, then its claims' when the
+/// kubelet's leave one of `attachments` without), or `None` when none of
+/// `attachments` names a resource.
+pub async fn held_devices(
+    conf: &MultusNetConf,
+    identity: &PodIdentity,
+    api: Option<(&K8sClient, &Pod)>,
+    attachments: &[Attachment],
+) -> Result<Option<PodDevices>, PluginError> {
     let Some((attachment, resource)) = attachments.iter().find_map(|a| {
         a.device
             .resource_name
             .as_ref()
             .map(|r| (a.name.clone(), r.clone()))
     }) else {
-        return Ok(());
+        return Ok(None);
     };
     if !identity.is_known() {
         return Err(DeviceError::UnknownPod {
@@ -362,13 +384,48 @@ pub async fn allocate_devices(
             })?;
         held = held.with_claims(claimed);
     }
-    assign_devices(
-        attachments,
-        &held,
-        identity,
-        Path::new(conf.device_info_dir()),
-        &env.container_id,
-    )?;
+    Ok(Some(held))
+}
+
+/// Gives every attachment of `added` whose NAD names a resource a device
+/// of it the pod holds that no attachment in `in_use` has (a network
+/// hot-plugged into a running pod gets a free device or fails).
+pub fn assign_free_devices(
+    added: &mut [Attachment],
+    devices: &PodDevices,
+    in_use: &[Attachment],
+    pod: &PodIdentity,
+    info_dir: &Path,
+    container_id: &str,
+) -> Result<(), DeviceError> {
+    let mut taken: Vec<(String, String)> = in_use
+        .iter()
+        .filter_map(|a| Some((a.device.id.clone()?, a.name.clone())))
+        .collect();
+    for attachment in added.iter_mut() {
+        let Some(resource) = attachment.device.resource_name.clone() else {
+            continue;
+        };
+        let free = (0..devices.count(&resource))
+            .filter_map(|index| devices.device(&resource, index))
+            .find(|(id, _)| !taken.iter().any(|(used, _)| used == id));
+        let Some((id, claimed)) = free else {
+            let users: Vec<String> = (0..devices.count(&resource))
+                .filter_map(|index| devices.device(&resource, index))
+                .filter_map(|(id, _)| {
+                    taken
+                        .iter()
+                        .find(|(used, _)| used == id)
+                        .map(|(_, by)| by.clone())
+                })
+                .collect();
+            return Err(no_device(attachment, &resource, devices, pod, &users));
+        };
+        let (id, claimed) = (id.to_owned(), claimed.cloned());
+        taken.push((id.clone(), attachment.name.clone()));
+        set_device(attachment, &id, true, info_dir, container_id);
+        attachment.device.dra = claimed;
+    }
     Ok(())
 }
 

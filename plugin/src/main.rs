@@ -20,6 +20,9 @@ fn main() -> ExitCode {
     if args.first().map(String::as_str) == Some(multus_plugin::hotplug::SUBCOMMAND) {
         return hotplug(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some(multus_config::hotplug::SUBCOMMAND) {
+        return sync_networks(&args[1..]);
+    }
     let command = std::env::var("CNI_COMMAND").ok();
     let mut stdin = Vec::new();
     // An unreadable stdin leaves the config empty; the command then reports
@@ -69,6 +72,25 @@ fn hotplug(args: &[String]) -> ExitCode {
             let _ = writeln!(std::io::stderr(), "multus delegate: {err}");
             let bytes = serde_json::to_vec(&cni).unwrap_or_else(|_| cni.msg.clone().into_bytes());
             write_stdout(&bytes, ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `multus sync-networks ...` (asked by the node agent when a running
+/// pod's networks annotation changed, never by the runtime): the outcome
+/// on stdout; exit 1 only when the input could not be used.
+fn sync_networks(args: &[String]) -> ExitCode {
+    let outcome = multus_plugin::hotplug::HotplugArgs::parse(args).and_then(|parsed| {
+        let mut stdin = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut stdin);
+        let cni_path = std::env::var("CNI_PATH").ok();
+        multus_plugin::hotplug::sync::run(&parsed, &stdin, cni_path.as_deref())
+    });
+    match outcome {
+        Ok(bytes) => write_stdout(&bytes, ExitCode::SUCCESS),
+        Err(err) => {
+            let _ = writeln!(std::io::stderr(), "multus sync-networks: {err}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -531,48 +531,109 @@ pub async fn plan(
         let elements = parse_networks_annotation(text, &identity.namespace)
             .map_err(|e| (PodRequestError::from(e).into(), None))?;
         for element in elements {
-            check_namespace(conf, identity, &element).map_err(|e| (e, None))?;
-            let nad = lookup_nad(&element.namespace, &element.name, nads, &mut nad_cache)
-                .await
-                .map_err(|e| (e, None))?;
-            let full_name = element.namespaced_name();
-            let Some(nad) = nad else {
-                return Err((
-                    NetworkConfigError::NadNotFound { network: full_name }.into(),
-                    Some(MissingNad {
-                        namespace: element.namespace.clone(),
-                        name: element.name.clone(),
-                    }),
-                ));
-            };
-            let resolved = resolve_nad_config(
-                &element.namespace,
-                &element.name,
-                nad.spec.config.as_deref(),
-                input.conf_dir.files(),
-                default_version(conf),
-            )
-            .map_err(|e| (NetworkConfigError::from(e).into(), None))?;
             let ifname = element
                 .interface
                 .clone()
                 .unwrap_or_else(|| format!("net{}", attachments.len()));
-            let attachment = element_attachment(
-                &common,
-                input,
-                full_name,
-                resolved.value,
-                &element,
-                ifname,
-                nad_resource_name(&nad).map(str::to_owned),
-            )
-            .map_err(|e| (e, None))?;
+            let attachment =
+                selection_attachment(&common, input, &element, ifname, nads, &mut nad_cache)
+                    .await?;
             attachments.push(attachment);
         }
     }
 
     check_interface_names(&attachments).map_err(|e| (e, None))?;
     Ok(Plan { attachments })
+}
+
+/// The attachment of one element of the networks annotation on `ifname`:
+/// its namespace allowed, its NAD looked up and its config resolved.
+async fn selection_attachment(
+    common: &Common,
+    input: &PlanInput<'_>,
+    element: &NetworkSelectionElement,
+    ifname: String,
+    nads: &impl NadSource,
+    nad_cache: &mut HashMap<(String, String), Option<NetworkAttachmentDefinition>>,
+) -> std::result::Result<Attachment, (PluginError, Option<MissingNad>)> {
+    check_namespace(input.conf, &common.identity, element).map_err(|e| (e, None))?;
+    let nad = lookup_nad(&element.namespace, &element.name, nads, nad_cache)
+        .await
+        .map_err(|e| (e, None))?;
+    let full_name = element.namespaced_name();
+    let Some(nad) = nad else {
+        return Err((
+            NetworkConfigError::NadNotFound { network: full_name }.into(),
+            Some(MissingNad {
+                namespace: element.namespace.clone(),
+                name: element.name.clone(),
+            }),
+        ));
+    };
+    let resolved = resolve_nad_config(
+        &element.namespace,
+        &element.name,
+        nad.spec.config.as_deref(),
+        input.conf_dir.files(),
+        default_version(input.conf),
+    )
+    .map_err(|e| (NetworkConfigError::from(e).into(), None))?;
+    element_attachment(
+        common,
+        input,
+        full_name,
+        resolved.value,
+        element,
+        ifname,
+        nad_resource_name(&nad).map(str::to_owned),
+    )
+    .map_err(|e| (e, None))
+}
+
+/// The attachments of elements added to the networks annotation of a
+/// running pod (hot-plug), each on the interface given with it, planned
+/// by the same rules as at ADD: `(element, ifname)` in order.
+pub async fn added_selection_attachments(
+    input: &PlanInput<'_>,
+    added: &[(NetworkSelectionElement, String)],
+    nads: &impl NadSource,
+) -> std::result::Result<Vec<Attachment>, (PluginError, Option<MissingNad>)> {
+    let common = Common::new(input);
+    let mut nad_cache = HashMap::new();
+    let mut attachments = Vec::with_capacity(added.len());
+    for (element, ifname) in added {
+        attachments.push(
+            selection_attachment(
+                &common,
+                input,
+                element,
+                ifname.clone(),
+                nads,
+                &mut nad_cache,
+            )
+            .await?,
+        );
+    }
+    check_interface_names(&attachments).map_err(|e| (e, None))?;
+    Ok(attachments)
+}
+
+/// How many attachments of a pod's ADD come before those of its networks
+/// annotation (the cluster network, the other inline delegates and, but
+/// for system namespaces, `defaultNetworks`): the annotation's are the
+/// rest of its cache, in annotation order, then any added later.
+pub fn static_attachment_count(conf: &MultusNetConf, identity: &PodIdentity) -> usize {
+    let cluster_network = conf
+        .cluster_network
+        .as_deref()
+        .is_some_and(|s| !s.trim().is_empty());
+    let first = if cluster_network {
+        1
+    } else {
+        conf.delegates.len().max(1)
+    };
+    let system_pod = identity.is_known() && conf.is_system_namespace(&identity.namespace);
+    first + if system_pod { 0 } else { conf.default_networks.len() }
 }
 
 /// One attachment of a network selection element whose config is

@@ -196,7 +196,7 @@ fn route_requests(attachments: &[Attachment]) -> Vec<route::DefaultRouteRequest>
 }
 
 /// Applies default-route requests and makes the results agree.
-fn apply_default_routes(env: &CniEnv, attachments: &mut [Attachment]) -> Result<()> {
+pub(crate) fn apply_default_routes(env: &CniEnv, attachments: &mut [Attachment]) -> Result<()> {
     let requests = route_requests(attachments);
     let (Some(netns), false) = (&env.netns, requests.is_empty()) else {
         return Ok(());

@@ -10,8 +10,18 @@ pub mod status;
 
 use multus_config::multus_conf::MultusNetConf;
 
+use crate::cache::{Cache, SandboxLock};
 use crate::env::CniEnv;
 use crate::error::Result;
+
+/// How long ADD and DEL wait for a hot-plug of the same sandbox to finish.
+pub const SANDBOX_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The sandbox's lock, held for the whole ADD or DEL (a hot-plug of the
+/// same pod waits, and sees what they did).
+fn lock_sandbox(env: &CniEnv, conf: &MultusNetConf) -> Result<SandboxLock> {
+    Ok(Cache::for_conf(conf).lock(&env.container_id, SANDBOX_LOCK_TIMEOUT)?)
+}
 
 /// The CNI commands of spec 1.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +54,14 @@ impl Command {
 /// nothing.
 pub async fn run(command: Command, env: &CniEnv, conf: &MultusNetConf) -> Result<Vec<u8>> {
     match command {
-        Command::Add => add::add(env, conf).await,
-        Command::Del => del::del(env, conf).await,
+        Command::Add => {
+            let _lock = lock_sandbox(env, conf)?;
+            add::add(env, conf).await
+        }
+        Command::Del => {
+            let _lock = lock_sandbox(env, conf)?;
+            del::del(env, conf).await
+        }
         Command::Check => check::check(env, conf).await,
         Command::Status => status::status(env, conf).await,
         Command::Gc => gc::gc(env, conf).await,

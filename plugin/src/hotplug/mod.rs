@@ -19,6 +19,7 @@
 //! network-status.
 
 pub mod cgroup;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 
@@ -47,14 +48,13 @@ use crate::upkeep::survey::pod_identity;
 /// The first argument that selects this subcommand.
 pub const SUBCOMMAND: &str = "delegate";
 
-/// The reason of the Event on a pod whose hot-plugged interface went.
-pub const REASON_REMOVED_INTERFACE: &str = "RemovedInterface";
+pub use multus_config::hotplug::REASON_REMOVED_INTERFACE;
 
 /// Why a delegate request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HotplugError {
     /// The command line is wrong.
-    #[error("usage: multus delegate [--mount-ns FILE] [--cgroup-of PID] ({0})")]
+    #[error("usage: multus delegate|sync-networks [--mount-ns FILE] [--cgroup-of PID] ({0})")]
     Usage(String),
     /// The host's namespaces or cgroup cannot be entered.
     #[error("{what} {}: {source}", path.display())]
@@ -206,16 +206,7 @@ pub fn run(
     stdin: &[u8],
     cni_path: Option<&str>,
 ) -> Result<Vec<u8>, HotplugError> {
-    // Namespaces first, while the process is single threaded.
-    if let Some(pid) = args.cgroup_of {
-        cgroup::enter_cgroup_ns(pid)?;
-    }
-    if let Some(ns) = &args.mount_ns {
-        enter_mount_ns(ns)?;
-    }
-    if let Some(pid) = args.cgroup_of {
-        cgroup::join_cgroup_of(pid)?;
-    }
+    enter_namespaces(args)?;
     let input: DelegateInput = serde_json::from_slice(stdin).map_err(HotplugError::Input)?;
     let conf_bytes = serde_json::to_vec(&input.multus_config).map_err(HotplugError::Encode)?;
     let conf =
@@ -243,6 +234,22 @@ pub fn run(
             }
         }
     })
+}
+
+/// Enters the host's cgroup namespace, mount namespace and the runtime's
+/// cgroup, as `args` say; first thing, while the process is single
+/// threaded.
+pub(crate) fn enter_namespaces(args: &HotplugArgs) -> Result<(), HotplugError> {
+    if let Some(pid) = args.cgroup_of {
+        cgroup::enter_cgroup_ns(pid)?;
+    }
+    if let Some(ns) = &args.mount_ns {
+        enter_mount_ns(ns)?;
+    }
+    if let Some(pid) = args.cgroup_of {
+        cgroup::join_cgroup_of(pid)?;
+    }
+    Ok(())
 }
 
 fn enter_mount_ns(path: &Path) -> Result<(), HotplugError> {
@@ -321,7 +328,7 @@ fn sandbox(
 
 /// Whether two paths name the same file (a netns may be reached by
 /// several paths: `/var/run/netns/x` and `/run/netns/x`).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     if a == b {
         return true;
@@ -345,6 +352,7 @@ async fn add(
     request: &DelegateRequest,
 ) -> Result<DelegateResponse, HotplugError> {
     let env = cni_env(request, cni_path)?;
+    let _lock = Cache::for_conf(conf).lock(&request.container_id, sync::LOCK_TIMEOUT)?;
     let cached = sandbox(conf, request)?;
     let pod_name = request.pod();
     if let Some(a) = cached
@@ -540,6 +548,7 @@ async fn del(
     request: &DelegateRequest,
 ) -> Result<(), HotplugError> {
     let env = cni_env(request, cni_path)?;
+    let _lock = Cache::for_conf(conf).lock(&request.container_id, sync::LOCK_TIMEOUT)?;
     let cached = sandbox(conf, request)?;
     let Some(index) = cached
         .attachments
