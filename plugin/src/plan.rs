@@ -633,7 +633,12 @@ pub fn static_attachment_count(conf: &MultusNetConf, identity: &PodIdentity) -> 
         conf.delegates.len().max(1)
     };
     let system_pod = identity.is_known() && conf.is_system_namespace(&identity.namespace);
-    first + if system_pod { 0 } else { conf.default_networks.len() }
+    first
+        + if system_pod {
+            0
+        } else {
+            conf.default_networks.len()
+        }
 }
 
 /// One attachment of a network selection element whose config is

@@ -126,6 +126,15 @@ pub struct MultusConfigSpec {
     /// Default: disabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delegate_api: Option<DelegateApiSpec>,
+    /// Network hot-plug: when the `k8s.v1.cni.cncf.io/networks`
+    /// annotation of a running pod changes, the node agent attaches the
+    /// networks added to it and detaches the removed ones, in the pod's
+    /// sandbox (found through the container runtime's CRI API), with the
+    /// plugin's own planning, naming, cache and network-status; Events on
+    /// the pod say what was done or why not. Enabling it runs the agent
+    /// pods in the host's PID namespace. Default: disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_hotplug: Option<NetworkHotplugSpec>,
     /// Lifetime in seconds of the API token the node agent requests for the
     /// plugin's own ServiceAccount. The agent refreshes it at half its
     /// life, so pods keep starting on a node whose agent is down for at
@@ -244,6 +253,21 @@ pub struct DelegateApiSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^/.*[^/]$"), length(max = 107))]
     pub socket_path: Option<String>,
+}
+
+/// `spec.networkHotplug`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkHotplugSpec {
+    /// Follow annotation changes of running pods. Default: false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Host path of the container runtime's CRI socket, asked for a pod's
+    /// sandbox and network namespace. Default:
+    /// /run/containerd/containerd.sock (CRI-O: /var/run/crio/crio.sock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^/.*[^/]$"), length(max = 107))]
+    pub cri_socket: Option<String>,
 }
 
 /// What removing Multus from a node does with pods that still have
@@ -506,6 +530,24 @@ impl MultusConfigSpec {
                 .as_deref()
                 .unwrap_or(crate::delegate_api::DEFAULT_SOCKET_PATH)
         })
+    }
+
+    /// The CRI socket (host path) when network hot-plug is enabled.
+    pub fn network_hotplug_cri_socket(&self) -> Option<&str> {
+        let hotplug = self.network_hotplug.as_ref()?;
+        hotplug.enabled.unwrap_or(false).then(|| {
+            hotplug
+                .cri_socket
+                .as_deref()
+                .unwrap_or(crate::hotplug::DEFAULT_CRI_SOCKET)
+        })
+    }
+
+    /// Whether the agent runs `multus` children in the host's namespaces
+    /// and the runtime's cgroup (delegate API, network hot-plug): the
+    /// agent pods then share the host's PID namespace.
+    pub fn runs_host_children(&self) -> bool {
+        self.delegate_socket().is_some() || self.network_hotplug_cri_socket().is_some()
     }
 
     /// Plugin token lifetime in seconds, defaulted.

@@ -16,7 +16,7 @@ use clap::{Args, FromArgMatches as _, ValueEnum};
 use multus_config::crd::multus_config as spec_defaults;
 
 use super::credential::CredentialSettings;
-use super::settings::Settings;
+use super::settings::{HotplugSettings, Settings};
 
 /// The subcommand of `multus-operator` that runs the agent; the first of
 /// its rendered arguments.
@@ -176,6 +176,12 @@ pub struct NodeAgentArgs {
     /// is /run/multus/multus.sock. Needs the host's PID namespace.
     #[arg(long, value_name = "PATH")]
     pub delegate_socket: Option<PathBuf>,
+    /// Network hot-plug: follow the networks annotation of this node's
+    /// running pods, asking the container runtime on this CRI socket (host
+    /// path) for their sandboxes. Needs the host's PID namespace and the
+    /// node-local caches (not with --no-kube or --once).
+    #[arg(long, value_name = "PATH")]
+    pub network_hotplug_cri_socket: Option<PathBuf>,
 }
 
 /// What clap gives for an empty command line (with no environment).
@@ -200,6 +206,7 @@ impl Default for NodeAgentArgs {
             plugin_token_expiration_seconds: DEFAULT_PLUGIN_TOKEN_EXPIRATION_SECONDS,
             namespace: None,
             delegate_socket: None,
+            network_hotplug_cri_socket: None,
         }
     }
 }
@@ -302,6 +309,13 @@ impl NodeAgentArgs {
             &mut args,
             "delegate-socket",
             self.delegate_socket.as_deref().map(Path::display),
+        );
+        push_some(
+            &mut args,
+            "network-hotplug-cri-socket",
+            self.network_hotplug_cri_socket
+                .as_deref()
+                .map(Path::display),
         );
         args
     }
@@ -414,6 +428,12 @@ impl NodeAgentArgs {
             kube: !self.no_kube,
             metrics_address: self.metrics_address,
             plugin_credential: self.plugin_credential(),
+            network_hotplug: self.network_hotplug_cri_socket.clone().map(|cri_socket| {
+                HotplugSettings {
+                    cri_socket,
+                    host_cni_bin_dir: self.host_cni_bin_dir.clone(),
+                }
+            }),
         }
     }
 }
@@ -481,6 +501,7 @@ mod tests {
             plugin_token_expiration_seconds: 3600,
             namespace: Some("multus-system".into()),
             delegate_socket: Some("/run/multus/multus.sock".into()),
+            network_hotplug_cri_socket: Some("/run/containerd/containerd.sock".into()),
         }
     }
 

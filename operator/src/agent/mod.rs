@@ -41,6 +41,7 @@ pub mod delegate_api;
 pub mod dirty;
 pub mod error;
 pub mod fsutil;
+pub mod hotplug;
 pub mod http;
 pub mod install;
 pub mod kubeconfig;

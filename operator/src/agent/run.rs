@@ -14,15 +14,18 @@ use multus_config::crd::MultusNodeStateStatus;
 use tokio::sync::watch as channel;
 use tokio::time::Instant;
 
+use super::attached::host_process;
 use super::credential::{self, Outcome, TokenApi};
+use super::delegate_api::Delegator;
 use super::dirty::Dirty;
 use super::error::AgentError;
+use super::hotplug;
 use super::http;
 use super::local_api;
 use super::metrics::Shared;
 use super::node_state::NodeStateReporter;
 use super::reports;
-use super::settings::{POLL, RESYNC, Settings};
+use super::settings::{HotplugSettings, POLL, RESYNC, Settings};
 use super::state::Agent;
 use super::watch::{DirWatcher, Signal};
 
@@ -209,6 +212,22 @@ pub async fn run_with<A: TokenApi + 'static>(
         )));
     }
 
+    let hotplug = match (&agent.settings.network_hotplug, &_local_api) {
+        (Some(settings), Some(api)) => start_hotplug(
+            &agent,
+            settings,
+            Arc::clone(&api.caches.pods),
+            stop_rx.clone(),
+        ),
+        (Some(_), None) => {
+            tracing::error!(
+                "network hot-plug needs the node-local pod cache (API access and nodeAgentSocket in the Multus config): annotation changes are not followed"
+            );
+            None
+        }
+        _ => None,
+    };
+
     let reporter = match client {
         Some(client) if agent.settings.kube => {
             let node = agent.settings.node_name.clone().unwrap_or_default();
@@ -312,6 +331,9 @@ pub async fn run_with<A: TokenApi + 'static>(
     if let Some(reporter) = reporter {
         let _ = tokio::time::timeout(grace, reporter).await;
     }
+    if let Some(hotplug) = hotplug {
+        let _ = tokio::time::timeout(grace, hotplug).await;
+    }
     if let Some(reports) = reports {
         let _ = tokio::time::timeout(grace, reports).await;
     }
@@ -335,6 +357,42 @@ fn start_local_api(
             None
         }
     }
+}
+
+/// Follows the networks annotation of the node's running pods
+/// ([`hotplug`]); `None` (logged) without the plugin binary.
+fn start_hotplug(
+    agent: &Agent,
+    settings: &HotplugSettings,
+    pods: Arc<local_api::Store>,
+    stop: channel::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let binary = match agent.settings.plugin_source() {
+        Ok(binary) => binary,
+        Err(error) => {
+            tracing::error!(%error, "network hot-plug needs the multus binary: annotation changes are not followed");
+            return None;
+        }
+    };
+    let host = host_process();
+    if host.is_none() {
+        tracing::warn!(
+            "no host process above the agent (not in the host's PID namespace): network hot-plug runs the plugin in the agent's own namespaces"
+        );
+    }
+    let runner = Delegator {
+        binary,
+        mount_ns: host.as_ref().map(|(_, ns)| ns.clone()),
+        cgroup_of: host.as_ref().map(|(pid, _)| *pid),
+        cni_path: settings.host_cni_bin_dir.clone(),
+        conf_dir: agent.settings.cni_conf_dir.clone(),
+        timeout: hotplug::SYNC_TIMEOUT,
+    };
+    let hotplug = hotplug::NetworkHotplug {
+        runner,
+        cri_socket: settings.cri_socket.clone(),
+    };
+    Some(tokio::spawn(hotplug.run(pods, stop)))
 }
 
 /// `--once`: install the plugin, write the kubeconfig and the Multus config,

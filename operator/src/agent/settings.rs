@@ -68,6 +68,17 @@ pub struct Settings {
     /// `kube`), a long-running agent gives the plugin tokens of its own
     /// ([`super::credential`]); without them, a copy of the agent's token.
     pub plugin_credential: Option<CredentialSettings>,
+    /// Network hot-plug, when enabled ([`super::hotplug`]).
+    pub network_hotplug: Option<HotplugSettings>,
+}
+
+/// What network hot-plug needs besides the node-local caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HotplugSettings {
+    /// The container runtime's CRI socket (host path).
+    pub cri_socket: PathBuf,
+    /// `CNI_PATH` of the delegates (the host's CNI bin dir).
+    pub host_cni_bin_dir: PathBuf,
 }
 
 impl Settings {
@@ -132,6 +143,7 @@ impl Settings {
             kube: false,
             metrics_address: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             plugin_credential: None,
+            network_hotplug: None,
         }
     }
 }

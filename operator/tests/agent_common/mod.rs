@@ -189,6 +189,7 @@ pub fn agent_settings(
         kube: true,
         metrics_address: "127.0.0.1:0".parse().unwrap(),
         plugin_credential,
+        network_hotplug: None,
     }
 }
 

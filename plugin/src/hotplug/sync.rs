@@ -329,7 +329,8 @@ async fn sync(conf: &MultusNetConf, cni_path: &[PathBuf], input: &SyncInput) -> 
         Ok(Some(sandbox)) => sandbox,
         Ok(None) => return SyncOutcome::new(SyncState::NoSandbox, None),
         Err(e) => {
-            let message = format!("cannot find the pod's sandbox, so its networks cannot be changed: {e}");
+            let message =
+                format!("cannot find the pod's sandbox, so its networks cannot be changed: {e}");
             tracing::warn!(%message, "network hot-plug");
             reporter
                 .event(EventType::Warning, REASON_HOTPLUG_REFUSED, &message)
@@ -426,9 +427,17 @@ impl Sandbox<'_> {
         reporter: &Reporter<'_>,
     ) -> SyncOutcome {
         let conf = self.conf;
+        let from_upstream = cached.from_upstream;
         let mut all = cached.attachments;
         let static_count = static_attachment_count(conf, self.identity).min(all.len());
-        let matched = match_elements(elements, &all[static_count..]);
+        // An attachment recorded without a result was being added when its
+        // sync was killed (agent restart): DEL it and add it again.
+        let unfinished = |a: &Attachment| a.result.is_none() && !from_upstream;
+        let mut candidates: Vec<Attachment> = all[static_count..].to_vec();
+        for candidate in candidates.iter_mut().filter(|a| unfinished(a)) {
+            candidate.name.clear();
+        }
+        let matched = match_elements(elements, &candidates);
         let kept: BTreeSet<usize> = matched.iter().flatten().map(|j| j + static_count).collect();
         let removed: Vec<usize> = (static_count..all.len())
             .filter(|j| !kept.contains(j))
@@ -752,7 +761,11 @@ mod tests {
 
     #[test]
     fn elements_keep_their_attachments_by_interface_then_by_network_in_order() {
-        let current = [attached("a", "net1"), attached("b", "net2"), attached("a", "x")];
+        let current = [
+            attached("a", "net1"),
+            attached("b", "net2"),
+            attached("a", "x"),
+        ];
         let elements = [
             element("a", Some("x")),
             element("a", None),
@@ -767,12 +780,19 @@ mod tests {
 
     #[test]
     fn added_networks_get_the_positional_name_or_the_lowest_free_one() {
-        let elements = [element("b", None), element("c", None), element("d", Some("fast0"))];
+        let elements = [
+            element("b", None),
+            element("c", None),
+            element("d", Some("fast0")),
+        ];
         // b kept on net2 (a was removed from position 1), c and d added.
         let matched = [Some(0), None, None];
         let mut taken: BTreeSet<String> = ["eth0", "lo", "net2"].map(String::from).into();
         let added = added_names(&elements, &matched, 1, &mut taken).unwrap();
-        assert_eq!(added[0].1, "net1", "position 2 is taken: the lowest free name");
+        assert_eq!(
+            added[0].1, "net1",
+            "position 2 is taken: the lowest free name"
+        );
         assert_eq!(added[1].1, "fast0");
 
         let elements = [element("a", None), element("b", None), element("c", None)];

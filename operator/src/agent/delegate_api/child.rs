@@ -49,7 +49,7 @@ pub fn status_of(code: u32) -> StatusCode {
 
 impl Delegator {
     /// The node's Multus config, as generated.
-    fn multus_config(&self) -> Result<serde_json::Value, ApiError> {
+    pub fn multus_config(&self) -> Result<serde_json::Value, ApiError> {
         let bytes = [OUTPUT_CONFLIST, OUTPUT_CONF]
             .iter()
             .find_map(|name| std::fs::read(self.conf_dir.join(name)).ok())
@@ -72,21 +72,16 @@ impl Delegator {
         })
     }
 
-    /// Runs the request; the plugin's answer for the client.
-    pub async fn run(&self, request: &DelegateRequest) -> Result<Vec<u8>, ApiError> {
-        let input = DelegateInput {
-            multus_config: self.multus_config()?,
-            request: request.clone(),
-        };
-        let stdin = serde_json::to_vec(&input).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                ErrorCode::IoFailure,
-                format!("cannot encode the request for the plugin: {e}"),
-            )
-        })?;
+    /// Runs `multus <subcommand>` with `stdin`, in the host's mount
+    /// namespace and the runtime's cgroup when configured, bounded by the
+    /// timeout (the child is killed after it).
+    pub async fn run_subcommand(
+        &self,
+        subcommand: &str,
+        stdin: &[u8],
+    ) -> Result<std::process::Output, ApiError> {
         let mut command = tokio::process::Command::new(&self.binary);
-        command.arg("delegate");
+        command.arg(subcommand);
         if let Some(ns) = &self.mount_ns {
             command.arg(format!("--mount-ns={}", ns.display()));
             if let Some(pid) = self.cgroup_of {
@@ -109,7 +104,7 @@ impl Delegator {
         };
         let mut child = command.spawn().map_err(|e| failed("cannot run", e))?;
         if let Some(mut pipe) = child.stdin.take() {
-            pipe.write_all(&stdin)
+            pipe.write_all(stdin)
                 .await
                 .map_err(|e| failed("cannot write to", e))?;
         }
@@ -120,12 +115,29 @@ impl Delegator {
                     StatusCode::GATEWAY_TIMEOUT,
                     ErrorCode::TryAgainLater,
                     format!(
-                        "`multus delegate` did not finish within {:?} (killed); the pod's DEL releases what it recorded",
+                        "`multus {subcommand}` did not finish within {:?} (killed); the pod's DEL releases what it recorded",
                         self.timeout
                     ),
                 )
             })?
             .map_err(|e| failed("cannot wait for", e))?;
+        Ok(output)
+    }
+
+    /// Runs the request; the plugin's answer for the client.
+    pub async fn run(&self, request: &DelegateRequest) -> Result<Vec<u8>, ApiError> {
+        let input = DelegateInput {
+            multus_config: self.multus_config()?,
+            request: request.clone(),
+        };
+        let stdin = serde_json::to_vec(&input).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::IoFailure,
+                format!("cannot encode the request for the plugin: {e}"),
+            )
+        })?;
+        let output = self.run_subcommand("delegate", &stdin).await?;
         if output.status.success() {
             return Ok(output.stdout);
         }

@@ -134,6 +134,15 @@ impl Store {
         self.read().objects.values().cloned().collect()
     }
 
+    /// Every cached object with its key (a snapshot).
+    pub fn snapshot(&self) -> Vec<(String, Arc<Entry>)> {
+        self.read()
+            .objects
+            .iter()
+            .map(|(k, v)| (k.clone(), Arc::clone(v)))
+            .collect()
+    }
+
     /// A receiver that sees every change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()

@@ -71,6 +71,9 @@ impl Cached for Pod {
         });
         let status = self.status.and_then(|s| {
             let kept = PodStatus {
+                // Set once the sandbox's network is up (network hot-plug
+                // waits for it).
+                pod_ip: s.pod_ip,
                 resource_claim_statuses: s.resource_claim_statuses,
                 extended_resource_claim_status: s.extended_resource_claim_status,
                 ..PodStatus::default()

@@ -75,8 +75,10 @@ pub fn agent_args(config: &str, spec: &MultusConfigSpec) -> NodeAgentArgs {
         plugin_service_account: Some(plugin_name(config)),
         plugin_token_expiration_seconds: spec.plugin_token_expiration_seconds(),
         delegate_socket: spec.delegate_socket().map(Into::into),
-        // The delegates' CNI_PATH (host path) for the delegate API.
-        host_cni_bin_dir: if spec.delegate_socket().is_some() {
+        network_hotplug_cri_socket: spec.network_hotplug_cri_socket().map(Into::into),
+        // The delegates' CNI_PATH (host path) for the delegate API and
+        // network hot-plug.
+        host_cni_bin_dir: if spec.runs_host_children() {
             spec.cni_bin_dir().into()
         } else {
             multus_config::multus_conf::DEFAULT_BIN_DIR.into()

@@ -125,10 +125,10 @@ fn agent_pod_spec(
         termination_grace_period_seconds: Some(10),
         containers: vec![agent_container(owner.config, spec, default_image, mounts)],
         volumes: Some(volumes),
-        // The delegate API runs `multus delegate` in the host's mount
-        // namespace and the runtime's cgroup, found through the host's
-        // processes.
-        host_pid: spec.delegate_socket().is_some().then_some(true),
+        // The delegate API and network hot-plug run `multus` children in
+        // the host's mount namespace and the runtime's cgroup, found
+        // through the host's processes.
+        host_pid: spec.runs_host_children().then_some(true),
         ..PodSpec::default()
     }
 }

@@ -292,6 +292,55 @@ mod tests {
     }
 
     #[test]
+    fn network_hotplug_gets_its_cri_socket_the_hosts_pids_and_cni_path() {
+        use multus_config::crd::multus_config::NetworkHotplugSpec;
+        let render_with = |hotplug: Option<NetworkHotplugSpec>| {
+            let children = render(
+                &config(MultusConfigSpec {
+                    network_hotplug: hotplug,
+                    cni_bin_dir: Some("/home/kubernetes/bin".into()),
+                    ..MultusConfigSpec::default()
+                }),
+                &settings(),
+                &[],
+            )
+            .unwrap();
+            pod_spec(&children).clone()
+        };
+        for off in [None, Some(NetworkHotplugSpec::default())] {
+            let off = render_with(off);
+            assert_eq!(off.host_pid, None);
+            let args = off.containers[0].args.clone().unwrap();
+            assert!(!args.iter().any(|a| a.contains("hotplug")), "{args:?}");
+        }
+        let on = render_with(Some(NetworkHotplugSpec {
+            enabled: Some(true),
+            cri_socket: None,
+        }));
+        assert_eq!(on.host_pid, Some(true));
+        let args = on.containers[0].args.clone().unwrap();
+        assert!(
+            args.contains(
+                &"--network-hotplug-cri-socket=/run/containerd/containerd.sock".to_owned()
+            ),
+            "{args:?}"
+        );
+        assert!(
+            args.contains(&"--host-cni-bin-dir=/home/kubernetes/bin".to_owned()),
+            "{args:?}"
+        );
+        let crio = render_with(Some(NetworkHotplugSpec {
+            enabled: Some(true),
+            cri_socket: Some("/var/run/crio/crio.sock".into()),
+        }));
+        let args = crio.containers[0].args.clone().unwrap();
+        assert!(
+            args.contains(&"--network-hotplug-cri-socket=/var/run/crio/crio.sock".to_owned()),
+            "{args:?}"
+        );
+    }
+
+    #[test]
     fn the_multus_conf_dir_is_mounted_read_only_for_the_agent_to_report() {
         let children = render(
             &config(MultusConfigSpec {
