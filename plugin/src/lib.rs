@@ -7,7 +7,6 @@
 pub mod attachment;
 pub mod cache;
 pub mod commands;
-pub mod cri;
 pub mod delegate;
 pub mod devices;
 pub mod dra;
