@@ -12,6 +12,7 @@ pub mod devices;
 pub mod dra;
 pub mod env;
 pub mod error;
+pub mod grpc_unix;
 pub mod hotplug;
 pub mod invocation;
 pub mod k8s;
