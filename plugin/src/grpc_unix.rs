@@ -12,9 +12,11 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response, Uri};
 
@@ -27,6 +29,10 @@ pub enum ConnectError {
     /// The HTTP/2 handshake failed (shown with its sources).
     #[error("{}", chain(.0))]
     Handshake(#[source] hyper::Error),
+    /// The connection failed after the handshake, e.g. a peer that does
+    /// not speak HTTP/2 (see [`UnixChannel::connection_error`]).
+    #[error("the connection failed: {0}")]
+    Failed(String),
 }
 
 /// An error with its chain of sources, one line.
@@ -57,6 +63,20 @@ pub fn origin() -> Uri {
 #[derive(Debug, Clone)]
 pub struct UnixChannel {
     sender: SendRequest<Body>,
+    /// `Some` once the connection ended: with its error, if any.
+    ended: watch::Receiver<Option<Option<String>>>,
+}
+
+impl UnixChannel {
+    /// Why the connection failed, once it has: a call that failed with
+    /// `Cancelled` or `Unavailable` only says the connection went away;
+    /// this is what hyper saw. Waits up to `wait` for the connection to
+    /// end; `None` if it did not, or ended cleanly.
+    pub async fn connection_error(&self, wait: Duration) -> Option<String> {
+        let mut ended = self.ended.clone();
+        let result = tokio::time::timeout(wait, ended.wait_for(Option::is_some)).await;
+        result.ok()?.ok()?.clone().flatten()
+    }
 }
 
 /// Connects to `socket` and does the HTTP/2 handshake; `what` names the
@@ -71,12 +91,15 @@ pub async fn connect(socket: &Path, what: &'static str) -> Result<UnixChannel, C
     )
     .await
     .map_err(ConnectError::Handshake)?;
+    let (ended_tx, ended) = watch::channel(None);
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        let error = connection.await.err().map(|e| {
             tracing::debug!(error = %e, "{what} connection ended");
-        }
+            chain(&e)
+        });
+        let _ = ended_tx.send(Some(error));
     });
-    Ok(UnixChannel { sender })
+    Ok(UnixChannel { sender, ended })
 }
 
 impl tower::Service<Request<Body>> for UnixChannel {
