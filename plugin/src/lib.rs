@@ -7,6 +7,7 @@
 pub mod attachment;
 pub mod cache;
 pub mod commands;
+pub mod cri;
 pub mod delegate;
 pub mod devices;
 pub mod dra;
