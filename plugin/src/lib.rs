@@ -7,11 +7,13 @@
 pub mod attachment;
 pub mod cache;
 pub mod commands;
+pub mod cri;
 pub mod delegate;
 pub mod devices;
 pub mod dra;
 pub mod env;
 pub mod error;
+pub mod grpc_unix;
 pub mod hotplug;
 pub mod invocation;
 pub mod k8s;

@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::Code;
+
+use crate::grpc_unix;
+pub use crate::grpc_unix::ConnectError;
 
 /// The generated messages and client of `proto/podresources_v1.proto`.
 #[allow(missing_docs, missing_debug_implementations, clippy::all)]
@@ -57,32 +59,6 @@ pub enum PodResourcesError {
     },
 }
 
-/// Why no HTTP/2 connection to the kubelet's socket was made.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The socket cannot be connected to.
-    #[error(transparent)]
-    Socket(std::io::Error),
-    /// The HTTP/2 handshake failed (shown with its sources).
-    #[error("{}", chain(.0))]
-    Handshake(#[source] hyper::Error),
-}
-
-/// An error with its chain of sources, one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
-}
-
 /// The resources the kubelet allocated to the pod `namespace/name`, or
 /// `None` when the kubelet does not know the pod. Uses `Get` when the
 /// kubelet serves it, else `List` (Kubernetes before 1.34 has `Get` off by
@@ -110,30 +86,10 @@ async fn ask(
         socket: socket.to_owned(),
         source,
     };
-    // One HTTP/2 connection on the socket, driven by a task; no tonic
-    // Channel (its balancing and buffering are not needed for two calls,
-    // and cost binary size).
-    let stream = tokio::net::UnixStream::connect(socket)
+    let channel = grpc_unix::connect(socket, "PodResources")
         .await
-        .map_err(|e| connect_failed(ConnectError::Socket(e)))?;
-    let (sender, connection) = hyper::client::conn::http2::handshake::<_, _, tonic::body::Body>(
-        TokioExecutor::new(),
-        TokioIo::new(stream),
-    )
-    .await
-    .map_err(|e| connect_failed(ConnectError::Handshake(e)))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "PodResources connection ended");
-        }
-    });
-    let service = tower::service_fn(move |request| {
-        let mut sender = sender.clone();
-        async move { sender.send_request(request).await }
-    });
-    // The origin only fills in HTTP/2's :scheme and :authority.
-    let origin = tonic::codegen::http::Uri::from_static("http://localhost");
-    let client = PodResourcesListerClient::with_origin(service, origin)
+        .map_err(connect_failed)?;
+    let client = PodResourcesListerClient::with_origin(channel, grpc_unix::origin())
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let failed = |status: tonic::Status| PodResourcesError::Call {
         socket: socket.to_owned(),
