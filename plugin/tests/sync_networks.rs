@@ -1,0 +1,468 @@
+//! `multus sync-networks` (network hot-plug) as the node agent runs it,
+//! against a fake Kubernetes API server and a fake container runtime (CRI
+//! gRPC on a unix socket, both in this test process), with real plugins in
+//! a real network namespace: a pod set up by ADD with one network gets a
+//! second one when its annotation says so, loses the first (address
+//! released), keeps its networks when a NAD is missing or a plugin fails,
+//! gets the freed name back for a re-added network, and its DEL then
+//! releases everything, hot-plugged networks included. Root only.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::fake_api::*;
+use common::*;
+use serde_json::{Value, json};
+
+#[allow(clippy::all, missing_debug_implementations)]
+mod runtime {
+    include!(concat!(env!("OUT_DIR"), "/full/runtime.v1.rs"));
+}
+
+use runtime::runtime_service_server::{RuntimeService, RuntimeServiceServer};
+use runtime::{
+    ListPodSandboxRequest, ListPodSandboxResponse, PodSandbox, PodSandboxMetadata, PodSandboxState,
+    PodSandboxStatus, PodSandboxStatusRequest, PodSandboxStatusResponse, VersionRequest,
+    VersionResponse,
+};
+
+const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+
+/// The fake runtime: sandboxes by pod UID, each with its netns path
+/// (`None`: the host's network).
+#[derive(Clone, Default)]
+struct FakeRuntime {
+    sandboxes: Arc<Mutex<HashMap<String, (String, Option<PathBuf>)>>>,
+}
+
+#[tonic::async_trait]
+impl RuntimeService for FakeRuntime {
+    async fn version(
+        &self,
+        _: tonic::Request<VersionRequest>,
+    ) -> Result<tonic::Response<VersionResponse>, tonic::Status> {
+        Ok(tonic::Response::new(VersionResponse {
+            version: "0.1.0".into(),
+            runtime_name: "fake".into(),
+            runtime_version: "1".into(),
+            runtime_api_version: "v1".into(),
+        }))
+    }
+
+    async fn list_pod_sandbox(
+        &self,
+        request: tonic::Request<ListPodSandboxRequest>,
+    ) -> Result<tonic::Response<ListPodSandboxResponse>, tonic::Status> {
+        let uid = request
+            .into_inner()
+            .filter
+            .and_then(|f| f.label_selector.get("io.kubernetes.pod.uid").cloned())
+            .unwrap_or_default();
+        let items = self
+            .sandboxes
+            .lock()
+            .unwrap()
+            .get(&uid)
+            .map(|(id, _)| PodSandbox {
+                id: id.clone(),
+                metadata: Some(PodSandboxMetadata {
+                    name: "pod".into(),
+                    uid: uid.clone(),
+                    namespace: "default".into(),
+                    attempt: 0,
+                }),
+                state: PodSandboxState::SandboxReady as i32,
+                created_at: 1,
+                labels: HashMap::from([("io.kubernetes.pod.uid".to_owned(), uid.clone())]),
+                ..PodSandbox::default()
+            })
+            .into_iter()
+            .collect();
+        Ok(tonic::Response::new(ListPodSandboxResponse { items }))
+    }
+
+    async fn pod_sandbox_status(
+        &self,
+        request: tonic::Request<PodSandboxStatusRequest>,
+    ) -> Result<tonic::Response<PodSandboxStatusResponse>, tonic::Status> {
+        let id = request.into_inner().pod_sandbox_id;
+        let sandboxes = self.sandboxes.lock().unwrap();
+        let Some((_, netns)) = sandboxes.values().find(|(s, _)| *s == id) else {
+            return Err(tonic::Status::not_found(format!("sandbox {id}")));
+        };
+        // containerd's verbose info: the OCI spec's namespaces.
+        let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"})];
+        if let Some(path) = netns {
+            namespaces.push(json!({"type": "network", "path": path}));
+        }
+        let info = json!({"pid": 4242, "runtimeSpec": {"linux": {"namespaces": namespaces}}});
+        Ok(tonic::Response::new(PodSandboxStatusResponse {
+            status: Some(PodSandboxStatus {
+                id: id.clone(),
+                state: PodSandboxState::SandboxReady as i32,
+                created_at: 1,
+                ..PodSandboxStatus::default()
+            }),
+            info: HashMap::from([("info".to_owned(), info.to_string())]),
+        }))
+    }
+}
+
+fn serve_runtime(socket: &Path, runtime: FakeRuntime) -> tokio::sync::oneshot::Sender<()> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let socket = socket.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+            ready_tx.send(()).unwrap();
+            tonic::transport::Server::builder()
+                .add_service(RuntimeServiceServer::new(runtime))
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::UnixListenerStream::new(listener),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                )
+                .await
+                .unwrap();
+        });
+    });
+    ready_rx.recv().unwrap();
+    stop_tx
+}
+
+/// Runs `multus sync-networks` as the agent does; the outcome.
+fn sync(conf: &Value, pod: &Value, cri: &Path) -> Value {
+    let input = json!({"multusConfig": conf, "pod": pod, "criSocket": cri});
+    let mut child = Command::new(env!("CARGO_BIN_EXE_multus"))
+        .arg("sync-networks")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CNI_PATH", CNI_BIN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "sync-networks failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not an outcome ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn annotate(api: &Shared, networks: &str) -> Value {
+    let mut api = api.lock().unwrap();
+    api.pod["metadata"]["annotations"][NETWORKS] = json!(networks);
+    api.requests.clear();
+    api.pod.clone()
+}
+
+/// The network-status the last status patch wrote: (name, interface).
+fn last_status(api: &Shared) -> Vec<(String, String)> {
+    let patch = request_bodies(api, "PATCH", "/status")
+        .pop()
+        .expect("a network-status patch");
+    let body: Value = serde_json::from_str(&patch).unwrap();
+    let status: Vec<Value> = serde_json::from_str(
+        body["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    status
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["interface"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The reasons and messages of the Events posted.
+fn events(api: &Shared) -> Vec<(String, String)> {
+    request_bodies(api, "POST", "/events")
+        .iter()
+        .map(|b| {
+            let v: Value = serde_json::from_str(b).unwrap();
+            (
+                v["reason"].as_str().unwrap_or_default().to_owned(),
+                v["note"]
+                    .as_str()
+                    .or(v["message"].as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn links(sb: &Sandbox) -> Vec<String> {
+    let mut links = sb.links();
+    links.sort();
+    links
+}
+
+#[test]
+fn annotation_edits_attach_and_detach_networks_of_a_running_pod() {
+    if !multus_e2e::root_or_skip("annotation_edits_attach_and_detach_networks_of_a_running_pod") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let data = sb.path("ipam");
+    let (br0, br1, br2) = (sb.bridge(), sb.bridge(), sb.bridge());
+    let cluster = bridge_conf("cluster", &br0, "10.97.0.0/24", &data);
+    let net_a = bridge_conf("net-a", &br1, "10.97.1.0/24", &data);
+    let net_b = bridge_conf("net-b", &br2, "10.97.2.0/24", &data);
+    let bad = json!({"cniVersion": "1.0.0", "name": "bad", "type": "e2e-no-such-plugin"});
+    let api = api_with(
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pod-c1", "namespace": "default", "uid": "uid-c1",
+                "annotations": {NETWORKS: "net-a"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"podIP": "10.97.0.2"}
+        }),
+        &[
+            ("default", "net-a", &net_a),
+            ("default", "net-b", &net_b),
+            ("default", "bad", &bad),
+        ],
+    );
+    let (addr, _stop_api) = serve(api.clone());
+    let kubeconfig = write_kubeconfig(&sb, addr);
+    let cache_dir = sb.path("cache");
+    let conf = json!({
+        "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": kubeconfig, "cniDir": cache_dir, "confDir": sb.path("none"),
+        "delegates": [cluster]
+    });
+    let netns = sb.netns_path();
+    let cri = sb.path("cri.sock");
+    let fake = FakeRuntime::default();
+    let _stop_cri = serve_runtime(&cri, fake.clone());
+
+    // Not created yet: nothing to do.
+    let pod = api.lock().unwrap().pod.clone();
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(outcome["state"], "NoSandbox", "{outcome}");
+
+    multus("ADD", "c1", Some(&netns), &conf).assert_success("ADD");
+    fake.sandboxes
+        .lock()
+        .unwrap()
+        .insert("uid-c1".into(), ("c1".into(), Some(netns.clone())));
+    assert_eq!(links(&sb), ["eth0", "lo", "net1"]);
+    let first_a = sb.addresses("net1").unwrap();
+
+    // In step: nothing changes, nothing is written.
+    let pod = annotate(&api, "net-a");
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(outcome["state"], "InStep", "{outcome}");
+    assert!(outcome.get("attached").is_none(), "{outcome}");
+    assert!(events(&api).is_empty(), "{:?}", events(&api));
+
+    // Added: net2, the name ADD would have given it.
+    let pod = annotate(&api, "net-a,net-b");
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(outcome["state"], "InStep", "{outcome}");
+    assert_eq!(
+        outcome["attached"],
+        json!([{"network": "default/net-b", "interface": "net2"}])
+    );
+    assert_eq!(links(&sb), ["eth0", "lo", "net1", "net2"]);
+    let b_addrs = sb.addresses("net2").unwrap();
+    assert!(
+        b_addrs.iter().any(|a| a.starts_with("10.97.2.")),
+        "{b_addrs:?}"
+    );
+    assert_eq!(
+        last_status(&api),
+        [
+            ("cluster".to_owned(), "eth0".to_owned()),
+            ("default/net-a".to_owned(), "net1".to_owned()),
+            ("default/net-b".to_owned(), "net2".to_owned())
+        ]
+    );
+    let added = events(&api);
+    assert!(
+        added
+            .iter()
+            .any(|(r, m)| r == "AddedInterface" && m.contains("net2")),
+        "{added:?}"
+    );
+
+    // Removed: net1 goes, its address is released.
+    let leases_before = allocations(&data);
+    let pod = annotate(&api, "net-b");
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(
+        outcome["detached"],
+        json!([{"network": "default/net-a", "interface": "net1"}]),
+        "{outcome}"
+    );
+    assert_eq!(links(&sb), ["eth0", "lo", "net2"]);
+    let leases = allocations(&data);
+    assert_eq!(leases.len(), leases_before.len() - 1, "{leases:?}");
+    let a_ip = first_a[0].split('/').next().unwrap().to_owned();
+    assert!(!leases.contains(&a_ip), "{a_ip} still leased: {leases:?}");
+    assert!(
+        events(&api)
+            .iter()
+            .any(|(r, m)| r == "RemovedInterface" && m.contains("net1")),
+        "{:?}",
+        events(&api)
+    );
+
+    // A missing NAD: nothing changes, the Event names it.
+    let pod = annotate(&api, "net-b,missing");
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(outcome["state"], "Failed", "{outcome}");
+    assert!(
+        outcome["message"]
+            .as_str()
+            .unwrap()
+            .contains("default/missing"),
+        "{outcome}"
+    );
+    assert_eq!(links(&sb), ["eth0", "lo", "net2"]);
+    assert!(
+        events(&api)
+            .iter()
+            .any(|(r, m)| r == "NetworkHotplugFailed" && m.contains("missing")),
+        "{:?}",
+        events(&api)
+    );
+
+    // A plugin that fails: rolled back, nothing leaked.
+    let leases_before = allocations(&data);
+    let pod = annotate(&api, "net-a,net-b,bad");
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(outcome["state"], "Failed", "{outcome}");
+    assert!(
+        outcome["message"].as_str().unwrap().contains("default/bad"),
+        "{outcome}"
+    );
+    assert_eq!(links(&sb), ["eth0", "lo", "net2"], "net-a rolled back too");
+    assert_eq!(allocations(&data), leases_before);
+
+    // net-a again: position 1 → net1 is free again.
+    let pod = annotate(&api, "net-a,net-b");
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(
+        outcome["attached"],
+        json!([{"network": "default/net-a", "interface": "net1"}]),
+        "{outcome}"
+    );
+    // And a requested name.
+    let pod = annotate(
+        &api,
+        r#"[{"name":"net-a"},{"name":"net-b"},{"name":"net-a","interface":"hp0"}]"#,
+    );
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(
+        outcome["attached"],
+        json!([{"network": "default/net-a", "interface": "hp0"}]),
+        "{outcome}"
+    );
+    assert_eq!(links(&sb), ["eth0", "hp0", "lo", "net1", "net2"]);
+
+    // The pod's DEL releases everything, hot-plugged networks included.
+    multus("DEL", "c1", Some(&netns), &conf).assert_success("DEL");
+    assert_eq!(allocations(&data), Vec::<String>::new());
+    assert!(!cache_dir.join("c1").exists());
+    assert!(!cache_dir.join("locks").join("c1").exists());
+    // After DEL: no cache, the sandbox still listed: refused, quietly not.
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(outcome["state"], "Refused", "{outcome}");
+}
+
+#[test]
+fn host_network_pods_and_unreachable_runtimes_are_refused_with_an_event() {
+    if !multus_e2e::root_or_skip(
+        "host_network_pods_and_unreachable_runtimes_are_refused_with_an_event",
+    ) {
+        return;
+    }
+    let sb = Sandbox::new();
+    let api = api_with(
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pod-h", "namespace": "default", "uid": "uid-h",
+                "annotations": {NETWORKS: "net-a"}},
+            "spec": {"nodeName": "node-1", "hostNetwork": true, "containers": [{"name": "c", "image": "i"}]},
+            "status": {"podIP": "192.168.1.10"}
+        }),
+        &[],
+    );
+    let (addr, _stop_api) = serve(api.clone());
+    let kubeconfig = write_kubeconfig(&sb, addr);
+    let conf = json!({
+        "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": kubeconfig, "cniDir": sb.path("cache"), "confDir": sb.path("none"),
+        "delegates": [{"cniVersion": "0.3.1", "name": "c", "type": "bridge"}]
+    });
+    let cri = sb.path("cri.sock");
+    let pod = api.lock().unwrap().pod.clone();
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(outcome["state"], "Refused", "{outcome}");
+    assert!(
+        outcome["message"]
+            .as_str()
+            .unwrap()
+            .contains("host's network"),
+        "{outcome}"
+    );
+    assert!(
+        events(&api)
+            .iter()
+            .any(|(r, _)| r == "NetworkHotplugRefused"),
+        "{:?}",
+        events(&api)
+    );
+
+    // Not host network, no runtime on the socket: the Event names it.
+    let pod = {
+        let mut api = api.lock().unwrap();
+        api.pod["spec"]["hostNetwork"] = json!(false);
+        api.requests.clear();
+        api.pod.clone()
+    };
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(outcome["state"], "Failed", "{outcome}");
+    let message = outcome["message"].as_str().unwrap();
+    assert!(message.contains(&cri.display().to_string()), "{message}");
+    assert!(
+        events(&api)
+            .iter()
+            .any(|(r, m)| r == "NetworkHotplugRefused" && m.contains("cri.sock")),
+        "{:?}",
+        events(&api)
+    );
+}
