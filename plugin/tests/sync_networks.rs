@@ -33,11 +33,13 @@ use runtime::{
 
 const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 
-/// The fake runtime: sandboxes by pod UID, each with its netns path
-/// (`None`: the host's network).
+/// Sandbox ID and network namespace (`None`: the host's) by pod UID.
+type Sandboxes = HashMap<String, (String, Option<PathBuf>)>;
+
+/// The fake runtime.
 #[derive(Clone, Default)]
 struct FakeRuntime {
-    sandboxes: Arc<Mutex<HashMap<String, (String, Option<PathBuf>)>>>,
+    sandboxes: Arc<Mutex<Sandboxes>>,
 }
 
 #[tonic::async_trait]
