@@ -73,6 +73,23 @@ pub fn host_local_dir(network: &str) -> PathBuf {
     Path::new(HOST_LOCAL_ROOT).join(network)
 }
 
+/// The addresses host-local holds on this node for the CNI network
+/// `network` (the files of its directory named by an IP address; not its
+/// `lock` and `last_reserved_ip.*`), sorted; none when the directory is
+/// missing.
+pub fn host_local_leases(network: &str) -> Vec<String> {
+    let mut leases: Vec<String> = std::fs::read_dir(host_local_dir(network))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.parse::<std::net::IpAddr>().is_ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    leases.sort();
+    leases
+}
+
 /// Deletes the network link `name` (a test bridge) when it exists, for
 /// cleanups (printing, not failing on, errors).
 pub fn remove_link(name: &str) {

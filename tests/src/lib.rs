@@ -47,7 +47,8 @@ pub use env::{
 pub use gate::{client_config, e2e_client, root_or_skip};
 pub use host::{
     CNI_CONF_DIR, HOST_LOCAL_ROOT, MULTUS_PLUGIN, assert_no_multus_conf_on_node, file_mode,
-    host_local_dir, host_name, is_root, multus_files_on_node, remove_link, remove_path,
+    host_local_dir, host_local_leases, host_name, is_root, multus_files_on_node, remove_link,
+    remove_path,
 };
 pub use lock::{ClusterLock, lock_cluster};
 pub use session::E2eSession;

@@ -1,7 +1,8 @@
-//! Kubernetes helpers of the end-to-end tests: the chart, the node, pods,
-//! NADs, events, MultusConfig status and the test DRA driver, each wait
-//! bounded and saying what it saw last.
+//! Kubernetes helpers of the end-to-end tests: the chart, the node, the
+//! agents, pods, NADs, events, MultusConfig status and the test DRA
+//! driver, each wait bounded and saying what it saw last.
 
+mod agents;
 mod chart;
 mod dra;
 mod events;
@@ -10,6 +11,7 @@ mod node;
 mod objects;
 mod pods;
 
+pub use agents::{agent_daemon_set, agent_pods, pod_uids, wait_agents_replaced};
 pub use chart::{helm_chart, install_privileged, remove_release, wait_operator_available};
 pub use dra::{DRA_DEVICE_ID_ATTRIBUTE, DRA_RESOURCE_NAME_ATTRIBUTE, TestDraDriver};
 pub use events::{
@@ -23,5 +25,6 @@ pub use node::{single_node_without_multus, wait_single_node_here};
 pub use objects::{create_nad, create_namespace, get_for_poll, nad_object, wait_gone};
 pub use pods::{
     NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, POD_IMAGE_ENV, TestPod, delete_pod,
-    hopeless_reason, ipv4_in_pod, pod_image, pod_ready, pod_summary, pods_summary, wait_pod_ready,
+    hopeless_reason, ipv4_in_pod, links_in_pod, network_status_of, pod_image, pod_ready,
+    pod_summary, pods_summary, restart_count, set_networks, wait_pod_ready,
 };

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 use super::events::{event_summary, events};
@@ -315,6 +315,68 @@ pub async fn ipv4_in_pod(
         .ok_or_else(|| format!("no IPv4 address on {iface} in pod {pod}: {out}"))
 }
 
+/// Sets the networks annotation ([`NETWORKS_ANNOTATION`]) of a pod (a
+/// JSON merge patch, what `kubectl annotate --overwrite` sends); fails
+/// the test when the API server refuses it.
+pub async fn set_networks(client: &kube::Client, namespace: &str, name: &str, networks: &str) {
+    let patch = json!({"metadata": {"annotations": {NETWORKS_ANNOTATION: networks}}});
+    Api::<Pod>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("setting the networks of pod {namespace}/{name} to {networks:?}: {e}")
+        });
+}
+
+/// The entries of the pod's network-status annotation
+/// ([`NETWORK_STATUS_ANNOTATION`]); none when it is missing or not a JSON
+/// array.
+pub fn network_status_of(pod: &Pod) -> Vec<Value> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(NETWORK_STATUS_ANNOTATION))
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
+}
+
+/// How often the pod's containers restarted, summed.
+pub fn restart_count(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map_or(0, |cs| cs.iter().map(|c| c.restart_count).sum())
+}
+
+/// The names of the network links inside the pod (`ip -o link` by
+/// `kubectl exec`, bounded by `timeout`), without the `@peer` suffix of
+/// veths, sorted.
+pub async fn links_in_pod(
+    namespace: &str,
+    pod: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, String> {
+    let out = Cmd::kubectl(["exec", "-n", namespace, pod, "--", "ip", "-o", "link"])
+        .run_for(timeout)
+        .await?;
+    let mut links = parse_link_names(&out);
+    if links.is_empty() {
+        return Err(format!("no links in `ip -o link` of pod {pod}: {out:?}"));
+    }
+    links.sort();
+    Ok(links)
+}
+
+/// The link names of `ip -o link` output (`2: eth0@if7: <...> ...`).
+fn parse_link_names(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .map(|name| name.trim_end_matches(':'))
+        .map(|name| name.split('@').next().unwrap_or(name).to_owned())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +398,35 @@ mod tests {
              0/1 nodes are available: 1 node(s) had untolerated taint \
              {node.kubernetes.io/disk-pressure: }., containers []"
         );
+    }
+
+    #[test]
+    fn link_names_lose_their_peer_suffix() {
+        let out = "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue qlen 1000\\    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n\
+                   2: tunl0@NONE: <NOARP> mtu 1480 qdisc noop qlen 1000\\    link/ipip 0.0.0.0 brd 0.0.0.0\n\
+                   3: eth0@if12: <BROADCAST,MULTICAST,UP,LOWER_UP,M-DOWN> mtu 1500 qdisc noqueue\\    link/ether 0a:58:0a:f4:00:05 brd ff:ff:ff:ff:ff:ff\n\
+                   5: net2@if14: <BROADCAST,MULTICAST,UP,LOWER_UP,M-DOWN> mtu 1500 qdisc noqueue\\    link/ether 12:34:56:78:9a:bc brd ff:ff:ff:ff:ff:ff\n";
+        assert_eq!(parse_link_names(out), ["lo", "tunl0", "eth0", "net2"]);
+        assert!(parse_link_names("").is_empty());
+    }
+
+    #[test]
+    fn network_status_and_restarts_are_read_from_the_pod() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p", "annotations": {
+                NETWORK_STATUS_ANNOTATION: r#"[{"name":"cbr0","interface":"eth0","default":true},{"name":"ns/a","interface":"net1"}]"#
+            }},
+            "status": {"containerStatuses": [
+                {"name": "a", "restartCount": 2, "ready": true, "image": "i", "imageID": ""},
+                {"name": "b", "restartCount": 1, "ready": true, "image": "i", "imageID": ""}
+            ]}
+        }))
+        .unwrap();
+        let status = network_status_of(&pod);
+        assert_eq!(status.len(), 2);
+        assert_eq!(status[1]["interface"], "net1");
+        assert_eq!(restart_count(&pod), 3);
+        assert!(network_status_of(&TestPod::new("ns", "q").object()).is_empty());
     }
 
     #[test]
