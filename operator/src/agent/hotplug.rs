@@ -75,11 +75,10 @@ fn view(body: &[u8]) -> Option<PodView> {
     Some(PodView {
         uid: pod.metadata.uid.clone()?,
         running: pod.metadata.deletion_timestamp.is_none()
-            && pod
-                .status
-                .as_ref()
-                .and_then(|s| s.pod_ip.as_deref())
-                .is_some_and(|ip| !ip.is_empty()),
+            && pod.status.as_ref().is_some_and(|s| {
+                s.pod_ip.as_deref().is_some_and(|ip| !ip.is_empty())
+                    && !matches!(s.phase.as_deref(), Some("Succeeded" | "Failed"))
+            }),
         host_network: pod
             .spec
             .as_ref()
@@ -136,6 +135,8 @@ struct Tracked {
     running: bool,
     failures: u32,
     retry_at: Option<Instant>,
+    /// The annotation the failures were for: an edit starts afresh.
+    failed_for: Option<String>,
 }
 
 impl Tracked {
@@ -148,6 +149,7 @@ impl Tracked {
             running: false,
             failures: 0,
             retry_at: None,
+            failed_for: None,
         }
     }
 
@@ -163,6 +165,12 @@ impl Tracked {
         }
         if self.synced.as_deref() == Some(view.annotation.as_str()) {
             return None;
+        }
+        if self.failed_for.as_deref() != Some(view.annotation.as_str()) {
+            // Edited since the last failure: no backoff for the new one.
+            self.failures = 0;
+            self.retry_at = None;
+            self.failed_for = None;
         }
         if self.retry_at.is_some_and(|at| at > now) {
             return None;
@@ -180,10 +188,15 @@ impl Tracked {
                 self.synced = Some(annotation);
                 self.failures = 0;
                 self.retry_at = None;
+                self.failed_for = None;
             }
             _ => {
+                if self.failed_for.as_deref() != Some(annotation.as_str()) {
+                    self.failures = 0;
+                }
                 self.failures = self.failures.saturating_add(1);
                 self.retry_at = Some(Instant::now() + backoff(self.failures));
+                self.failed_for = Some(annotation);
             }
         }
     }
@@ -262,10 +275,13 @@ impl NetworkHotplug {
                     let _ = done.send((key, view.uid, view.annotation, outcome));
                 });
             }
+            // Only future retries wake the loop (a past one whose pod is
+            // not due any more must not spin it).
             let wake = tracked
                 .values()
                 .filter(|t| !t.running)
                 .filter_map(|t| t.retry_at)
+                .filter(|at| *at > now)
                 .min()
                 .unwrap_or(now + Duration::from_secs(60));
             tokio::select! {
@@ -418,6 +434,38 @@ mod tests {
         let mut gone = pod(Some("c"), Some(STATUS_A), Some("10.0.0.5"));
         gone["metadata"]["deletionTimestamp"] = json!("2026-12-07T00:00:00Z");
         t.view = view(&entry(gone).body);
+        assert_eq!(t.due(Instant::now()), None);
+    }
+
+    #[test]
+    fn an_edit_after_a_failure_is_synced_at_once() {
+        let mut t = Tracked::new(entry(pod(Some("a"), Some(STATUS_A), Some("10.0.0.5"))));
+        assert_eq!(t.due(Instant::now()), None);
+        t.view = view(&entry(pod(Some("a,missing"), Some(STATUS_A), Some("10.0.0.5"))).body);
+        assert_eq!(t.due(Instant::now()), Some(false));
+        t.running = true;
+        for _ in 0..6 {
+            t.finished(
+                "a,missing".into(),
+                &Ok(SyncOutcome::new(SyncState::Failed, None)),
+            );
+        }
+        assert!(t.retry_at.unwrap() > Instant::now() + Duration::from_secs(60));
+        assert_eq!(t.due(Instant::now()), None, "backing off");
+        // Fixed by the user: no wait for the old backoff.
+        t.view = view(&entry(pod(Some("a,b"), Some(STATUS_A), Some("10.0.0.5"))).body);
+        assert_eq!(t.due(Instant::now()), Some(false));
+        // Its first failure starts the backoff afresh.
+        t.running = true;
+        t.finished("a,b".into(), &Ok(SyncOutcome::new(SyncState::Failed, None)));
+        assert_eq!(t.failures, 1);
+    }
+
+    #[test]
+    fn completed_pods_are_left_alone() {
+        let mut p = pod(Some("a,b"), Some(STATUS_A), Some("10.0.0.5"));
+        p["status"]["phase"] = json!("Succeeded");
+        let mut t = Tracked::new(entry(p));
         assert_eq!(t.due(Instant::now()), None);
     }
 

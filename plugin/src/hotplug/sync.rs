@@ -332,9 +332,11 @@ async fn sync(conf: &MultusNetConf, cni_path: &[PathBuf], input: &SyncInput) -> 
             let message =
                 format!("cannot find the pod's sandbox, so its networks cannot be changed: {e}");
             tracing::warn!(%message, "network hot-plug");
-            reporter
-                .event(EventType::Warning, REASON_HOTPLUG_REFUSED, &message)
-                .await;
+            if !input.quiet {
+                reporter
+                    .event(EventType::Warning, REASON_HOTPLUG_REFUSED, &message)
+                    .await;
+            }
             return SyncOutcome::new(SyncState::Failed, Some(message));
         }
     };
@@ -354,6 +356,11 @@ async fn sync(conf: &MultusNetConf, cni_path: &[PathBuf], input: &SyncInput) -> 
     let cached = match cache.load(&sandbox.id, "eth0", "") {
         Ok(Some(cached)) => cached,
         Ok(None) => {
+            // Ours, created by the lock: nothing of this sandbox is left
+            // (or ever was) to guard.
+            if let Err(e) = cache.remove(&sandbox.id) {
+                tracing::debug!(error = %e, "cannot remove the sandbox's lock file");
+            }
             if !netns.exists() {
                 return SyncOutcome::new(SyncState::NoSandbox, None);
             }

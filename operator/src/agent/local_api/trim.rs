@@ -74,6 +74,10 @@ impl Cached for Pod {
                 // Set once the sandbox's network is up (network hot-plug
                 // waits for it).
                 pod_ip: s.pod_ip,
+                // Only the end states: a completed pod keeps its IP.
+                phase: s
+                    .phase
+                    .filter(|p| matches!(p.as_str(), "Succeeded" | "Failed")),
                 resource_claim_statuses: s.resource_claim_statuses,
                 extended_resource_claim_status: s.extended_resource_claim_status,
                 ..PodStatus::default()
