@@ -608,6 +608,32 @@ mod tests {
     use serde_json::json;
     use std::os::unix::fs::PermissionsExt;
 
+    #[test]
+    fn a_sandbox_lock_excludes_others_until_dropped_and_goes_with_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path());
+        let held = cache.lock("c1", Duration::from_secs(1)).unwrap();
+        let lock_file = dir.path().join(LOCK_DIR).join("c1");
+        assert_eq!(
+            fs::metadata(&lock_file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        // Another sandbox is not held up.
+        drop(cache.lock("c2", Duration::from_millis(10)).unwrap());
+        let busy = cache.lock("c1", Duration::from_millis(60)).unwrap_err();
+        assert!(matches!(busy, CacheError::Busy { .. }), "{busy}");
+        assert!(busy.to_string().contains("locks/c1"), "{busy}");
+        drop(held);
+        let again = cache.lock("c1", Duration::from_millis(60)).unwrap();
+        cache.remove("c1").unwrap();
+        assert!(!lock_file.exists(), "removed with the cache");
+        drop(again);
+        assert!(matches!(
+            cache.lock("../x", Duration::from_millis(1)),
+            Err(CacheError::InvalidContainerId(_))
+        ));
+    }
+
     fn attachment(name: &str, ifname: &str, config: Value, cluster: bool) -> Attachment {
         Attachment {
             name: name.into(),

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use common::fake_api::*;
+use common::fake_cri::{FakeRuntime, serve_runtime, sync};
 use common::*;
 use serde_json::{Value, json};
 
@@ -825,4 +826,74 @@ fn device_plugins_serve_first_and_then_no_claim_is_read() {
         w.requests()
     );
     assert_ok(&w.run("DEL", &id), "DEL");
+}
+
+#[test]
+fn hot_plugged_device_networks_get_a_free_device_of_the_pod() {
+    if !multus_e2e::root_or_skip("hot_plugged_device_networks_get_a_free_device_of_the_pod") {
+        return;
+    }
+    let id = format!("hpd{}", unique());
+    // The pod holds nic-a and nic-b; ADD gives nic-a to net1.
+    let w = World::new(&id, "nic", Some(&[("app", &["nic-b", "nic-a"])]), true);
+    w.api.lock().unwrap().pod["status"] = json!({"podIP": "10.97.1.9"});
+    assert_ok(&w.run("ADD", &id), "ADD");
+    assert_eq!(w.received("ADD", "net1")["deviceID"], "nic-a");
+    let cri = w.sb.path("cri.sock");
+    let runtime = FakeRuntime::default();
+    runtime
+        .sandboxes
+        .lock()
+        .unwrap()
+        .insert(format!("uid-{id}"), (id.clone(), Some(w.sb.netns_path())));
+    let _stop = serve_runtime(&cri, runtime);
+    let annotate = |networks: &str| {
+        let mut api = w.api.lock().unwrap();
+        api.pod["metadata"]["annotations"][NETWORKS] = json!(networks);
+        api.pod.clone()
+    };
+
+    // A second network of the resource: the device net1 does not use.
+    let outcome = sync(&w.conf, &annotate("nic,nic"), &cri);
+    assert_eq!(outcome["state"], "InStep", "{outcome}");
+    assert_eq!(
+        outcome["attached"],
+        json!([{"network": "default/nic", "interface": "net2"}])
+    );
+    let net2 = w.received("ADD", "net2");
+    assert_eq!(net2["deviceID"], "nic-b", "{net2}");
+    assert_eq!(net2["runtimeConfig"]["deviceID"], "nic-b");
+
+    // A third: the pod holds no free device; nothing changes.
+    let outcome = sync(&w.conf, &annotate("nic,nic,nic"), &cri);
+    assert_eq!(outcome["state"], "Failed", "{outcome}");
+    let message = outcome["message"].as_str().unwrap();
+    assert!(
+        message.contains(RESOURCE) && message.contains(&format!("pod-{id}")),
+        "{message}"
+    );
+    let mut links = w.sb.links();
+    links.sort();
+    assert_eq!(links, ["eth0", "lo", "net1", "net2"]);
+
+    // net2 removed: its device is free again for the next one.
+    let outcome = sync(&w.conf, &annotate("nic"), &cri);
+    assert_eq!(
+        outcome["detached"],
+        json!([{"network": "default/nic", "interface": "net2"}]),
+        "{outcome}"
+    );
+    assert_eq!(w.received("DEL", "net2")["deviceID"], "nic-b");
+    let outcome = sync(
+        &w.conf,
+        &annotate(r#"[{"name":"nic"},{"name":"nic","interface":"fast1"}]"#),
+        &cri,
+    );
+    assert_eq!(outcome["state"], "InStep", "{outcome}");
+    assert_eq!(w.received("ADD", "fast1")["deviceID"], "nic-b");
+
+    assert_ok(&w.run("DEL", &id), "DEL");
+    assert_eq!(w.received("DEL", "fast1")["deviceID"], "nic-b");
+    assert_eq!(w.sb.links(), ["lo"]);
+    assert!(allocations(&w.data).is_empty());
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_api;
+pub mod fake_cri;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
