@@ -307,3 +307,71 @@ fn host_network_pods_and_unreachable_runtimes_are_refused_with_an_event() {
         events(&api)
     );
 }
+
+/// What a sync costs when nothing changes (the agent's first look at a
+/// pod whose network-status does not tell): a `multus sync-networks`
+/// child, a CRI lookup, the lock and a cache read. Prints its figures;
+/// `cargo test --release -p multus-plugin --test sync_networks -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: run on demand"]
+fn bench_no_op_sync() {
+    if !multus_e2e::root_or_skip("bench_no_op_sync") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let data = sb.path("ipam");
+    let (br0, br1) = (sb.bridge(), sb.bridge());
+    let cluster = bridge_conf("cluster", &br0, "10.97.5.0/24", &data);
+    let net_a = bridge_conf("net-a", &br1, "10.97.6.0/24", &data);
+    let api = api_with(
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pod-b1", "namespace": "default", "uid": "uid-b1",
+                "annotations": {NETWORKS: "net-a"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"podIP": "10.97.5.2"}
+        }),
+        &[("default", "net-a", &net_a)],
+    );
+    let (addr, _stop_api) = serve(api.clone());
+    let conf = json!({
+        "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": write_kubeconfig(&sb, addr), "cniDir": sb.path("cache"),
+        "confDir": sb.path("none"), "delegates": [cluster]
+    });
+    let netns = sb.netns_path();
+    let cri = sb.path("cri.sock");
+    let fake = FakeRuntime::default();
+    let _stop_cri = serve_runtime(&cri, fake.clone());
+    multus("ADD", "b1", Some(&netns), &conf).assert_success("ADD");
+    fake.sandboxes
+        .lock()
+        .unwrap()
+        .insert("uid-b1".into(), ("b1".into(), Some(netns.clone())));
+    // The pod as the agent sees it after ADD: with its network-status.
+    let (patch, _) = network_status_patch(&api);
+    let pod = {
+        let mut api = api.lock().unwrap();
+        api.pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"] =
+            patch["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"].clone();
+        api.requests.clear();
+        api.pod.clone()
+    };
+    let mut times = Vec::new();
+    for _ in 0..50 {
+        let start = std::time::Instant::now();
+        let outcome = sync(&conf, &pod, &cri);
+        times.push(start.elapsed());
+        assert_eq!(outcome["state"], "InStep", "{outcome}");
+    }
+    times.sort();
+    let requests = api.lock().unwrap().requests.len();
+    assert_eq!(requests, 0, "a no-op sync asks the API server nothing");
+    eprintln!(
+        "no-op sync-networks, 50 runs: median {:.1} ms, p90 {:.1} ms, max {:.1} ms; API requests: {requests}",
+        times[25].as_secs_f64() * 1e3,
+        times[45].as_secs_f64() * 1e3,
+        times[49].as_secs_f64() * 1e3
+    );
+    multus("DEL", "b1", Some(&netns), &conf).assert_success("DEL");
+}
