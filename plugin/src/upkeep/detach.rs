@@ -55,6 +55,8 @@ pub async fn detach(
     container_id: &str,
 ) -> Result<Detached, UpkeepError> {
     let cache = Cache::for_conf(conf);
+    // Not while the runtime's ADD/DEL or a hot-plug works on the sandbox.
+    let _lock = cache.lock(container_id, crate::commands::SANDBOX_LOCK_TIMEOUT)?;
     let cached = cache
         .load(container_id, "eth0", "")?
         .ok_or_else(|| UpkeepError::NoCache(container_id.to_owned()))?;

@@ -41,6 +41,8 @@ pub async fn release(
     container_id: &str,
 ) -> Result<Released, UpkeepError> {
     let cache = Cache::for_conf(conf);
+    // Not while the runtime's ADD/DEL or a hot-plug works on the sandbox.
+    let _lock = cache.lock(container_id, crate::commands::SANDBOX_LOCK_TIMEOUT)?;
     let cached = cache
         .load(container_id, "eth0", "")?
         .ok_or_else(|| UpkeepError::NoCache(container_id.to_owned()))?;
@@ -93,6 +95,8 @@ pub async fn release(
 /// holds the cluster network only.
 pub fn forget(conf: &MultusNetConf, container_id: &str) -> Result<Released, UpkeepError> {
     let cache = Cache::for_conf(conf);
+    // Not while the runtime's ADD/DEL or a hot-plug works on the sandbox.
+    let _lock = cache.lock(container_id, crate::commands::SANDBOX_LOCK_TIMEOUT)?;
     let cached = cache
         .load(container_id, "eth0", "")?
         .ok_or_else(|| UpkeepError::NoCache(container_id.to_owned()))?;
