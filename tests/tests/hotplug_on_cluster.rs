@@ -356,6 +356,57 @@ async fn network_hotplug_on_a_real_cluster() {
     s.expect_intact().await;
     log.note(&format!("hp1 {hp1}; Event: {message}"));
 
+    log.step("6b: two edits in quick succession: the pod ends as the last one says");
+    set_networks(&client, APP_NS, POD, &format!(r#"[{{"name":"{NAD_B}"}}]"#)).await;
+    set_networks(
+        &client,
+        APP_NS,
+        POD,
+        &format!(r#"[{{"name":"{NAD_B}"}},{{"name":"{NAD_A}"}}]"#),
+    )
+    .await;
+    // Whichever edit the agent sees first: e2e-hp-a stays on hp1 (the
+    // second edit only), or goes and comes back on net1 (both edits).
+    let started = std::time::Instant::now();
+    let a_on = s
+        .wait_for(
+            "e2e-hp-b on net2 and e2e-hp-a on hp1 or net1, everywhere",
+            MINUTE,
+            async || {
+                let pod = s.pods.get(POD).await.map_err(|e| e.to_string())?;
+                let found = secondary_networks(&network_status_of(&pod));
+                let links = s.links().await?;
+                let cache = cached_attachments(&s.sandbox)?;
+                let leases_a = host_local_leases(NAD_A);
+                for a_on in ["hp1", "net1"] {
+                    let mut want = vec![pair(NAD_B, "net2"), pair(NAD_A, a_on)];
+                    want.sort();
+                    let mut cached = cache.clone();
+                    cached.sort();
+                    if found == want
+                        && cached == want
+                        && links == s.links_with(&["net2", a_on])
+                        && leases_a.len() == 1
+                    {
+                        return Ok(a_on);
+                    }
+                }
+                Err(format!(
+                    "network-status {found:?}, links {links:?}, cache {cache:?}, {NAD_A} leases {leases_a:?}"
+                ))
+            },
+        )
+        .await;
+    s.expect_leases(NAD_B, &[&net2]).await;
+    s.expect_intact().await;
+    s.timing(
+        log,
+        format!(
+            "two edits in quick succession settled in {:.1} s (e2e-hp-a on {a_on})",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+
     log.step("7: the pod deleted: no lease and no Multus cache left");
     delete_pod(&s.pods, POD).await;
     wait_until("every lease of the pod released", MINUTE, async || {
@@ -392,7 +443,7 @@ async fn network_hotplug_on_a_real_cluster() {
         },
     )
     .await;
-    log.note("the pod's DEL released net2 and hp1; no cache file or lock left");
+    log.note("the pod's DEL released every network; no cache file or lock left");
     log.note(&format!("hot-plug timings: {}", s.timings.join("; ")));
 
     // The documented order, via the teardown: the app namespace, then
