@@ -95,31 +95,10 @@ impl PodResourcesLister for FakeKubelet {
 /// Serves `kubelet` on `socket` from a background thread until the
 /// returned sender is dropped (also when the test panics).
 fn serve_kubelet(socket: &Path, kubelet: FakeKubelet) -> tokio::sync::oneshot::Sender<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let socket = socket.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-            ready_tx.send(()).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(PodResourcesListerServer::new(kubelet))
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnixListenerStream::new(listener),
-                    async {
-                        let _ = stop_rx.await;
-                    },
-                )
-                .await
-                .unwrap();
-        });
-    });
-    ready_rx.recv().unwrap();
-    stop_tx
+    serve_grpc(
+        socket,
+        tonic::service::Routes::new(PodResourcesListerServer::new(kubelet)),
+    )
 }
 
 fn pod_resources(name: &str, containers: &[(&str, &[&str])]) -> PodResources {

@@ -208,32 +208,57 @@ pub fn run(
 ) -> Result<Vec<u8>, HotplugError> {
     enter_namespaces(args)?;
     let input: DelegateInput = serde_json::from_slice(stdin).map_err(HotplugError::Input)?;
-    let conf_bytes = serde_json::to_vec(&input.multus_config).map_err(HotplugError::Encode)?;
-    let conf =
-        crate::upkeep::multus_conf(&conf_bytes).map_err(|e| HotplugError::Config(e.to_string()))?;
-    crate::logging::init(Some(&conf));
-    let cni_path: Vec<PathBuf> = cni_path
-        .unwrap_or_default()
-        .split(':')
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(HotplugError::Runtime)?;
-    runtime.block_on(async {
+    let child = AgentChild::start(&input.multus_config, cni_path)?;
+    let (conf, cni_path) = (&child.conf, &child.cni_path);
+    child.runtime.block_on(async {
         match input.request.command {
             DelegateCommand::Add => {
-                let response = add(&conf, &cni_path, &input.request).await?;
+                let response = add(conf, cni_path, &input.request).await?;
                 serde_json::to_vec(&response).map_err(HotplugError::Encode)
             }
             DelegateCommand::Del => {
-                del(&conf, &cni_path, &input.request).await?;
+                del(conf, cni_path, &input.request).await?;
                 Ok(b"{}".to_vec())
             }
         }
     })
+}
+
+/// What a subcommand run by the node agent works with: the node's Multus
+/// config (logging set up from it), `CNI_PATH` split, and a
+/// current-thread async runtime.
+pub(crate) struct AgentChild {
+    pub(crate) conf: MultusNetConf,
+    pub(crate) cni_path: Vec<PathBuf>,
+    pub(crate) runtime: tokio::runtime::Runtime,
+}
+
+impl AgentChild {
+    /// From the Multus config the agent sent and `CNI_PATH`.
+    pub(crate) fn start(
+        multus_config: &serde_json::Value,
+        cni_path: Option<&str>,
+    ) -> Result<Self, HotplugError> {
+        let conf_bytes = serde_json::to_vec(multus_config).map_err(HotplugError::Encode)?;
+        let conf = crate::upkeep::multus_conf(&conf_bytes)
+            .map_err(|e| HotplugError::Config(e.to_string()))?;
+        crate::logging::init(Some(&conf));
+        let cni_path = cni_path
+            .unwrap_or_default()
+            .split(':')
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(HotplugError::Runtime)?;
+        Ok(Self {
+            conf,
+            cni_path,
+            runtime,
+        })
+    }
 }
 
 /// Enters the host's cgroup namespace, mount namespace and the runtime's

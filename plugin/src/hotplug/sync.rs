@@ -40,7 +40,7 @@ use multus_config::multus_conf::MultusNetConf;
 use multus_config::npwg::selection::{NetworkSelectionElement, parse_networks_annotation};
 use multus_config::npwg::{NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, NetworkStatus};
 
-use super::{HotplugArgs, HotplugError, enter_namespaces, same_file};
+use super::{AgentChild, HotplugArgs, HotplugError, enter_namespaces, same_file};
 use crate::attachment::Attachment;
 use crate::cache::{Cache, CacheError, CachedAttachments};
 use crate::commands::Command;
@@ -74,21 +74,10 @@ pub fn run(
 ) -> Result<Vec<u8>, HotplugError> {
     enter_namespaces(args)?;
     let input: SyncInput = serde_json::from_slice(stdin).map_err(HotplugError::Input)?;
-    let conf_bytes = serde_json::to_vec(&input.multus_config).map_err(HotplugError::Encode)?;
-    let conf =
-        crate::upkeep::multus_conf(&conf_bytes).map_err(|e| HotplugError::Config(e.to_string()))?;
-    crate::logging::init(Some(&conf));
-    let cni_path: Vec<PathBuf> = cni_path
-        .unwrap_or_default()
-        .split(':')
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(HotplugError::Runtime)?;
-    let outcome = runtime.block_on(sync(&conf, &cni_path, &input));
+    let child = AgentChild::start(&input.multus_config, cni_path)?;
+    let outcome = child
+        .runtime
+        .block_on(sync(&child.conf, &child.cni_path, &input));
     serde_json::to_vec(&outcome).map_err(HotplugError::Encode)
 }
 

@@ -107,31 +107,10 @@ impl RuntimeService for FakeRuntime {
 }
 
 pub fn serve_runtime(socket: &Path, runtime: FakeRuntime) -> tokio::sync::oneshot::Sender<()> {
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let socket = socket.to_owned();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-            ready_tx.send(()).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(RuntimeServiceServer::new(runtime))
-                .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::UnixListenerStream::new(listener),
-                    async {
-                        let _ = stop_rx.await;
-                    },
-                )
-                .await
-                .unwrap();
-        });
-    });
-    ready_rx.recv().unwrap();
-    stop_tx
+    super::serve_grpc(
+        socket,
+        tonic::service::Routes::new(RuntimeServiceServer::new(runtime)),
+    )
 }
 
 /// Runs `multus sync-networks` as the agent does; the outcome.

@@ -226,3 +226,37 @@ pub fn allocations(data_dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Serves the gRPC `routes` on the unix socket `socket` from a background
+/// thread until the returned sender is dropped (also when the test
+/// panics).
+pub fn serve_grpc(
+    socket: &Path,
+    routes: tonic::service::Routes,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let socket = socket.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+            ready_tx.send(()).unwrap();
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::UnixListenerStream::new(listener),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                )
+                .await
+                .unwrap();
+        });
+    });
+    ready_rx.recv().unwrap();
+    stop_tx
+}
