@@ -33,6 +33,26 @@ pub struct Attachment {
     pub result: Option<Value>,
     /// The device it uses (SR-IOV VF, ...), if any.
     pub device: DeviceAttachment,
+    /// Why the pod has it (recorded in the cache).
+    pub origin: Origin,
+}
+
+/// Why a pod has an attachment: network hot-plug only ever detaches the
+/// networks of the annotation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Origin {
+    /// Not recorded (a cache of upstream Multus or of an older version).
+    #[default]
+    Unrecorded,
+    /// Every pod gets it: the cluster network, the other inline
+    /// delegates, `defaultNetworks`.
+    Static,
+    /// An element of the pod's networks annotation (at ADD or hot-plugged
+    /// by `multus sync-networks`).
+    Annotation,
+    /// Added through upstream's delegate API (`multus delegate`).
+    DelegateApi,
 }
 
 /// What an attachment knows about the device it uses.

@@ -32,7 +32,7 @@ use multus_config::cni::netconf::ConfigError;
 use multus_config::multus_conf::MultusNetConf;
 use multus_fsutil::AtomicWrite;
 
-use crate::attachment::{Attachment, DeviceAttachment};
+use crate::attachment::{Attachment, DeviceAttachment, Origin};
 use crate::dra::DraDevice;
 use crate::env::valid_container_id;
 
@@ -200,6 +200,14 @@ struct OurEntry {
     /// still exists tells a live sandbox from a stale cache file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     netns: Option<PathBuf>,
+    /// Why the pod has it (network hot-plug detaches only the
+    /// annotation's).
+    #[serde(default, skip_serializing_if = "is_unrecorded")]
+    origin: Origin,
+}
+
+fn is_unrecorded(origin: &Origin) -> bool {
+    *origin == Origin::Unrecorded
 }
 
 /// One element of the cache array (upstream's DelegateNetConf shape).
@@ -472,6 +480,7 @@ fn to_entry(index: usize, a: &Attachment, netns: Option<&Path>) -> Entry {
             device_info: a.device.info.clone(),
             dra_device: a.device.dra.clone(),
             netns: netns.map(Path::to_path_buf),
+            origin: a.origin,
         }),
     }
 }
@@ -512,6 +521,7 @@ fn parse_cache(
                         info: ours.device_info,
                         dra: ours.dra_device,
                     },
+                    origin: ours.origin,
                 }
             }
             None => {
@@ -561,6 +571,7 @@ fn parse_cache(
                         info: None,
                         dra: None,
                     },
+                    origin: Origin::Unrecorded,
                 }
             }
         };
@@ -645,6 +656,7 @@ mod tests {
             default_route: None,
             result: None,
             device: DeviceAttachment::default(),
+            origin: Default::default(),
         }
     }
 

@@ -92,6 +92,7 @@ mod tests {
             default_route: None,
             result: Some(result),
             device: Default::default(),
+            origin: Default::default(),
         }
     }
 

@@ -29,7 +29,7 @@ use multus_config::npwg::{
 };
 use serde_json::{Map, Value};
 
-use crate::attachment::{Attachment, DeviceAttachment};
+use crate::attachment::{Attachment, DeviceAttachment, Origin};
 use crate::env::{CniEnv, interface_name_problem};
 use crate::error::{MultusConfigError, NetworkConfigError, PluginError, PodRequestError, Result};
 
@@ -406,6 +406,7 @@ impl Common {
             default_route: None,
             result: None,
             device: DeviceAttachment::default(),
+            origin: Origin::Static,
         }
     }
 }
@@ -694,6 +695,7 @@ fn element_attachment(
             resource_name,
             ..DeviceAttachment::default()
         },
+        origin: Origin::Annotation,
     };
     if let Some(id) = &element.device_id {
         // The annotation's device: runtimeConfig only (the kubelet's
@@ -722,7 +724,8 @@ pub fn hotplug_attachment(
     ifname: String,
 ) -> Result<Attachment> {
     let common = Common::new(input);
-    let attachment = element_attachment(&common, input, name, config, element, ifname, None)?;
+    let mut attachment = element_attachment(&common, input, name, config, element, ifname, None)?;
+    attachment.origin = Origin::DelegateApi;
     check_interface_names(std::slice::from_ref(&attachment))?;
     Ok(attachment)
 }

@@ -305,6 +305,7 @@ mod dra {
                 dra: device,
                 ..DeviceAttachment::default()
             },
+            origin: Default::default(),
         }
     }
 

@@ -375,3 +375,98 @@ fn bench_no_op_sync() {
     );
     multus("DEL", "b1", Some(&netns), &conf).assert_success("DEL");
 }
+
+/// Runs `multus delegate` (upstream's delegate API) as the agent does.
+fn delegate(input: &Value) -> Value {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_multus"))
+        .arg("delegate")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CNI_PATH", CNI_BIN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        input.to_string().as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "delegate failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn networks_added_through_the_delegate_api_are_left_alone() {
+    if !multus_e2e::root_or_skip("networks_added_through_the_delegate_api_are_left_alone") {
+        return;
+    }
+    let mut sb = Sandbox::new();
+    let data = sb.path("ipam");
+    let (br0, br1, br2) = (sb.bridge(), sb.bridge(), sb.bridge());
+    let cluster = bridge_conf("cluster", &br0, "10.97.8.0/24", &data);
+    let net_a = bridge_conf("net-a", &br1, "10.97.9.0/24", &data);
+    let net_b = bridge_conf("net-b", &br2, "10.97.10.0/24", &data);
+    let api = api_with(
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "pod-d1", "namespace": "default", "uid": "uid-d1",
+                "annotations": {NETWORKS: "net-a"}},
+            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"podIP": "10.97.8.2"}
+        }),
+        &[("default", "net-a", &net_a), ("default", "net-b", &net_b)],
+    );
+    let (addr, _stop_api) = serve(api.clone());
+    let conf = json!({
+        "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": write_kubeconfig(&sb, addr), "cniDir": sb.path("cache"),
+        "confDir": sb.path("none"), "delegates": [cluster]
+    });
+    let netns = sb.netns_path();
+    let cri = sb.path("cri.sock");
+    let fake = FakeRuntime::default();
+    let _stop_cri = serve_runtime(&cri, fake.clone());
+    multus("ADD", "d1", Some(&netns), &conf).assert_success("ADD");
+    fake.sandboxes
+        .lock()
+        .unwrap()
+        .insert("uid-d1".into(), ("d1".into(), Some(netns.clone())));
+
+    // A client of upstream's delegate API adds net-b on dyn0.
+    delegate(&json!({
+        "multusConfig": conf,
+        "request": {
+            "command": "ADD", "containerID": "d1", "netns": netns, "ifname": "dyn0",
+            "cniArgs": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-d1;K8S_POD_UID=uid-d1",
+            "podNamespace": "default", "podName": "pod-d1", "podUid": "uid-d1",
+            "config": net_b, "network": "default/net-b"
+        }
+    }));
+    assert_eq!(links(&sb), ["dyn0", "eth0", "lo", "net1"]);
+
+    // The annotation did not change: in step, dyn0 kept.
+    let pod = annotate(&api, "net-a");
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(outcome["state"], "InStep", "{outcome}");
+    assert!(outcome.get("detached").is_none(), "{outcome}");
+    // An edit of the annotation detaches only the annotation's networks.
+    let pod = annotate(&api, "");
+    let outcome = sync(&conf, &pod, &cri);
+    assert_eq!(
+        outcome["detached"],
+        json!([{"network": "default/net-a", "interface": "net1"}]),
+        "{outcome}"
+    );
+    assert_eq!(links(&sb), ["dyn0", "eth0", "lo"]);
+
+    multus("DEL", "d1", Some(&netns), &conf).assert_success("DEL");
+    assert_eq!(allocations(&data), Vec::<String>::new());
+}

@@ -27,6 +27,7 @@ fn attachment(name: &str, ifname: &str, resource: Option<&str>, config: Value) -
             resource_name: resource.map(str::to_owned),
             ..DeviceAttachment::default()
         },
+        origin: Default::default(),
     }
 }
 

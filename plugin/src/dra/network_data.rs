@@ -206,6 +206,7 @@ mod tests {
                 dra: device,
                 ..DeviceAttachment::default()
             },
+            origin: Default::default(),
         }
     }
 

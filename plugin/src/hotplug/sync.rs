@@ -41,7 +41,7 @@ use multus_config::npwg::selection::{NetworkSelectionElement, parse_networks_ann
 use multus_config::npwg::{NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, NetworkStatus};
 
 use super::{AgentChild, HotplugArgs, HotplugError, enter_namespaces, same_file};
-use crate::attachment::Attachment;
+use crate::attachment::{Attachment, Origin};
 use crate::cache::{Cache, CacheError, CachedAttachments};
 use crate::commands::Command;
 use crate::commands::add::apply_default_routes;
@@ -425,17 +425,36 @@ impl Sandbox<'_> {
         let conf = self.conf;
         let from_upstream = cached.from_upstream;
         let mut all = cached.attachments;
-        let static_count = static_attachment_count(conf, self.identity).min(all.len());
+        // Which attachments the annotation governs: those recorded as
+        // its own; in caches that do not record it (older versions,
+        // upstream's), those after the ones every pod gets, as today's
+        // config counts them.
+        let computed = static_attachment_count(conf, self.identity).min(all.len());
+        let recorded_static = all.iter().filter(|a| a.origin == Origin::Static).count();
+        let static_count = if recorded_static > 0 {
+            recorded_static
+        } else {
+            computed
+        };
+        let governed: Vec<usize> = (0..all.len())
+            .filter(|&j| match all[j].origin {
+                Origin::Annotation => true,
+                Origin::Static | Origin::DelegateApi => false,
+                Origin::Unrecorded => j >= computed && !all[j].is_cluster_network,
+            })
+            .collect();
         // An attachment recorded without a result was being added when its
         // sync was killed (agent restart): DEL it and add it again.
         let unfinished = |a: &Attachment| a.result.is_none() && !from_upstream;
-        let mut candidates: Vec<Attachment> = all[static_count..].to_vec();
+        let mut candidates: Vec<Attachment> = governed.iter().map(|&j| all[j].clone()).collect();
         for candidate in candidates.iter_mut().filter(|a| unfinished(a)) {
             candidate.name.clear();
         }
         let matched = match_elements(elements, &candidates);
-        let kept: BTreeSet<usize> = matched.iter().flatten().map(|j| j + static_count).collect();
-        let removed: Vec<usize> = (static_count..all.len())
+        let kept: BTreeSet<usize> = matched.iter().flatten().map(|&k| governed[k]).collect();
+        let removed: Vec<usize> = governed
+            .iter()
+            .copied()
             .filter(|j| !kept.contains(j))
             .collect();
         let to_add = matched.iter().filter(|m| m.is_none()).count();
@@ -752,6 +771,7 @@ mod tests {
             default_route: None,
             result: None,
             device: Default::default(),
+            origin: Default::default(),
         }
     }
 

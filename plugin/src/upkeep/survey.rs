@@ -211,6 +211,7 @@ pub(crate) mod tests {
             default_route: None,
             result: None,
             device: DeviceAttachment::default(),
+            origin: Default::default(),
         }
     }
 
