@@ -47,14 +47,15 @@ use multus_config::crd::MultusConfig;
 use multus_e2e::cluster::{
     NETWORK_STATUS_ANNOTATION, NETWORKS_ANNOTATION, TestPod, agent_pods, create_nad,
     create_namespace, delete_pod, event_summary, events, install_privileged, ipv4_in_pod,
-    links_in_pod, mc_summary, nad_object, network_status_of, pod_ready, pod_summary, pod_uids,
-    pods_summary, remove_release, restart_count, set_networks, single_node_without_multus,
-    wait_agents_replaced, wait_mc_ready, wait_pod_ready,
+    links_in_pod, mc_summary, metric_sample, nad_object, network_status_of, pod_ready, pod_summary,
+    pod_uids, pods_summary, remove_release, restart_count, scrape_agent_metrics, set_networks,
+    single_node_without_multus, wait_agents_replaced, wait_mc_ready, wait_pod_ready,
 };
 use multus_e2e::{
     E2eSession, StepLog, host_local_dir, host_local_leases, poll_until, remove_link,
     remove_namespace, remove_path, wait_until,
 };
+use multus_operator::controller::render::AGENT_PORT;
 use serde_json::{Value, json};
 
 const TEST: &str = "network_hotplug_on_a_real_cluster";
@@ -406,6 +407,43 @@ async fn network_hotplug_on_a_real_cluster() {
             started.elapsed().as_secs_f64()
         ),
     );
+
+    log.step("6c: the agent counts what it did in its metrics");
+    // Since the agent restarted with the feature on: net2, net1's
+    // detach, hp1 and the quick edits changed the pod; the missing NAD
+    // and the failing plugin failed at least once each.
+    let text = s
+        .wait_for("the hot-plug metrics of the agent", MINUTE, async || {
+            let text = scrape_agent_metrics(AGENT_PORT)?;
+            let at_least = |series: &str, min: f64| match metric_sample(&text, series) {
+                Some(v) if v >= min => Ok(()),
+                other => Err(format!("{series} = {other:?}, want at least {min}")),
+            };
+            at_least(
+                r#"multus_node_agent_hotplug_syncs_total{outcome="changed"}"#,
+                4.0,
+            )?;
+            at_least(
+                r#"multus_node_agent_hotplug_syncs_total{outcome="failed"}"#,
+                2.0,
+            )?;
+            at_least(
+                r#"multus_node_agent_hotplug_interfaces_total{change="attached"}"#,
+                3.0,
+            )?;
+            at_least(
+                r#"multus_node_agent_hotplug_interfaces_total{change="detached"}"#,
+                1.0,
+            )?;
+            at_least("multus_node_agent_hotplug_sync_duration_seconds_count", 6.0)?;
+            Ok(text)
+        })
+        .await;
+    let hotplug_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("multus_node_agent_hotplug_") && !l.contains("_bucket"))
+        .collect();
+    log.note(&hotplug_lines.join("; "));
 
     log.step("7: the pod deleted: no lease and no Multus cache left");
     delete_pod(&s.pods, POD).await;

@@ -11,15 +11,14 @@
 //! machine, root, `helm`, `kubectl` and the image of `MULTUS_E2E_IMAGE` on
 //! the node.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use multus_e2e::cluster::{
     TestPod, assert_no_multus_configs, create_nad, create_namespace, delete_pod,
-    install_privileged, nad_object, remove_release, wait_mc_ready, wait_pod_ready,
+    install_privileged, metric_sample as sample, nad_object, remove_release, scrape_agent_metrics,
+    wait_mc_ready, wait_pod_ready,
 };
 use multus_e2e::{E2eSession, remove_link, remove_namespace, remove_path, wait_until};
 use multus_operator::controller::render::AGENT_PORT;
@@ -51,35 +50,7 @@ fn remove_everything() {
 
 /// `GET /metrics` of the node agent on this node.
 fn scrape() -> Result<String, String> {
-    let address = format!("127.0.0.1:{AGENT_PORT}");
-    let mut stream = TcpStream::connect(&address).map_err(|e| format!("{address}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .map_err(|e| e.to_string())?;
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("bad response {response:?}"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(head.to_owned());
-    }
-    Ok(body.to_owned())
-}
-
-/// The value of the sample `series` (name and labels exactly as encoded).
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
-        value.trim().parse().ok()
-    })
+    scrape_agent_metrics(AGENT_PORT)
 }
 
 /// Waits until every `(series, at least)` is in the agent's `/metrics`.

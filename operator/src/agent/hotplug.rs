@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use super::delegate_api::Delegator;
 use super::local_api::Store;
 use super::local_api::store::Entry;
+use super::metrics::{HotplugChangeLabels, HotplugSyncLabels, Shared};
 
 /// Syncs that may run at once on a node.
 pub const MAX_CONCURRENT: usize = 2;
@@ -46,6 +47,8 @@ pub struct NetworkHotplug {
     pub runner: Delegator,
     /// The runtime's CRI socket (host path).
     pub cri_socket: PathBuf,
+    /// Where syncs are counted (`multus_node_agent_hotplug_*`).
+    pub shared: Arc<Shared>,
 }
 
 /// What the agent reads of a cached pod.
@@ -239,6 +242,31 @@ impl NetworkHotplug {
         ))
     }
 
+    /// Counts a finished sync in the agent's metrics.
+    fn count(&self, outcome: &Result<SyncOutcome, String>, took: Duration) {
+        let metrics = &self.shared.metrics;
+        metrics.hotplug_sync_duration.observe(took.as_secs_f64());
+        metrics
+            .hotplug_syncs
+            .get_or_create(&HotplugSyncLabels {
+                outcome: outcome_label(outcome),
+            })
+            .inc();
+        if let Ok(o) = outcome {
+            for (change, n) in [
+                ("attached", o.attached.len()),
+                ("detached", o.detached.len()),
+            ] {
+                if n > 0 {
+                    metrics
+                        .hotplug_interfaces
+                        .get_or_create(&HotplugChangeLabels { change })
+                        .inc_by(n as u64);
+                }
+            }
+        }
+    }
+
     /// Follows the pods of `pods` until `stop` turns true.
     pub async fn run(self, pods: Arc<Store>, mut stop: watch::Receiver<bool>) {
         let this = Arc::new(self);
@@ -271,7 +299,9 @@ impl NetworkHotplug {
                     Arc::clone(&pod.entry),
                 );
                 tokio::spawn(async move {
+                    let started = std::time::Instant::now();
                     let outcome = this.sync(&entry.body, quiet).await;
+                    this.count(&outcome, started.elapsed());
                     let _ = done.send((key, view.uid, view.annotation, outcome));
                 });
             }
@@ -329,6 +359,20 @@ fn refresh(tracked: &mut HashMap<String, Tracked>, snapshot: Vec<(String, Arc<En
         }
     }
     tracked.retain(|key, pod| seen.contains(key) || pod.running);
+}
+
+/// The `outcome` label of a sync.
+fn outcome_label(outcome: &Result<SyncOutcome, String>) -> &'static str {
+    match outcome {
+        Ok(o) => match o.state {
+            SyncState::InStep if o.attached.is_empty() && o.detached.is_empty() => "in_step",
+            SyncState::InStep => "changed",
+            SyncState::NoSandbox => "no_sandbox",
+            SyncState::Refused => "refused",
+            SyncState::Failed => "failed",
+        },
+        Err(_) => "error",
+    }
 }
 
 fn log(key: &str, outcome: &Result<SyncOutcome, String>) {
@@ -495,6 +539,48 @@ mod tests {
             Some(false),
             "the plugin refuses it with an Event"
         );
+    }
+
+    #[test]
+    fn syncs_are_counted_by_outcome_and_interfaces_by_change() {
+        use multus_config::hotplug::InterfaceChange;
+        let change = |i: &str| InterfaceChange {
+            network: "ns/a".into(),
+            interface: i.into(),
+        };
+        let shared = Arc::new(Shared::default());
+        let hotplug = NetworkHotplug {
+            runner: Delegator {
+                binary: "/nonexistent/multus".into(),
+                mount_ns: None,
+                cgroup_of: None,
+                cni_path: "/opt/cni/bin".into(),
+                conf_dir: "/nonexistent".into(),
+                timeout: SYNC_TIMEOUT,
+            },
+            cri_socket: "/run/containerd/containerd.sock".into(),
+            shared: Arc::clone(&shared),
+        };
+        let mut changed = SyncOutcome::new(SyncState::InStep, None);
+        changed.attached = vec![change("net2"), change("net3")];
+        changed.detached = vec![change("net1")];
+        hotplug.count(&Ok(changed), Duration::from_millis(300));
+        hotplug.count(
+            &Ok(SyncOutcome::new(SyncState::InStep, None)),
+            Duration::from_millis(6),
+        );
+        hotplug.count(&Err("no binary".into()), Duration::from_millis(1));
+        let text = shared.metrics.encode();
+        for line in [
+            r#"multus_node_agent_hotplug_syncs_total{outcome="changed"} 1"#,
+            r#"multus_node_agent_hotplug_syncs_total{outcome="in_step"} 1"#,
+            r#"multus_node_agent_hotplug_syncs_total{outcome="error"} 1"#,
+            r#"multus_node_agent_hotplug_interfaces_total{change="attached"} 2"#,
+            r#"multus_node_agent_hotplug_interfaces_total{change="detached"} 1"#,
+            "multus_node_agent_hotplug_sync_duration_seconds_count 3",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
     }
 
     #[test]

@@ -4,9 +4,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::reports::ReportMetrics;
@@ -42,7 +45,33 @@ pub struct Metrics {
     pub plugin_token_fallback: Gauge,
     /// Unix time at which the plugin's current token expires.
     pub plugin_token_expiration: Gauge<f64, AtomicU64>,
+    /// Network hot-plug syncs, by outcome.
+    pub hotplug_syncs: Family<HotplugSyncLabels, Counter>,
+    /// Interfaces attached or detached by network hot-plug.
+    pub hotplug_interfaces: Family<HotplugChangeLabels, Counter>,
+    /// How long network hot-plug syncs took.
+    pub hotplug_sync_duration: Histogram,
 }
+
+/// `outcome` of a network hot-plug sync: `in_step` (nothing to do),
+/// `changed`, `no_sandbox`, `refused`, `failed`, `error` (the plugin
+/// could not be run or answered nothing usable).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HotplugSyncLabels {
+    /// How the sync ended.
+    pub outcome: &'static str,
+}
+
+/// `change` of an interface: `attached` or `detached`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct HotplugChangeLabels {
+    /// What happened to it.
+    pub change: &'static str,
+}
+
+/// Buckets of a hot-plug sync's duration (a no-op sync is milliseconds, an
+/// attach with IPAM a second or so).
+const HOTPLUG_SYNC_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -59,6 +88,9 @@ impl Default for Metrics {
         let plugin_token_request_failures = Counter::default();
         let plugin_token_fallback = Gauge::default();
         let plugin_token_expiration = Gauge::<f64, AtomicU64>::default();
+        let hotplug_syncs = Family::<HotplugSyncLabels, Counter>::default();
+        let hotplug_interfaces = Family::<HotplugChangeLabels, Counter>::default();
+        let hotplug_sync_duration = Histogram::new(HOTPLUG_SYNC_BUCKETS);
         registry.register(
             "reconciles",
             "Reconcile passes over the CNI conf dir",
@@ -109,6 +141,21 @@ impl Default for Metrics {
             "Unix time at which the plugin's current token expires",
             plugin_token_expiration.clone(),
         );
+        registry.register(
+            "hotplug_syncs",
+            "Network hot-plug syncs (multus sync-networks runs), by outcome",
+            hotplug_syncs.clone(),
+        );
+        registry.register(
+            "hotplug_interfaces",
+            "Interfaces attached or detached by network hot-plug",
+            hotplug_interfaces.clone(),
+        );
+        registry.register(
+            "hotplug_sync_duration_seconds",
+            "How long network hot-plug syncs took",
+            hotplug_sync_duration.clone(),
+        );
         Self {
             registry: root,
             reports,
@@ -122,6 +169,9 @@ impl Default for Metrics {
             plugin_token_request_failures,
             plugin_token_fallback,
             plugin_token_expiration,
+            hotplug_syncs,
+            hotplug_interfaces,
+            hotplug_sync_duration,
         }
     }
 }

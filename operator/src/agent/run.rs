@@ -217,6 +217,7 @@ pub async fn run_with<A: TokenApi + 'static>(
             &agent,
             settings,
             Arc::clone(&api.caches.pods),
+            Arc::clone(&shared),
             stop_rx.clone(),
         ),
         (Some(_), None) => {
@@ -365,6 +366,7 @@ fn start_hotplug(
     agent: &Agent,
     settings: &HotplugSettings,
     pods: Arc<local_api::Store>,
+    shared: Arc<Shared>,
     stop: channel::Receiver<bool>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let binary = match agent.settings.plugin_source() {
@@ -391,6 +393,7 @@ fn start_hotplug(
     let hotplug = hotplug::NetworkHotplug {
         runner,
         cri_socket: settings.cri_socket.clone(),
+        shared,
     };
     Some(tokio::spawn(hotplug.run(pods, stop)))
 }

@@ -93,3 +93,40 @@ pub async fn wait_agents_replaced(
     )
     .await
 }
+
+/// `GET /metrics` of the node agent on this node (its `port` on
+/// 127.0.0.1): the text, or why not.
+pub fn scrape_agent_metrics(port: u16) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let address = format!("127.0.0.1:{port}");
+    let mut stream =
+        std::net::TcpStream::connect(&address).map_err(|e| format!("{address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| e.to_string())?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("bad response {response:?}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(head.to_owned());
+    }
+    Ok(body.to_owned())
+}
+
+/// The value of the sample `series` (name and labels exactly as encoded)
+/// in the metrics `text`.
+pub fn metric_sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}

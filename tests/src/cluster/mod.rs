@@ -11,7 +11,10 @@ mod node;
 mod objects;
 mod pods;
 
-pub use agents::{agent_daemon_set, agent_pods, pod_uids, wait_agents_replaced};
+pub use agents::{
+    agent_daemon_set, agent_pods, metric_sample, pod_uids, scrape_agent_metrics,
+    wait_agents_replaced,
+};
 pub use chart::{helm_chart, install_privileged, remove_release, wait_operator_available};
 pub use dra::{DRA_DEVICE_ID_ATTRIBUTE, DRA_RESOURCE_NAME_ATTRIBUTE, TestDraDriver};
 pub use events::{
