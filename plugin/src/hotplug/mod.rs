@@ -243,12 +243,7 @@ impl AgentChild {
         let conf = crate::upkeep::multus_conf(&conf_bytes)
             .map_err(|e| HotplugError::Config(e.to_string()))?;
         crate::logging::init(Some(&conf));
-        let cni_path = cni_path
-            .unwrap_or_default()
-            .split(':')
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .collect();
+        let cni_path = crate::upkeep::split_cni_path(cni_path);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use multus_config::cni::args::CniArgs;
+use multus_config::cni::args::{CniArgs, PodArgs};
 use multus_config::hotplug::{
     InterfaceChange, REASON_HOTPLUG_FAILED, REASON_HOTPLUG_REFUSED, REASON_REMOVED_INTERFACE,
     SyncInput, SyncOutcome, SyncState,
@@ -157,12 +157,15 @@ fn sandbox_env(
     netns: &Path,
     cni_path: &[PathBuf],
 ) -> CniEnv {
-    let mut args = CniArgs::default();
-    args.set("IgnoreUnknown", "1");
-    args.set("K8S_POD_NAMESPACE", identity.namespace.clone());
-    args.set("K8S_POD_NAME", identity.name.clone());
-    args.set("K8S_POD_INFRA_CONTAINER_ID", sandbox);
-    args.set("K8S_POD_UID", identity.uid.clone());
+    let args = CniArgs::for_delegate(
+        PodArgs {
+            namespace: &identity.namespace,
+            name: &identity.name,
+            infra_container_id: sandbox,
+            uid: &identity.uid,
+        },
+        &CniArgs::default(),
+    );
     CniEnv {
         command,
         container_id: sandbox.to_owned(),

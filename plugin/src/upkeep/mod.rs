@@ -214,6 +214,17 @@ pub async fn api_client(conf: &MultusNetConf) -> Option<crate::k8s::K8sClient> {
     }
 }
 
+/// `CNI_PATH` as the agent passes it to its children, split (empty
+/// entries dropped).
+pub fn split_cni_path(cni_path: Option<&str>) -> Vec<PathBuf> {
+    cni_path
+        .unwrap_or_default()
+        .split(':')
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
 /// Runs one upkeep task; the JSON answer for stdout.
 pub fn run(
     args: &UpkeepArgs,
@@ -225,12 +236,7 @@ pub fn run(
     }
     let conf = multus_conf(stdin)?;
     crate::logging::init(Some(&conf));
-    let cni_path: Vec<PathBuf> = cni_path
-        .unwrap_or_default()
-        .split(':')
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .collect();
+    let cni_path = split_cni_path(cni_path);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
