@@ -70,88 +70,140 @@ fn links(sb: &Sandbox) -> Vec<String> {
     links
 }
 
+/// A pod `pod-<id>` (networks annotation `net-a`, UID `uid-<id>`) served
+/// by a fake API server with the NADs `net-a` and `net-b` (bridges on
+/// 10.97.<base+1>.0/24 and 10.97.<base+2>.0/24) and `extra`; its cluster
+/// network on 10.97.<base>.0/24; a fake runtime on `cri.sock`.
+struct World {
+    id: String,
+    sb: Sandbox,
+    data: std::path::PathBuf,
+    api: Shared,
+    conf: Value,
+    netns: std::path::PathBuf,
+    cri: std::path::PathBuf,
+    runtime: FakeRuntime,
+    net_b: Value,
+    _stops: (
+        tokio::sync::oneshot::Sender<()>,
+        tokio::sync::oneshot::Sender<()>,
+    ),
+}
+
+impl World {
+    fn new(id: &str, base: u8, extra: &[(&str, Value)]) -> Self {
+        let mut sb = Sandbox::new();
+        let data = sb.path("ipam");
+        let (br0, br1, br2) = (sb.bridge(), sb.bridge(), sb.bridge());
+        let subnet = |k: u8| format!("10.97.{}.0/24", base + k);
+        let cluster = bridge_conf("cluster", &br0, &subnet(0), &data);
+        let net_a = bridge_conf("net-a", &br1, &subnet(1), &data);
+        let net_b = bridge_conf("net-b", &br2, &subnet(2), &data);
+        let mut nads = vec![("default", "net-a", &net_a), ("default", "net-b", &net_b)];
+        nads.extend(
+            extra
+                .iter()
+                .map(|(name, config)| ("default", *name, config)),
+        );
+        let api = api_with(
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("pod-{id}"), "namespace": "default",
+                    "uid": format!("uid-{id}"), "annotations": {NETWORKS: "net-a"}},
+                "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
+                "status": {"podIP": format!("10.97.{base}.2")}
+            }),
+            &nads,
+        );
+        let (addr, stop_api) = serve(api.clone());
+        let conf = json!({
+            "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
+            "kubeconfig": write_kubeconfig(&sb, addr), "cniDir": sb.path("cache"),
+            "confDir": sb.path("none"), "delegates": [cluster]
+        });
+        let netns = sb.netns_path();
+        let cri = sb.path("cri.sock");
+        let runtime = FakeRuntime::default();
+        let stop_cri = serve_runtime(&cri, runtime.clone());
+        Self {
+            id: id.to_owned(),
+            sb,
+            data,
+            api,
+            conf,
+            netns,
+            cri,
+            runtime,
+            net_b,
+            _stops: (stop_api, stop_cri),
+        }
+    }
+
+    /// The runtime's ADD of the pod; then the runtime lists its sandbox.
+    fn add(&self) {
+        multus("ADD", &self.id, Some(&self.netns), &self.conf).assert_success("ADD");
+        self.runtime.sandboxes.lock().unwrap().insert(
+            format!("uid-{}", self.id),
+            (self.id.clone(), Some(self.netns.clone())),
+        );
+    }
+
+    /// Sets the pod's networks annotation and runs a sync; its outcome.
+    fn sync(&self, networks: &str) -> Value {
+        let pod = annotate(&self.api, networks);
+        sync(&self.conf, &pod, &self.cri)
+    }
+
+    fn del(&self) {
+        multus("DEL", &self.id, Some(&self.netns), &self.conf).assert_success("DEL");
+    }
+}
+
 #[test]
 fn annotation_edits_attach_and_detach_networks_of_a_running_pod() {
     if !multus_e2e::root_or_skip("annotation_edits_attach_and_detach_networks_of_a_running_pod") {
         return;
     }
-    let mut sb = Sandbox::new();
-    let data = sb.path("ipam");
-    let (br0, br1, br2) = (sb.bridge(), sb.bridge(), sb.bridge());
-    let cluster = bridge_conf("cluster", &br0, "10.97.0.0/24", &data);
-    let net_a = bridge_conf("net-a", &br1, "10.97.1.0/24", &data);
-    let net_b = bridge_conf("net-b", &br2, "10.97.2.0/24", &data);
     let bad = json!({"cniVersion": "1.0.0", "name": "bad", "type": "e2e-no-such-plugin"});
-    let api = api_with(
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "pod-c1", "namespace": "default", "uid": "uid-c1",
-                "annotations": {NETWORKS: "net-a"}},
-            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
-            "status": {"podIP": "10.97.0.2"}
-        }),
-        &[
-            ("default", "net-a", &net_a),
-            ("default", "net-b", &net_b),
-            ("default", "bad", &bad),
-        ],
-    );
-    let (addr, _stop_api) = serve(api.clone());
-    let kubeconfig = write_kubeconfig(&sb, addr);
-    let cache_dir = sb.path("cache");
-    let conf = json!({
-        "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
-        "kubeconfig": kubeconfig, "cniDir": cache_dir, "confDir": sb.path("none"),
-        "delegates": [cluster]
-    });
-    let netns = sb.netns_path();
-    let cri = sb.path("cri.sock");
-    let fake = FakeRuntime::default();
-    let _stop_cri = serve_runtime(&cri, fake.clone());
+    let w = World::new("c1", 0, &[("bad", bad)]);
+    let cache_dir = w.sb.path("cache");
 
     // Not created yet: nothing to do.
-    let pod = api.lock().unwrap().pod.clone();
-    let outcome = sync(&conf, &pod, &cri);
+    let outcome = w.sync("net-a");
     assert_eq!(outcome["state"], "NoSandbox", "{outcome}");
 
-    multus("ADD", "c1", Some(&netns), &conf).assert_success("ADD");
-    fake.sandboxes
-        .lock()
-        .unwrap()
-        .insert("uid-c1".into(), ("c1".into(), Some(netns.clone())));
-    assert_eq!(links(&sb), ["eth0", "lo", "net1"]);
-    let first_a = sb.addresses("net1").unwrap();
+    w.add();
+    assert_eq!(links(&w.sb), ["eth0", "lo", "net1"]);
+    let first_a = w.sb.addresses("net1").unwrap();
 
     // In step: nothing changes, nothing is written.
-    let pod = annotate(&api, "net-a");
-    let outcome = sync(&conf, &pod, &cri);
+    let outcome = w.sync("net-a");
     assert_eq!(outcome["state"], "InStep", "{outcome}");
     assert!(outcome.get("attached").is_none(), "{outcome}");
-    assert!(events(&api).is_empty(), "{:?}", events(&api));
+    assert!(events(&w.api).is_empty(), "{:?}", events(&w.api));
 
     // Added: net2, the name ADD would have given it.
-    let pod = annotate(&api, "net-a,net-b");
-    let outcome = sync(&conf, &pod, &cri);
+    let outcome = w.sync("net-a,net-b");
     assert_eq!(outcome["state"], "InStep", "{outcome}");
     assert_eq!(
         outcome["attached"],
         json!([{"network": "default/net-b", "interface": "net2"}])
     );
-    assert_eq!(links(&sb), ["eth0", "lo", "net1", "net2"]);
-    let b_addrs = sb.addresses("net2").unwrap();
+    assert_eq!(links(&w.sb), ["eth0", "lo", "net1", "net2"]);
+    let b_addrs = w.sb.addresses("net2").unwrap();
     assert!(
         b_addrs.iter().any(|a| a.starts_with("10.97.2.")),
         "{b_addrs:?}"
     );
     assert_eq!(
-        last_status(&api),
+        last_status(&w.api),
         [
             ("cluster".to_owned(), "eth0".to_owned()),
             ("default/net-a".to_owned(), "net1".to_owned()),
             ("default/net-b".to_owned(), "net2".to_owned())
         ]
     );
-    let added = events(&api);
+    let added = events(&w.api);
     assert!(
         added
             .iter()
@@ -160,30 +212,28 @@ fn annotation_edits_attach_and_detach_networks_of_a_running_pod() {
     );
 
     // Removed: net1 goes, its address is released.
-    let leases_before = allocations(&data);
-    let pod = annotate(&api, "net-b");
-    let outcome = sync(&conf, &pod, &cri);
+    let leases_before = allocations(&w.data);
+    let outcome = w.sync("net-b");
     assert_eq!(
         outcome["detached"],
         json!([{"network": "default/net-a", "interface": "net1"}]),
         "{outcome}"
     );
-    assert_eq!(links(&sb), ["eth0", "lo", "net2"]);
-    let leases = allocations(&data);
+    assert_eq!(links(&w.sb), ["eth0", "lo", "net2"]);
+    let leases = allocations(&w.data);
     assert_eq!(leases.len(), leases_before.len() - 1, "{leases:?}");
     let a_ip = first_a[0].split('/').next().unwrap().to_owned();
     assert!(!leases.contains(&a_ip), "{a_ip} still leased: {leases:?}");
     assert!(
-        events(&api)
+        events(&w.api)
             .iter()
             .any(|(r, m)| r == "RemovedInterface" && m.contains("net1")),
         "{:?}",
-        events(&api)
+        events(&w.api)
     );
 
     // A missing NAD: nothing changes, the Event names it.
-    let pod = annotate(&api, "net-b,missing");
-    let outcome = sync(&conf, &pod, &cri);
+    let outcome = w.sync("net-b,missing");
     assert_eq!(outcome["state"], "Failed", "{outcome}");
     assert!(
         outcome["message"]
@@ -192,55 +242,55 @@ fn annotation_edits_attach_and_detach_networks_of_a_running_pod() {
             .contains("default/missing"),
         "{outcome}"
     );
-    assert_eq!(links(&sb), ["eth0", "lo", "net2"]);
+    assert_eq!(links(&w.sb), ["eth0", "lo", "net2"]);
     assert!(
-        events(&api)
+        events(&w.api)
             .iter()
             .any(|(r, m)| r == "NetworkHotplugFailed" && m.contains("missing")),
         "{:?}",
-        events(&api)
+        events(&w.api)
     );
 
     // A plugin that fails: rolled back, nothing leaked.
-    let leases_before = allocations(&data);
-    let pod = annotate(&api, "net-a,net-b,bad");
-    let outcome = sync(&conf, &pod, &cri);
+    let leases_before = allocations(&w.data);
+    let outcome = w.sync("net-a,net-b,bad");
     assert_eq!(outcome["state"], "Failed", "{outcome}");
     assert!(
         outcome["message"].as_str().unwrap().contains("default/bad"),
         "{outcome}"
     );
-    assert_eq!(links(&sb), ["eth0", "lo", "net2"], "net-a rolled back too");
-    assert_eq!(allocations(&data), leases_before);
+    assert_eq!(
+        links(&w.sb),
+        ["eth0", "lo", "net2"],
+        "net-a rolled back too"
+    );
+    assert_eq!(allocations(&w.data), leases_before);
 
     // net-a again: position 1 → net1 is free again.
-    let pod = annotate(&api, "net-a,net-b");
-    let outcome = sync(&conf, &pod, &cri);
+    let outcome = w.sync("net-a,net-b");
     assert_eq!(
         outcome["attached"],
         json!([{"network": "default/net-a", "interface": "net1"}]),
         "{outcome}"
     );
     // And a requested name.
-    let pod = annotate(
-        &api,
-        r#"[{"name":"net-a"},{"name":"net-b"},{"name":"net-a","interface":"hp0"}]"#,
-    );
-    let outcome = sync(&conf, &pod, &cri);
+    let outcome =
+        w.sync(r#"[{"name":"net-a"},{"name":"net-b"},{"name":"net-a","interface":"hp0"}]"#);
     assert_eq!(
         outcome["attached"],
         json!([{"network": "default/net-a", "interface": "hp0"}]),
         "{outcome}"
     );
-    assert_eq!(links(&sb), ["eth0", "hp0", "lo", "net1", "net2"]);
+    assert_eq!(links(&w.sb), ["eth0", "hp0", "lo", "net1", "net2"]);
 
     // The pod's DEL releases everything, hot-plugged networks included.
-    multus("DEL", "c1", Some(&netns), &conf).assert_success("DEL");
-    assert_eq!(allocations(&data), Vec::<String>::new());
+    w.del();
+    assert_eq!(allocations(&w.data), Vec::<String>::new());
     assert!(!cache_dir.join("c1").exists());
     assert!(!cache_dir.join("locks").join("c1").exists());
     // After DEL: no cache, the sandbox still listed: refused, quietly not.
-    let outcome = sync(&conf, &pod, &cri);
+    let outcome =
+        w.sync(r#"[{"name":"net-a"},{"name":"net-b"},{"name":"net-a","interface":"hp0"}]"#);
     assert_eq!(outcome["state"], "Refused", "{outcome}");
 }
 
@@ -318,40 +368,12 @@ fn bench_no_op_sync() {
     if !multus_e2e::root_or_skip("bench_no_op_sync") {
         return;
     }
-    let mut sb = Sandbox::new();
-    let data = sb.path("ipam");
-    let (br0, br1) = (sb.bridge(), sb.bridge());
-    let cluster = bridge_conf("cluster", &br0, "10.97.5.0/24", &data);
-    let net_a = bridge_conf("net-a", &br1, "10.97.6.0/24", &data);
-    let api = api_with(
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "pod-b1", "namespace": "default", "uid": "uid-b1",
-                "annotations": {NETWORKS: "net-a"}},
-            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
-            "status": {"podIP": "10.97.5.2"}
-        }),
-        &[("default", "net-a", &net_a)],
-    );
-    let (addr, _stop_api) = serve(api.clone());
-    let conf = json!({
-        "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
-        "kubeconfig": write_kubeconfig(&sb, addr), "cniDir": sb.path("cache"),
-        "confDir": sb.path("none"), "delegates": [cluster]
-    });
-    let netns = sb.netns_path();
-    let cri = sb.path("cri.sock");
-    let fake = FakeRuntime::default();
-    let _stop_cri = serve_runtime(&cri, fake.clone());
-    multus("ADD", "b1", Some(&netns), &conf).assert_success("ADD");
-    fake.sandboxes
-        .lock()
-        .unwrap()
-        .insert("uid-b1".into(), ("b1".into(), Some(netns.clone())));
+    let w = World::new("b1", 5, &[]);
+    w.add();
     // The pod as the agent sees it after ADD: with its network-status.
-    let (patch, _) = network_status_patch(&api);
+    let (patch, _) = network_status_patch(&w.api);
     let pod = {
-        let mut api = api.lock().unwrap();
+        let mut api = w.api.lock().unwrap();
         api.pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"] =
             patch["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"].clone();
         api.requests.clear();
@@ -360,12 +382,12 @@ fn bench_no_op_sync() {
     let mut times = Vec::new();
     for _ in 0..50 {
         let start = std::time::Instant::now();
-        let outcome = sync(&conf, &pod, &cri);
+        let outcome = sync(&w.conf, &pod, &w.cri);
         times.push(start.elapsed());
         assert_eq!(outcome["state"], "InStep", "{outcome}");
     }
     times.sort();
-    let requests = api.lock().unwrap().requests.len();
+    let requests = w.api.lock().unwrap().requests.len();
     assert_eq!(requests, 0, "a no-op sync asks the API server nothing");
     eprintln!(
         "no-op sync-networks, 50 runs: median {:.1} ms, p90 {:.1} ms, max {:.1} ms; API requests: {requests}",
@@ -373,7 +395,7 @@ fn bench_no_op_sync() {
         times[45].as_secs_f64() * 1e3,
         times[49].as_secs_f64() * 1e3
     );
-    multus("DEL", "b1", Some(&netns), &conf).assert_success("DEL");
+    w.del();
 }
 
 /// Runs `multus delegate` (upstream's delegate API) as the agent does.
@@ -408,65 +430,34 @@ fn networks_added_through_the_delegate_api_are_left_alone() {
     if !multus_e2e::root_or_skip("networks_added_through_the_delegate_api_are_left_alone") {
         return;
     }
-    let mut sb = Sandbox::new();
-    let data = sb.path("ipam");
-    let (br0, br1, br2) = (sb.bridge(), sb.bridge(), sb.bridge());
-    let cluster = bridge_conf("cluster", &br0, "10.97.8.0/24", &data);
-    let net_a = bridge_conf("net-a", &br1, "10.97.9.0/24", &data);
-    let net_b = bridge_conf("net-b", &br2, "10.97.10.0/24", &data);
-    let api = api_with(
-        json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "pod-d1", "namespace": "default", "uid": "uid-d1",
-                "annotations": {NETWORKS: "net-a"}},
-            "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]},
-            "status": {"podIP": "10.97.8.2"}
-        }),
-        &[("default", "net-a", &net_a), ("default", "net-b", &net_b)],
-    );
-    let (addr, _stop_api) = serve(api.clone());
-    let conf = json!({
-        "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
-        "kubeconfig": write_kubeconfig(&sb, addr), "cniDir": sb.path("cache"),
-        "confDir": sb.path("none"), "delegates": [cluster]
-    });
-    let netns = sb.netns_path();
-    let cri = sb.path("cri.sock");
-    let fake = FakeRuntime::default();
-    let _stop_cri = serve_runtime(&cri, fake.clone());
-    multus("ADD", "d1", Some(&netns), &conf).assert_success("ADD");
-    fake.sandboxes
-        .lock()
-        .unwrap()
-        .insert("uid-d1".into(), ("d1".into(), Some(netns.clone())));
+    let w = World::new("d1", 8, &[]);
+    w.add();
 
     // A client of upstream's delegate API adds net-b on dyn0.
     delegate(&json!({
-        "multusConfig": conf,
+        "multusConfig": w.conf,
         "request": {
-            "command": "ADD", "containerID": "d1", "netns": netns, "ifname": "dyn0",
+            "command": "ADD", "containerID": "d1", "netns": w.netns, "ifname": "dyn0",
             "cniArgs": "K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-d1;K8S_POD_UID=uid-d1",
             "podNamespace": "default", "podName": "pod-d1", "podUid": "uid-d1",
-            "config": net_b, "network": "default/net-b"
+            "config": w.net_b, "network": "default/net-b"
         }
     }));
-    assert_eq!(links(&sb), ["dyn0", "eth0", "lo", "net1"]);
+    assert_eq!(links(&w.sb), ["dyn0", "eth0", "lo", "net1"]);
 
     // The annotation did not change: in step, dyn0 kept.
-    let pod = annotate(&api, "net-a");
-    let outcome = sync(&conf, &pod, &cri);
+    let outcome = w.sync("net-a");
     assert_eq!(outcome["state"], "InStep", "{outcome}");
     assert!(outcome.get("detached").is_none(), "{outcome}");
     // An edit of the annotation detaches only the annotation's networks.
-    let pod = annotate(&api, "");
-    let outcome = sync(&conf, &pod, &cri);
+    let outcome = w.sync("");
     assert_eq!(
         outcome["detached"],
         json!([{"network": "default/net-a", "interface": "net1"}]),
         "{outcome}"
     );
-    assert_eq!(links(&sb), ["dyn0", "eth0", "lo"]);
+    assert_eq!(links(&w.sb), ["dyn0", "eth0", "lo"]);
 
-    multus("DEL", "d1", Some(&netns), &conf).assert_success("DEL");
-    assert_eq!(allocations(&data), Vec::<String>::new());
+    w.del();
+    assert_eq!(allocations(&w.data), Vec::<String>::new());
 }
